@@ -1,0 +1,333 @@
+"""Renders the CustomResourceDefinitions from the pydantic models.
+
+The models are the source of truth; `crds/` and the chart's copy are this module's output
+(a test keeps them identical). CEL rules carry the cross-field and transition checks so the
+API server, not the operator, rejects bad input with a readable message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from scaleset_operator.models import imageversion, scaleset
+from scaleset_operator.models.durations import ISO8601_DURATION
+from scaleset_operator.models.imageversion import ImageVersionSpec
+from scaleset_operator.models.scaleset import GROUP, VERSION, ScaleSetSpec
+from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.models.versions import DOTTED_VERSION
+
+Schema = dict[str, Any]
+
+# Readable messages for the patterns the models declare; the API server's own pattern
+# message would print the raw regular expression.
+_PATTERN_MESSAGES = {
+    ISO8601_DURATION: "must be an ISO 8601 duration such as PT5M, PT30S or PT1H",
+    DOTTED_VERSION: "must be a dotted numeric version such as 1.2.3",
+    r"^(latest|[0-9]{1,9}(\.[0-9]{1,9}){0,3})$": (
+        "must be 'latest' or a dotted numeric version such as 1.2.3"
+    ),
+}
+
+_PLATFORM_OR_GALLERY = (
+    "(has(self.publisher) && has(self.offer) && has(self.sku) && !has(self.gallery) && "
+    "!has(self.{gimage})) || (!has(self.publisher) && !has(self.offer) && !has(self.sku) && "
+    "has(self.gallery) && has(self.{gimage}))"
+)
+
+
+def _opt(field: str, obj: str = "self") -> str:
+    return f"(has({obj}.{field}) ? {obj}.{field} : '')"
+
+
+def _immutable(fields: list[str]) -> str:
+    return " && ".join(f"{_opt(f)} == {_opt(f, 'oldSelf')}" for f in fields)
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = defs[node["$ref"].split("/")[-1]]
+            merged = {**_inline(target, defs), **{k: v for k, v in node.items() if k != "$ref"}}
+            return _inline(merged, defs)
+        any_of = node.get("anyOf")
+        if isinstance(any_of, list):
+            # Optional[X] -> X: we never store nulls, the field is simply left out.
+            non_null = [s for s in any_of if s.get("type") != "null"]
+            if len(non_null) == 1:
+                rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+                return _inline({**non_null[0], **rest}, defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k not in ("$defs", "title")}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
+    """Turns pydantic's JSON schema into a structural OpenAPI v3 schema."""
+    out: Schema = {}
+    kind = node.get("type")
+    if kind == "object" or "properties" in node or "additionalProperties" in node:
+        out["type"] = "object"
+        props = node.get("properties")
+        if props:
+            required = set(node.get("required", []))
+            out["properties"] = {}
+            for name, sub in props.items():
+                child = _structural(sub, spec_defaults=spec_defaults)
+                if (
+                    spec_defaults
+                    and name not in required
+                    and child.get("type") == "object"
+                    and "properties" in child
+                    and "default" not in child
+                ):
+                    # An absent block still gets its fields' defaults.
+                    child["default"] = {}
+                out["properties"][name] = child
+            if required:
+                out["required"] = sorted(required)
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and extra:
+            out["additionalProperties"] = _structural(extra, spec_defaults=spec_defaults)
+        elif not props:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+    elif kind == "array":
+        out["type"] = "array"
+        out["items"] = _structural(node.get("items", {}), spec_defaults=spec_defaults)
+    elif kind is None and "enum" in node:
+        out["type"] = "string"
+    elif kind is not None:
+        out["type"] = kind
+    elif not node:
+        return {"x-kubernetes-preserve-unknown-fields": True}
+    for key in ("description", "enum", "minimum", "maximum", "minLength", "maxLength"):
+        if key in node:
+            out[key] = node[key]
+    if "exclusiveMinimum" in node:
+        out["minimum"] = node["exclusiveMinimum"] + 1
+    if spec_defaults and "default" in node and not isinstance(node["default"], dict | list):
+        out["default"] = node["default"]
+    pattern = node.get("pattern")
+    if pattern is not None:
+        out.setdefault("maxLength", 64)
+        rule = f"self.matches({_cel_string(pattern)})"
+        if pattern == ISO8601_DURATION:
+            # The expression alone would accept the empty designators `P` and `PT`.
+            rule += " && self != 'P' && !self.endsWith('T')"
+        out["x-kubernetes-validations"] = [{"rule": rule, "message": _PATTERN_MESSAGES[pattern]}]
+    return out
+
+
+def _cel_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _schema_of(model: type[BaseModel], *, spec_defaults: bool) -> Schema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    inlined = _inline(raw, raw.get("$defs", {}))
+    return _structural(inlined, spec_defaults=spec_defaults)
+
+
+def _add_rules(node: Schema, rules: list[dict[str, str]]) -> None:
+    node.setdefault("x-kubernetes-validations", []).extend(rules)
+
+
+def scaleset_crd() -> Schema:
+    spec = _schema_of(ScaleSetSpec, spec_defaults=True)
+    status = _schema_of(ScaleSetStatus, spec_defaults=False)
+    props = spec["properties"]
+    image_ref = props["imageReference"]
+    _add_rules(
+        image_ref,
+        [
+            {
+                "rule": _PLATFORM_OR_GALLERY.format(gimage="image"),
+                "message": "imageReference needs publisher, offer and sku (a platform image) "
+                "or gallery and image (a gallery image), not both",
+            },
+            {
+                "rule": _immutable(["publisher", "offer", "gallery", "image"]),
+                "message": "imageReference publisher and offer (or gallery and image) cannot "
+                "change after creation; only sku and version may change",
+            },
+        ],
+    )
+    rolling = props["upgradePolicy"]["properties"]["rollingUpgradePolicy"]
+    _add_rules(
+        rolling,
+        [
+            {
+                "rule": "self.maxBatchInstancePercent <= self.maxUnhealthyInstancePercent",
+                "message": "maxBatchInstancePercent must not be above maxUnhealthyInstancePercent",
+            }
+        ],
+    )
+    probe = props["healthProbe"]
+    _add_rules(
+        probe,
+        [
+            {
+                "rule": "self.source != 'LoadBalancer' || has(self.serviceName)",
+                "message": "healthProbe.serviceName is required when source is LoadBalancer",
+            },
+            {
+                "rule": "self.source != 'ApplicationHealth' || has(self.conditionType)",
+                "message": "healthProbe.conditionType is required when source is ApplicationHealth",
+            },
+        ],
+    )
+    props["template"]["description"] = (
+        "Pod template of every instance (Azure's virtualMachineProfile). The OS container's "
+        "image is set by the operator from imageReference."
+    )
+    props["template"]["x-kubernetes-validations"] = [
+        {
+            "rule": "has(self.spec) && has(self.spec.containers) && size(self.spec.containers) > 0",
+            "message": "template.spec.containers must list at least one container "
+            "(the OS container)",
+        }
+    ]
+    _add_rules(
+        spec,
+        [
+            {
+                "rule": "!self.upgradePolicy.automaticOSUpgradePolicy.enableAutomaticOSUpgrade "
+                "|| self.imageReference.version == 'latest'",
+                "message": "imageReference.version must be 'latest' when "
+                "automaticOSUpgradePolicy.enableAutomaticOSUpgrade is true",
+            },
+            {
+                "rule": "!has(self.osContainerName) || "
+                "self.template.spec.containers.exists(c, c.name == self.osContainerName)",
+                "message": "osContainerName must name one of template.spec.containers",
+            },
+        ],
+    )
+    return _crd(
+        plural=scaleset.PLURAL,
+        kind=scaleset.KIND,
+        scope="Namespaced",
+        short_names=["vmss"],
+        spec=spec,
+        status=status,
+        columns=[
+            ("Capacity", "integer", ".spec.capacity", "Desired instances"),
+            ("Ready", "integer", ".status.readyInstances", "Healthy instances"),
+            ("Latest-Model", "integer", ".status.latestModelInstances", "On the latest model"),
+            ("Image-Version", "string", ".status.currentImageVersion", "Model image version"),
+            ("Upgrade", "string", ".status.upgradeState", "Latest OS upgrade state"),
+        ],
+        scale=True,
+    )
+
+
+def imageversion_crd() -> Schema:
+    spec = _schema_of(ImageVersionSpec, spec_defaults=True)
+    _add_rules(
+        spec,
+        [
+            {
+                "rule": _PLATFORM_OR_GALLERY.format(gimage="galleryImage"),
+                "message": "an ImageVersion needs publisher, offer and sku, or gallery and "
+                "galleryImage, not both",
+            },
+            {
+                "rule": _immutable(["publisher", "offer", "sku", "gallery", "galleryImage"])
+                + " && self.version == oldSelf.version && self.image == oldSelf.image",
+                "message": "a published version is immutable: only excludeFromLatest, "
+                "targetRegions and publishedDate may change",
+            },
+        ],
+    )
+    return _crd(
+        plural=imageversion.PLURAL,
+        kind=imageversion.KIND,
+        scope="Cluster",
+        short_names=["imgver"],
+        spec=spec,
+        status=None,
+        columns=[
+            ("Publisher", "string", ".spec.publisher", ""),
+            ("Offer", "string", ".spec.offer", ""),
+            ("Sku", "string", ".spec.sku", ""),
+            ("Gallery", "string", ".spec.gallery", ""),
+            ("Version", "string", ".spec.version", ""),
+            ("Image", "string", ".spec.image", ""),
+            ("Excluded", "boolean", ".spec.excludeFromLatest", "Excluded from latest"),
+        ],
+        scale=False,
+    )
+
+
+def _crd(
+    *,
+    plural: str,
+    kind: str,
+    scope: str,
+    short_names: list[str],
+    spec: Schema,
+    status: Schema | None,
+    columns: list[tuple[str, str, str, str]],
+    scale: bool,
+) -> Schema:
+    properties: Schema = {"spec": spec}
+    subresources: Schema = {}
+    if status is not None:
+        properties["status"] = status
+        subresources["status"] = {}
+    if scale:
+        subresources["scale"] = {
+            "specReplicasPath": ".spec.capacity",
+            "statusReplicasPath": ".status.capacity",
+            "labelSelectorPath": ".status.selector",
+        }
+    version: Schema = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "required": ["spec"],
+                "properties": properties,
+            }
+        },
+        "additionalPrinterColumns": [
+            {"name": n, "type": t, "jsonPath": p, **({"description": d} if d else {})}
+            for n, t, p, d in columns
+        ]
+        + [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
+    }
+    if subresources:
+        version["subresources"] = subresources
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "shortNames": short_names,
+                "categories": ["scaleset"],
+            },
+            "scope": scope,
+            "versions": [version],
+        },
+    }
+
+
+def render_all() -> dict[str, str]:
+    """File name -> YAML text, exactly what `crds/` holds."""
+    out = {}
+    for crd in (scaleset_crd(), imageversion_crd()):
+        name = crd["metadata"]["name"]
+        header = "# Generated from the pydantic models by `scaleset-operator crds`; do not edit.\n"
+        out[f"{name}.yaml"] = header + yaml.safe_dump(crd, sort_keys=False, width=100)
+    return out

@@ -1,0 +1,85 @@
+"""An instance (pod) as the planner sees it, and the labels and annotations it carries.
+
+The controller's per-instance memory lives in pod annotations, so a restarted operator
+knows what each instance ran before its upgrade and when that upgrade began.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from scaleset_operator.models.base import ApiModel
+from scaleset_operator.models.scaleset import GROUP
+
+LABEL_SCALESET = f"{GROUP}/scaleset"
+LABEL_INSTANCE_ID = f"{GROUP}/instance-id"
+ANNOTATION_IMAGE_URN = f"{GROUP}/image"
+ANNOTATION_MODEL_HASH = f"{GROUP}/model-hash"
+ANNOTATION_UPGRADE = f"{GROUP}/os-upgrade"
+ANNOTATION_PROTECT = f"{GROUP}/protect-from-scale-set-actions"
+ANNOTATION_SURGE_FOR = f"{GROUP}/surge-for"
+# On the ScaleSet: requests from the CLI, each with a unique id so replays are harmless.
+ANNOTATION_START = f"{GROUP}/rolling-upgrade-start"
+ANNOTATION_CANCEL = f"{GROUP}/rolling-upgrade-cancel"
+ANNOTATION_UPDATE_INSTANCES = f"{GROUP}/update-instances"
+
+
+class Request(ApiModel):
+    """A user's request written by the CLI as a ScaleSet annotation (JSON)."""
+
+    id: str
+    action: str
+    at: str
+    instance_ids: list[str] = Field(default_factory=list)
+
+
+class UpgradePhase(StrEnum):
+    UPGRADING = "Upgrading"
+    ROLLING_BACK = "RollingBack"
+
+
+class UpgradeMark(ApiModel):
+    """Pod annotation written in the same patch that changes its image."""
+
+    run: str
+    phase: UpgradePhase
+    previous_image: str
+    previous_version: str | None = None
+    target_version: str
+    started_at: str
+
+
+class ContainerState(ApiModel):
+    name: str
+    image: str
+    ready: bool = False
+    restart_count: int = 0
+    waiting_reason: str | None = None
+    running: bool = False
+
+
+class Instance(ApiModel):
+    """One pod of a scale set, reduced to what decisions need."""
+
+    instance_id: int
+    name: str
+    uid: str = ""
+    os_image: str
+    image_urn: str | None = None
+    model_hash: str | None = None
+    protected: bool = False
+    deleting: bool = False
+    phase: str | None = None
+    ready: bool = False
+    ready_since: str | None = None
+    created_at: str | None = None
+    node_name: str | None = None
+    zone: str | None = None
+    os_status: ContainerState | None = None
+    gate_ready: bool | None = None
+    endpoint_ready: bool | None = None
+    upgrade: UpgradeMark | None = None
+    surge_for: int | None = None
+    extra_conditions: dict[str, str] = Field(default_factory=dict)

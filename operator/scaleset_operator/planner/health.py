@@ -1,0 +1,115 @@
+"""Health verdicts: is an instance running the image it should, and ready by its health source?
+
+Verified, not assumed: a Ready condition left over from the previous container does not count
+while the container status still reports the previous image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from scaleset_operator.models.instance import Instance
+from scaleset_operator.models.scaleset import HealthProbe, HealthSource
+
+# Waiting reasons after which the container will not become healthy on its own in time;
+# waiting out the whole health window would only delay the rollback.
+FAIL_FAST_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "ErrImageNeverPull",
+    }
+)
+
+
+class HealthState(StrEnum):
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+    INITIALIZING = "Initializing"
+    UNKNOWN = "Unknown"
+
+
+@dataclass(frozen=True)
+class HealthVerdict:
+    state: HealthState
+    reason: str
+    fail_fast: bool = False
+
+    @property
+    def healthy(self) -> bool:
+        return self.state is HealthState.HEALTHY
+
+
+def normalize_image(image: str) -> str:
+    """Kubelets report `docker.io/library/nginx:1.25` for a spec image of `nginx:1.25`."""
+    name = image
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    if "/" not in name.split(":")[0] and name.startswith("library/"):
+        name = name[len("library/") :]
+    return name
+
+
+def same_image(a: str, b: str) -> bool:
+    return normalize_image(a) == normalize_image(b)
+
+
+def verdict(
+    inst: Instance | None,
+    probe: HealthProbe,
+    now: datetime,
+    *,
+    expected_image: str | None = None,
+    since: datetime | None = None,
+    grace: timedelta = timedelta(0),
+) -> HealthVerdict:
+    """`expected_image` defaults to the instance's own spec image; `since` starts the grace."""
+    if inst is None:
+        return HealthVerdict(HealthState.UNKNOWN, "InstanceMissing")
+    if inst.deleting:
+        return HealthVerdict(HealthState.UNKNOWN, "InstanceDeleting")
+    in_grace = since is not None and now < since + grace
+    expected = expected_image or inst.os_image
+    status = inst.os_status
+    if status is None or inst.phase in (None, "Unknown"):
+        if in_grace:
+            return HealthVerdict(HealthState.INITIALIZING, "NoStatusYet")
+        return HealthVerdict(HealthState.UNKNOWN, "NoContainerStatus")
+    if not same_image(inst.os_image, expected):
+        return HealthVerdict(HealthState.UNHEALTHY, "NotOnExpectedImage")
+    if not same_image(status.image, expected):
+        # The restart onto the new image has not been reported yet.
+        if in_grace:
+            return HealthVerdict(HealthState.INITIALIZING, "ContainerRestarting")
+        return HealthVerdict(HealthState.UNHEALTHY, "ContainerStillOnPreviousImage")
+    if status.waiting_reason in FAIL_FAST_REASONS:
+        return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "", fail_fast=True)
+    if inst.phase == "Failed":
+        return HealthVerdict(HealthState.UNHEALTHY, "PodFailed", fail_fast=True)
+    signal = _source_ready(inst, probe)
+    if signal is None:
+        return HealthVerdict(HealthState.UNKNOWN, "NoHealthSignal")
+    if signal and status.ready:
+        return HealthVerdict(HealthState.HEALTHY, "Ready")
+    if in_grace:
+        return HealthVerdict(HealthState.INITIALIZING, "InGracePeriod")
+    return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "NotReady")
+
+
+def _source_ready(inst: Instance, probe: HealthProbe) -> bool | None:
+    if probe.source is HealthSource.LOAD_BALANCER:
+        return inst.endpoint_ready
+    if probe.source is HealthSource.APPLICATION_HEALTH:
+        return inst.gate_ready
+    return inst.ready
+
+
+def counts_as_unhealthy(v: HealthVerdict) -> bool:
+    """For the unhealthy budgets: Unknown counts against them, Initializing does not (yet)."""
+    return v.state in (HealthState.UNHEALTHY, HealthState.UNKNOWN)

@@ -1,0 +1,45 @@
+"""The planner's input and output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scaleset_operator.models.imageversion import CatalogEntry
+from scaleset_operator.models.instance import Instance, Request
+from scaleset_operator.models.scaleset import ScaleSetSpec
+from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.planner.actions import Action, EmitEvent
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """Operator-wide settings the planner needs (from flags or the chart's values)."""
+
+    automatic_upgrade_delay: timedelta = timedelta(seconds=5)
+    fail_fast: bool = True
+    history_limit: int = 5
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One consistent snapshot of a scale set and everything its decisions depend on."""
+
+    name: str
+    namespace: str
+    generation: int | None
+    spec: ScaleSetSpec
+    status: ScaleSetStatus
+    instances: tuple[Instance, ...]
+    catalog: tuple[CatalogEntry, ...]
+    now: datetime
+    requests: tuple[Request, ...] = ()
+    settings: PlannerSettings = field(default_factory=PlannerSettings)
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    status: ScaleSetStatus
+    events: tuple[EmitEvent, ...]
+    requeue_after: float | None

@@ -1,0 +1,926 @@
+"""The planner: observe -> plan. One pass decides one step and the whole new status.
+
+Order of a pass: resolve the model image, keep the instance count, start/advance/finish the
+OS upgrade, bring out-of-date instances to the model (per upgrade mode), then summarise status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scaleset_operator.catalog.resolve import is_newer, pin, resolve, resolve_latest
+from scaleset_operator.models.durations import parse_duration
+from scaleset_operator.models.instance import Instance, Request, UpgradeMark, UpgradePhase
+from scaleset_operator.models.scaleset import LATEST, ScaleSetSpec, UpgradeMode
+from scaleset_operator.models.status import (
+    ApiError,
+    ApiErrorBase,
+    Batch,
+    ErrorCode,
+    PendingUpgrade,
+    ResolvedImage,
+    RunningStatusCode,
+    ScaleSetStatus,
+    StartedBy,
+    UpgradeRun,
+)
+from scaleset_operator.planner import conditions as cond
+from scaleset_operator.planner.actions import (
+    Action,
+    CreateInstance,
+    DeleteInstance,
+    EmitEvent,
+    SetInstanceImage,
+)
+from scaleset_operator.planner.batches import batch_size, exceeds, next_batch
+from scaleset_operator.planner.health import HealthVerdict, counts_as_unhealthy, verdict
+from scaleset_operator.planner.history import record_history, rolling_upgrade_status
+from scaleset_operator.planner.model import model_hash
+from scaleset_operator.planner.observed import Observed, Plan
+from scaleset_operator.planner.timefmt import parse_stamp, stamp
+
+NORMAL = "Normal"
+WARNING = "Warning"
+_FAULTED_MEMORY = 20
+_REQUEST_MEMORY = 20
+
+
+@dataclass
+class _Pass:
+    """Scratch state of one planning pass."""
+
+    obs: Observed
+    status: ScaleSetStatus
+    actions: list[Action] = field(default_factory=list)
+    events: list[EmitEvent] = field(default_factory=list)
+    wake_at: list[datetime] = field(default_factory=list)
+    touched: set[int] = field(default_factory=set)
+
+    @property
+    def now(self) -> datetime:
+        return self.obs.now
+
+    @property
+    def now_s(self) -> str:
+        return stamp(self.obs.now)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(EmitEvent(type_, reason, message))
+
+    def act(self, action: Action, instance_id: int | None = None) -> None:
+        self.actions.append(action)
+        if instance_id is not None:
+            self.touched.add(instance_id)
+
+    def wake(self, at: datetime) -> None:
+        self.wake_at.append(at)
+
+
+def plan(obs: Observed) -> Plan:
+    work = _Pass(obs=obs, status=obs.status)
+    spec = obs.spec
+    mhash = model_hash(spec)
+    model = _resolve_model(work, mhash)
+    live = _live_instances(obs.instances)
+    if model is not None:
+        _keep_capacity(work, model, live)
+        _handle_requests(work, model)
+        _advance_upgrade(work, live)
+        if work.status.upgrade_run is None or _run_finished(work.status.upgrade_run):
+            _apply_model(work, mhash, live)
+    _summarise(work, mhash, live)
+    requeue = None
+    if work.wake_at:
+        soonest = min(work.wake_at)
+        requeue = max(0.05, (soonest - obs.now).total_seconds())
+    return Plan(tuple(work.actions), work.status, tuple(work.events), requeue)
+
+
+# --- the model image ------------------------------------------------------------------------
+
+
+def _resolve_model(work: _Pass, mhash: str) -> ResolvedImage | None:
+    """The image new instances get; `latest` moves only through OS upgrades once pinned."""
+    obs, status = work.obs, work.status
+    ref = obs.spec.image_reference
+    current = status.model_image
+    same_family = current is not None and _ref_matches(current, obs.spec)
+    pinned_ok = ref.version == LATEST or (current is not None and current.version == ref.version)
+    if current is not None and same_family and pinned_ok:
+        model = current
+    else:
+        entry = resolve(obs.catalog, ref, obs.spec.location, skip_versions=status.faulted_versions)
+        if entry is None and current is None:
+            work.status = status.model_copy(
+                update={
+                    "conditions": cond.set_condition(
+                        status.conditions,
+                        type_=cond.IMAGE_RESOLVED,
+                        status=False,
+                        reason="ImageNotFound",
+                        message=f"no ImageVersion matches {ref.describe()} in location "
+                        f"{obs.spec.location} (published, not excluded, replicated there)",
+                        now=work.now_s,
+                        generation=obs.generation,
+                    )
+                }
+            )
+            return None
+        if entry is None:
+            work.status = status.model_copy(
+                update={
+                    "conditions": cond.set_condition(
+                        status.conditions,
+                        type_=cond.IMAGE_RESOLVED,
+                        status=False,
+                        reason="ImageNotFound",
+                        message=f"no ImageVersion matches {ref.describe()} in location "
+                        f"{obs.spec.location}; instances keep {current.urn if current else ''}",
+                        now=work.now_s,
+                        generation=obs.generation,
+                    )
+                }
+            )
+            return current
+        model = pin(entry, ref)
+        if current is not None and model.urn != current.urn:
+            work.event(NORMAL, "ModelImageChanged", f"model image {current.urn} -> {model.urn}")
+    work.status = work.status.model_copy(
+        update={
+            "model_image": model,
+            "model_hash": mhash,
+            "current_image_version": model.version,
+            "conditions": cond.set_condition(
+                work.status.conditions,
+                type_=cond.IMAGE_RESOLVED,
+                status=True,
+                reason="Resolved",
+                message=f"{ref.describe()} resolves to {model.urn} ({model.container_image})",
+                now=work.now_s,
+                generation=obs.generation,
+            ),
+        }
+    )
+    return model
+
+
+def _ref_matches(current: ResolvedImage, spec: ScaleSetSpec) -> bool:
+    ref = spec.image_reference
+    return (current.publisher, current.offer, current.sku, current.gallery, current.image) == (
+        ref.publisher,
+        ref.offer,
+        ref.sku,
+        ref.gallery,
+        ref.image,
+    )
+
+
+# --- instances -------------------------------------------------------------------------------
+
+
+def _live_instances(instances: tuple[Instance, ...]) -> dict[int, Instance]:
+    return {i.instance_id: i for i in instances if i.surge_for is None}
+
+
+def _keep_capacity(work: _Pass, model: ResolvedImage, live: dict[int, Instance]) -> None:
+    """Recreate failed or missing instances, scale out with the lowest free ids, scale in
+    from the highest ids, never removing a protected instance."""
+    capacity = work.obs.spec.capacity
+    run = work.status.upgrade_run
+    active = [i for i in live.values() if not i.deleting]
+    for inst in active:
+        if inst.phase in ("Failed", "Succeeded") and not inst.protected:
+            work.act(
+                DeleteInstance(inst.name, inst.uid, f"instance {inst.phase.lower()}"),
+                inst.instance_id,
+            )
+            work.event(
+                WARNING,
+                "InstanceRecreated",
+                f"instance {inst.instance_id} {inst.phase.lower()}; recreating",
+            )
+    present = sorted(live)
+    wanted = capacity - len(active)
+    if wanted > 0:
+        free = (i for i in range(capacity + len(present) + 1) if i not in live)
+        for _ in range(wanted):
+            iid = next(free)
+            upgrade = _mark_for_new(run, iid, work.now_s)
+            work.act(CreateInstance(iid, model.container_image, model.urn, upgrade), iid)
+    elif wanted < 0:
+        removable = sorted(
+            (i for i in active if not i.protected), key=lambda i: i.instance_id, reverse=True
+        )
+        for inst in removable[:-wanted]:
+            work.act(DeleteInstance(inst.name, inst.uid, "scale in"), inst.instance_id)
+        if len(removable) < -wanted:
+            work.event(
+                WARNING,
+                "ScaleInLimited",
+                f"{-wanted - len(removable)} protected instance(s) keep the set above capacity",
+            )
+        if removable[:-wanted]:
+            work.event(NORMAL, "ScaledIn", f"removing instances {_ids(removable[:-wanted])}")
+    if wanted > 0:
+        work.event(NORMAL, "ScaledOut", f"creating {wanted} instance(s) on {model.urn}")
+
+
+def _mark_for_new(run: UpgradeRun | None, iid: int, now: str) -> UpgradeMark | None:
+    """A batch member recreated mid-upgrade still carries what to roll back to."""
+    if run is None or run.batch is None or iid not in run.batch.instance_ids:
+        return None
+    if run.code is not RunningStatusCode.ROLLING_FORWARD or run.previous is None:
+        return None
+    return UpgradeMark(
+        run=run.start_time,
+        phase=UpgradePhase.UPGRADING,
+        previous_image=run.previous.container_image,
+        previous_version=run.previous.version,
+        target_version=run.target.version,
+        started_at=now,
+    )
+
+
+def _ids(instances: list[Instance]) -> str:
+    return ", ".join(str(i.instance_id) for i in instances)
+
+
+def _out_of_date(inst: Instance, model: ResolvedImage, mhash: str, spec: ScaleSetSpec) -> bool:
+    if inst.model_hash != mhash:
+        return True
+    family = (inst.image_urn or "").rsplit(":", 1)[0] if inst.image_urn else None
+    if family != model.family:
+        return True
+    # A pinned version is part of the model; with `latest` only OS upgrades move the image.
+    return spec.image_reference.version != LATEST and inst.image_urn != model.urn
+
+
+def _bring_to_model(work: _Pass, inst: Instance, model: ResolvedImage, mhash: str) -> None:
+    if inst.model_hash == mhash:
+        work.act(
+            SetInstanceImage(inst.name, inst.uid, model.container_image, model.urn, None),
+            inst.instance_id,
+        )
+    else:
+        work.act(
+            DeleteInstance(inst.name, inst.uid, "recreate on the latest model"), inst.instance_id
+        )
+
+
+def _apply_model(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
+    """Rolling and Automatic modes carry model changes to instances; Manual waits for the user."""
+    spec = work.obs.spec
+    model = work.status.model_image
+    if model is None or spec.upgrade_policy.mode is UpgradeMode.MANUAL:
+        return
+    stale = [
+        i
+        for i in sorted(live.values(), key=lambda i: i.instance_id)
+        if not i.deleting
+        and not i.protected
+        and i.instance_id not in work.touched
+        and _out_of_date(i, model, mhash, spec)
+    ]
+    if not stale:
+        return
+    if spec.upgrade_policy.mode is UpgradeMode.AUTOMATIC:
+        chosen = stale
+    else:
+        total = max(spec.capacity, 1)
+        probe = spec.health_probe
+        busy = sum(
+            1
+            for i in live.values()
+            if i.deleting
+            or (not _out_of_date(i, model, mhash, spec) and not verdict(i, probe, work.now).healthy)
+        )
+        room = batch_size(total, spec.upgrade_policy.rolling_upgrade_policy) - busy
+        chosen = stale[: max(0, room)]
+    for inst in chosen:
+        _bring_to_model(work, inst, model, mhash)
+    if chosen:
+        work.event(NORMAL, "ModelUpdate", f"bringing instances {_ids(chosen)} to the latest model")
+
+
+# --- user requests ---------------------------------------------------------------------------
+
+
+def _handle_requests(work: _Pass, model: ResolvedImage) -> None:
+    handled = list(work.status.handled_requests)
+    for req in sorted(work.obs.requests, key=lambda r: r.at):
+        if req.id in handled:
+            continue
+        handled.append(req.id)
+        if req.action == "start":
+            _user_start(work)
+        elif req.action == "cancel":
+            _user_cancel(work)
+        elif req.action == "update-instances":
+            _update_instances(work, req, model)
+    work.status = work.status.model_copy(update={"handled_requests": handled[-_REQUEST_MEMORY:]})
+
+
+def _update_instances(work: _Pass, req: Request, model: ResolvedImage) -> None:
+    mhash = work.status.model_hash or ""
+    wanted_all = "*" in req.instance_ids
+    wanted = {int(x) for x in req.instance_ids if x.isdigit()}
+    live = _live_instances(work.obs.instances)
+    chosen = []
+    for iid, inst in sorted(live.items()):
+        if not (wanted_all or iid in wanted) or inst.deleting or inst.protected:
+            continue
+        if iid in work.touched:
+            continue
+        if inst.model_hash == mhash and inst.image_urn == model.urn:
+            continue
+        _bring_to_model(work, inst, model, mhash)
+        chosen.append(inst)
+    unknown = sorted(wanted - set(live))
+    if unknown:
+        work.event(WARNING, "UnknownInstances", f"update-instances: no instances {unknown}")
+    work.event(
+        NORMAL,
+        "UpdateInstances",
+        f"bringing instances {_ids(chosen) or '(none needed)'} to the latest model {model.urn}",
+    )
+
+
+def _user_start(work: _Pass) -> None:
+    run = work.status.upgrade_run
+    if run is not None and not _run_finished(run):
+        work.event(WARNING, "RollingUpgradeInProgress", "an OS upgrade is already running")
+        return
+    obs = work.obs
+    ref = obs.spec.image_reference
+    entry = resolve(obs.catalog, ref, obs.spec.location)
+    if entry is None:
+        work.event(WARNING, "ImageNotFound", f"cannot start: {ref.describe()} resolves to nothing")
+        return
+    # Azure: a manually started upgrade never rolls back automatically.
+    _start_run(work, pin(entry, ref), StartedBy.USER, automatic_rollback=False)
+
+
+def _user_cancel(work: _Pass) -> None:
+    run = work.status.upgrade_run
+    if run is None or _run_finished(run):
+        work.event(WARNING, "NoRollingUpgrade", "cancel: no OS upgrade is running")
+        return
+    work.status = work.status.model_copy(
+        update={
+            "upgrade_run": run.model_copy(
+                update={"last_action": "Cancel", "last_action_time": work.now_s}
+            )
+        }
+    )
+    work.event(
+        NORMAL, "RollingUpgradeCancelling", "cancel requested; in-flight instances settle first"
+    )
+
+
+# --- the OS upgrade --------------------------------------------------------------------------
+
+
+def _run_finished(run: UpgradeRun) -> bool:
+    return run.code is not RunningStatusCode.ROLLING_FORWARD
+
+
+def _start_run(
+    work: _Pass, target: ResolvedImage, started_by: StartedBy, *, automatic_rollback: bool
+) -> None:
+    status = work.status
+    run = UpgradeRun(
+        started_by=started_by,
+        start_time=work.now_s,
+        target=target,
+        previous=status.model_image,
+        last_action="Start",
+        last_action_time=work.now_s,
+        automatic_rollback=automatic_rollback,
+        policy=work.obs.spec.upgrade_policy.rolling_upgrade_policy,
+    )
+    work.status = status.model_copy(
+        update={
+            "upgrade_run": run,
+            "pending_upgrade": None,
+            # Scale-out and recreated instances get the target from now on.
+            "model_image": target,
+            "current_image_version": target.version,
+        }
+    )
+    work.event(
+        NORMAL,
+        "RollingUpgradeStarted",
+        f"OS upgrade to {target.urn} started by {started_by.value}",
+    )
+
+
+def _maybe_start_platform_upgrade(work: _Pass) -> None:
+    obs, status = work.obs, work.status
+    spec = obs.spec
+    auto = spec.upgrade_policy.automatic_os_upgrade_policy
+    model = status.model_image
+    if (
+        not auto.enable_automatic_os_upgrade
+        or spec.image_reference.version != LATEST
+        or model is None
+    ):
+        if status.pending_upgrade is not None:
+            work.status = status.model_copy(update={"pending_upgrade": None})
+        return
+    # A version whose automatic upgrade faulted is never retried automatically.
+    entry = resolve_latest(
+        obs.catalog, spec.image_reference, spec.location, skip_versions=status.faulted_versions
+    )
+    if entry is None or not is_newer(entry.spec.version, model.version):
+        if status.pending_upgrade is not None:
+            work.status = status.model_copy(update={"pending_upgrade": None})
+        return
+    pending = status.pending_upgrade
+    if pending is None or pending.version != entry.spec.version:
+        pending = PendingUpgrade(version=entry.spec.version, detected_at=work.now_s)
+        work.status = status.model_copy(update={"pending_upgrade": pending})
+        work.event(
+            NORMAL, "NewImageVersion", f"version {entry.spec.version} published; upgrade scheduled"
+        )
+    due = parse_stamp(pending.detected_at) + obs.settings.automatic_upgrade_delay
+    if work.now < due:
+        work.wake(due)
+        return
+    _start_run(
+        work,
+        pin(entry, spec.image_reference),
+        StartedBy.PLATFORM,
+        automatic_rollback=not auto.disable_automatic_rollback,
+    )
+
+
+def _advance_upgrade(work: _Pass, live: dict[int, Instance]) -> None:
+    run = work.status.upgrade_run
+    if run is None or _run_finished(run):
+        _maybe_start_platform_upgrade(work)
+        run = work.status.upgrade_run
+        if run is None or _run_finished(run):
+            return
+    run = _settle_batch(work, run, live)
+    if run.batch is None and run.code is RunningStatusCode.ROLLING_FORWARD:
+        run = _between_batches(work, run, live)
+    work.status = work.status.model_copy(update={"upgrade_run": run})
+
+
+def _health_timeout(work: _Pass) -> timedelta:
+    return parse_duration(work.obs.spec.upgrade_policy.health_timeout)
+
+
+def _grace(work: _Pass) -> timedelta:
+    return parse_duration(work.obs.spec.health_probe.grace_period)
+
+
+def _mark(run: UpgradeRun, inst: Instance) -> UpgradeMark | None:
+    mark = inst.upgrade
+    return mark if mark is not None and mark.run == run.start_time else None
+
+
+def _settle_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> UpgradeRun:
+    """Steps 3-4: patch batch members, wait for health, roll back what fails."""
+    batch = run.batch
+    if batch is None:
+        return _finish_stopping(work, run)
+    probe = work.obs.spec.health_probe
+    timeout = _health_timeout(work)
+    grace = _grace(work)
+    succeeded, failed = list(run.succeeded), list(run.failed)
+    rolled_back, rollback_failed = list(run.rolled_back), list(run.rollback_failed)
+    rolling_back = list(run.rolling_back)
+    reasons = dict(run.failure_reasons)
+    capacity_ids = _kept_ids(work, live)
+    members = [i for i in batch.instance_ids if i in capacity_ids or i in live]
+    for iid in members:
+        if iid in succeeded or (iid in failed and iid not in rolling_back):
+            continue
+        inst = live.get(iid)
+        if inst is None or inst.deleting:
+            continue  # recreated by capacity keeping, on the target and with a mark
+        mark = _mark(run, inst)
+        if iid in rolling_back:
+            if mark is None:
+                rolling_back.remove(iid)
+                rollback_failed.append(iid)
+                continue
+            if inst.os_image != mark.previous_image or mark.phase is not UpgradePhase.ROLLING_BACK:
+                _roll_back(work, run, inst, mark)
+                continue
+            v = verdict(
+                inst,
+                probe,
+                work.now,
+                expected_image=mark.previous_image,
+                since=parse_stamp(mark.started_at),
+                grace=grace,
+            )
+            deadline = parse_stamp(mark.started_at) + timeout
+            if v.healthy:
+                rolling_back.remove(iid)
+                rolled_back.append(iid)
+                work.event(
+                    NORMAL,
+                    "InstanceRolledBack",
+                    f"instance {iid} is healthy on {mark.previous_image}",
+                )
+            elif work.now >= deadline or (v.fail_fast and work.obs.settings.fail_fast):
+                rolling_back.remove(iid)
+                rollback_failed.append(iid)
+                work.event(
+                    WARNING,
+                    "RollbackFailed",
+                    f"instance {iid} did not recover on {mark.previous_image}: {v.reason}",
+                )
+            else:
+                work.wake(deadline)
+            continue
+        if inst.os_image != run.target.container_image or mark is None:
+            if inst.protected:
+                continue
+            if inst.os_image == run.target.container_image and mark is None:
+                # Created on the target (scale-out or recreation): judge it from its creation.
+                since = parse_stamp(inst.created_at) if inst.created_at else work.now
+                mark = UpgradeMark(
+                    run=run.start_time,
+                    phase=UpgradePhase.UPGRADING,
+                    previous_image=run.previous.container_image if run.previous else inst.os_image,
+                    previous_version=run.previous.version if run.previous else None,
+                    target_version=run.target.version,
+                    started_at=stamp(since),
+                )
+            else:
+                _patch_to_target(work, run, inst)
+                continue
+        v = verdict(
+            inst,
+            probe,
+            work.now,
+            expected_image=run.target.container_image,
+            since=parse_stamp(mark.started_at),
+            grace=grace,
+        )
+        deadline = parse_stamp(mark.started_at) + timeout
+        if v.healthy:
+            succeeded.append(iid)
+        elif work.now >= deadline or (v.fail_fast and work.obs.settings.fail_fast):
+            failed.append(iid)
+            reasons[str(iid)] = v.reason if work.now < deadline else f"HealthTimeout ({v.reason})"
+            work.event(
+                WARNING,
+                "InstanceUpgradeFailed",
+                f"instance {iid} unhealthy on {run.target.urn}: {reasons[str(iid)]}",
+            )
+            if run.automatic_rollback and mark.previous_image != run.target.container_image:
+                rolling_back.append(iid)
+                _roll_back(work, run, inst, mark)
+        else:
+            work.wake(deadline)
+    run = run.model_copy(
+        update={
+            "succeeded": succeeded,
+            "failed": failed,
+            "rolled_back": rolled_back,
+            "rollback_failed": rollback_failed,
+            "rolling_back": rolling_back,
+            "failure_reasons": reasons,
+        }
+    )
+    open_members = [
+        i for i in members if i not in succeeded and (i not in failed or i in rolling_back)
+    ]
+    open_members = [
+        i for i in open_members if not (i in live and live[i].protected and i not in failed)
+    ]
+    if open_members:
+        return run
+    number = batch.number
+    run = run.model_copy(
+        update={"batch": None, "batches_done": run.batches_done + 1, "last_batch_end": work.now_s}
+    )
+    work.event(
+        NORMAL,
+        "BatchCompleted",
+        f"batch {number} done: {len(succeeded)} upgraded, {len(failed)} failed so far",
+    )
+    upgraded = len(succeeded) + len(failed)
+    policy = run.policy
+    if run.stop_reason is None and exceeds(
+        len(failed), upgraded, policy.max_unhealthy_upgraded_instance_percent
+    ):
+        run = _stop(
+            work,
+            run,
+            ErrorCode.UPGRADED_UNHEALTHY,
+            f"{len(failed)} of {upgraded} upgraded instances are unhealthy, above "
+            "maxUnhealthyUpgradedInstancePercent "
+            f"{policy.max_unhealthy_upgraded_instance_percent}%",
+        )
+    return _finish_stopping(work, run)
+
+
+def _kept_ids(work: _Pass, live: dict[int, Instance]) -> set[int]:
+    """Instance ids that exist after this pass's scale-in."""
+    removed = {
+        a.name for a in work.actions if isinstance(a, DeleteInstance) and a.reason == "scale in"
+    }
+    return {iid for iid, inst in live.items() if inst.name not in removed} | {
+        a.instance_id for a in work.actions if isinstance(a, CreateInstance)
+    }
+
+
+def _patch_to_target(work: _Pass, run: UpgradeRun, inst: Instance) -> None:
+    existing = _mark(run, inst)
+    mark = UpgradeMark(
+        run=run.start_time,
+        phase=UpgradePhase.UPGRADING,
+        previous_image=existing.previous_image if existing else inst.os_image,
+        previous_version=existing.previous_version if existing else _version_of(inst),
+        target_version=run.target.version,
+        started_at=work.now_s,
+    )
+    mhash = work.status.model_hash
+    if inst.model_hash != mhash:
+        # More than the image changed: recreate so the extensions run again in order.
+        work.act(DeleteInstance(inst.name, inst.uid, "recreate on the new image"), inst.instance_id)
+        return
+    work.act(
+        SetInstanceImage(inst.name, inst.uid, run.target.container_image, run.target.urn, mark),
+        inst.instance_id,
+    )
+
+
+def _version_of(inst: Instance) -> str | None:
+    return inst.image_urn.rsplit(":", 1)[-1] if inst.image_urn else None
+
+
+def _roll_back(work: _Pass, run: UpgradeRun, inst: Instance, mark: UpgradeMark) -> None:
+    back = mark.model_copy(update={"phase": UpgradePhase.ROLLING_BACK, "started_at": work.now_s})
+    urn = run.previous.urn if run.previous else (inst.image_urn or "")
+    work.act(
+        SetInstanceImage(inst.name, inst.uid, mark.previous_image, urn, back), inst.instance_id
+    )
+    work.event(
+        WARNING,
+        "InstanceRollingBack",
+        f"instance {inst.instance_id} goes back to {mark.previous_image}",
+    )
+
+
+def _stop(work: _Pass, run: UpgradeRun, code: ErrorCode, message: str) -> UpgradeRun:
+    """A policy breach: the run ends Faulted, after optional rollback of failed instances."""
+    details = [
+        ApiErrorBase(code=reason.split(" ")[0], target=f"instance {iid}", message=reason)
+        for iid, reason in sorted(run.failure_reasons.items(), key=lambda kv: int(kv[0]))
+    ]
+    error = ApiError(
+        code=code.value, message=message, target=work.obs.name, details=details or None
+    )
+    run = run.model_copy(update={"stop_reason": error})
+    work.event(WARNING, "RollingUpgradeFaulted", f"{code.value}: {message}")
+    if run.policy.rollback_failed_instances_on_policy_breach:
+        rolling_back = list(run.rolling_back)
+        live = _live_instances(work.obs.instances)
+        for iid in run.failed:
+            if iid in run.rolled_back or iid in rolling_back or iid in run.rollback_failed:
+                continue
+            inst = live.get(iid)
+            mark = _mark(run, inst) if inst else None
+            if inst is None or mark is None:
+                continue
+            rolling_back.append(iid)
+            _roll_back(work, run, inst, mark)
+        run = run.model_copy(update={"rolling_back": rolling_back})
+        if rolling_back:
+            run = run.model_copy(
+                update={
+                    "batch": Batch(
+                        number=run.batches_done, instance_ids=rolling_back, started_at=work.now_s
+                    )
+                }
+            )
+    return run
+
+
+def _finish_stopping(work: _Pass, run: UpgradeRun) -> UpgradeRun:
+    if run.stop_reason is None or run.batch is not None:
+        return run
+    return _end(work, run, RunningStatusCode.FAULTED, run.stop_reason)
+
+
+def _end(
+    work: _Pass, run: UpgradeRun, code: RunningStatusCode, error: ApiError | None
+) -> UpgradeRun:
+    update: dict[str, object] = {
+        "code": code,
+        "end_time": work.now_s,
+        "error": error,
+        "batch": None,
+    }
+    status_update: dict[str, object] = {}
+    if code is RunningStatusCode.FAULTED:
+        faulted = [v for v in work.status.faulted_versions if v != run.target.version]
+        status_update["faulted_versions"] = [*faulted, run.target.version][-_FAULTED_MEMORY:]
+        if run.previous is not None:
+            # New instances must not get an image whose upgrade just faulted.
+            status_update["model_image"] = run.previous
+            status_update["current_image_version"] = run.previous.version
+    if status_update:
+        work.status = work.status.model_copy(update=status_update)
+    kind = WARNING if code is RunningStatusCode.FAULTED else NORMAL
+    work.event(
+        kind,
+        f"RollingUpgrade{code.value}",
+        f"OS upgrade to {run.target.urn} {code.value.lower()}: {len(run.succeeded)} upgraded, "
+        f"{len(run.failed)} failed, {len(run.rolled_back)} rolled back",
+    )
+    return run.model_copy(update=update)
+
+
+def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> UpgradeRun:
+    """Before each batch: cancel, pause, retarget, overall health, then pick the batch."""
+    obs = work.obs
+    if run.last_action == "Cancel":
+        return _end(work, run, RunningStatusCode.CANCELLED, None)
+    if run.last_batch_end is not None:
+        resume_at = parse_stamp(run.last_batch_end) + parse_duration(
+            run.policy.pause_time_between_batches
+        )
+        if work.now < resume_at:
+            work.wake(resume_at)
+            return run
+    if run.started_by is StartedBy.PLATFORM:
+        newer = resolve_latest(
+            obs.catalog,
+            obs.spec.image_reference,
+            obs.spec.location,
+            skip_versions=work.status.faulted_versions,
+        )
+        if newer is not None and is_newer(newer.spec.version, run.target.version):
+            target = pin(newer, obs.spec.image_reference)
+            work.event(
+                NORMAL, "RollingUpgradeRetargeted", f"newer version {target.urn}: retargeting"
+            )
+            run = run.model_copy(update={"target": target})
+            work.status = work.status.model_copy(
+                update={"model_image": target, "current_image_version": target.version}
+            )
+    probe = obs.spec.health_probe
+    total = max(obs.spec.capacity, 1)
+    verdicts = {
+        iid: verdict(inst, probe, obs.now, since=_since(inst), grace=_grace(work))
+        for iid, inst in live.items()
+    }
+    missing = max(0, obs.spec.capacity - sum(1 for i in live.values() if not i.deleting))
+    unhealthy = sum(1 for v in verdicts.values() if counts_as_unhealthy(v)) + missing
+    policy = run.policy
+    if exceeds(unhealthy, total, policy.max_unhealthy_instance_percent):
+        code = ErrorCode.UNHEALTHY_BEFORE if run.batches_done == 0 else ErrorCode.UNHEALTHY_DURING
+        message = (
+            f"{unhealthy} of {total} instances are unhealthy, above maxUnhealthyInstancePercent "
+            f"{policy.max_unhealthy_instance_percent}%"
+        )
+        run = _stop(work, run, code, message)
+        return _finish_stopping(work, run)
+    candidates = [
+        inst
+        for iid, inst in sorted(live.items())
+        if not inst.deleting
+        and not inst.protected
+        and inst.os_image != run.target.container_image
+        and iid not in run.failed
+        and iid not in work.touched
+    ]
+    if not candidates:
+        error = None
+        if run.failed:
+            error = ApiError(
+                code=ErrorCode.FAILED_UPGRADED_VMS.value,
+                message=f"{len(run.failed)} instance(s) failed to upgrade; "
+                f"the rest run {run.target.urn}",
+                target=obs.name,
+            )
+        return _end(work, run, RunningStatusCode.COMPLETED, error)
+    chosen, zone = next_batch(
+        candidates,
+        total=total,
+        policy=policy,
+        is_unhealthy=lambda i: counts_as_unhealthy(verdicts[i.instance_id]),
+        unhealthy_now=unhealthy,
+    )
+    number = run.batches_done + 1
+    batch = Batch(
+        number=number,
+        instance_ids=[i.instance_id for i in chosen],
+        zone=zone,
+        started_at=work.now_s,
+    )
+    run = run.model_copy(update={"batch": batch})
+    for inst in chosen:
+        _patch_to_target(work, run, inst)
+    size = batch_size(total, policy)
+    estimate = run.batches_done + -(-len(candidates) // max(1, size))
+    work.event(
+        NORMAL,
+        "BatchStarted",
+        f"batch {number}/{estimate}: instances {_ids(chosen)}"
+        + (f" in {zone}" if zone else "")
+        + f" -> {run.target.urn}",
+    )
+    work.wake(work.now + _health_timeout(work))
+    return run
+
+
+def _since(inst: Instance) -> datetime | None:
+    return parse_stamp(inst.created_at) if inst.created_at else None
+
+
+def _verdicts(work: _Pass, live: dict[int, Instance]) -> dict[int, HealthVerdict]:
+    probe = work.obs.spec.health_probe
+    return {
+        iid: verdict(inst, probe, work.now, since=_since(inst), grace=_grace(work))
+        for iid, inst in live.items()
+    }
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
+    obs = work.obs
+    status = work.status
+    spec = obs.spec
+    verdicts = _verdicts(work, live)
+    ready = sum(1 for v in verdicts.values() if v.healthy)
+    model = status.model_image
+    latest = sum(
+        1
+        for i in live.values()
+        if model is not None and i.model_hash == mhash and i.image_urn == model.urn
+    )
+    protected = sum(1 for i in live.values() if i.protected)
+    conditions = cond.set_condition(
+        status.conditions,
+        type_=cond.READY,
+        status=ready >= spec.capacity,
+        reason="AllInstancesReady" if ready >= spec.capacity else "InstancesNotReady",
+        message=f"{ready}/{spec.capacity} instances healthy",
+        now=work.now_s,
+        generation=obs.generation,
+    )
+    run = status.upgrade_run
+    running = run is not None and not _run_finished(run)
+    conditions = cond.set_condition(
+        conditions,
+        type_=cond.UPGRADING,
+        status=running,
+        reason=run.code.value if run else "NoUpgrade",
+        message=(f"OS upgrade to {run.target.urn}: {len(run.succeeded)} upgraded" if run else ""),
+        now=work.now_s,
+        generation=obs.generation,
+    )
+    faulted = run is not None and run.code is RunningStatusCode.FAULTED
+    conditions = cond.set_condition(
+        conditions,
+        type_=cond.UPGRADE_FAULTED,
+        status=faulted,
+        reason=(run.error.code or "Faulted") if faulted and run and run.error else "NotFaulted",
+        message=(run.error.message or "") if faulted and run and run.error else "",
+        now=work.now_s,
+        generation=obs.generation,
+    )
+    update: dict[str, object] = {
+        "observed_generation": obs.generation,
+        "capacity": sum(1 for i in live.values() if not i.deleting),
+        "selector": f"scaleset.dev/scaleset={obs.name}",
+        "ready_instances": ready,
+        "latest_model_instances": latest,
+        "protected_instances": protected,
+        "conditions": conditions,
+        "upgrade_state": run.code.value if run else None,
+    }
+    if run is not None:
+        pending = _pending_count(run, live)
+        update["rolling_upgrade"] = rolling_upgrade_status(run, pending)
+        update["os_upgrade_history"] = record_history(
+            status.os_upgrade_history, run, pending, obs.settings.history_limit
+        )
+    work.status = status.model_copy(update=update)
+
+
+def _pending_count(run: UpgradeRun, live: dict[int, Instance]) -> int:
+    if _run_finished(run):
+        return 0
+    in_batch = set(run.batch.instance_ids) if run.batch else set()
+    return sum(
+        1
+        for iid, inst in live.items()
+        if not inst.deleting
+        and not inst.protected
+        and inst.os_image != run.target.container_image
+        and iid not in run.failed
+        and iid not in in_batch
+    )
