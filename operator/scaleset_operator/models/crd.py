@@ -84,8 +84,9 @@ def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
                     and "properties" in child
                     and "default" not in child
                 ):
-                    # An absent block still gets its fields' defaults.
-                    child["default"] = {}
+                    # An absent block still gets its fields' defaults, spelled out: the API
+                    # server checks a default against the CEL rules without nested defaulting.
+                    child["default"] = _defaults_of(child)
                 out["properties"][name] = child
             if required:
                 out["required"] = sorted(required)
@@ -119,6 +120,49 @@ def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
             rule += " && self != 'P' && !self.endsWith('T')"
         out["x-kubernetes-validations"] = [{"rule": rule, "message": _PATTERN_MESSAGES[pattern]}]
     return out
+
+
+def _pod_template_schema() -> Schema:
+    """Open schema for the pod template, with just enough structure for CEL to see the
+    containers (CEL cannot look inside a field that only preserves unknown fields)."""
+    container = {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "maxLength": 63},
+            "image": {"type": "string", "maxLength": 1024},
+        },
+    }
+    return {
+        "type": "object",
+        "description": "Pod template of every instance (Azure's virtualMachineProfile). The OS "
+        "container's image is set by the operator from imageReference.",
+        "required": ["spec"],
+        "properties": {
+            "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "spec": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "required": ["containers"],
+                "properties": {
+                    "containers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 32,
+                        "items": container,
+                        "description": "At least one container: the OS container.",
+                    }
+                },
+            },
+        },
+    }
+
+
+def _defaults_of(node: Schema) -> Schema:
+    return {
+        name: sub["default"] for name, sub in node.get("properties", {}).items() if "default" in sub
+    }
 
 
 def _cel_string(text: str) -> str:
@@ -179,17 +223,7 @@ def scaleset_crd() -> Schema:
             },
         ],
     )
-    props["template"]["description"] = (
-        "Pod template of every instance (Azure's virtualMachineProfile). The OS container's "
-        "image is set by the operator from imageReference."
-    )
-    props["template"]["x-kubernetes-validations"] = [
-        {
-            "rule": "has(self.spec) && has(self.spec.containers) && size(self.spec.containers) > 0",
-            "message": "template.spec.containers must list at least one container "
-            "(the OS container)",
-        }
-    ]
+    props["template"] = _pod_template_schema()
     _add_rules(
         spec,
         [

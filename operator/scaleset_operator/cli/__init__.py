@@ -1,0 +1,1 @@
+"""Command lines: the operator entry point (`scaleset-operator`) and the kubectl plugin."""

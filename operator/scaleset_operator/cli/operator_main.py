@@ -1,0 +1,148 @@
+"""`scaleset-operator`: run the operator, print the CRDs, manage a local control plane."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import click
+
+from scaleset_operator.cli.crds_cmd import crds
+
+_LOG_FORMATS = ("text", "json")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="scaleset-operator")
+def main() -> None:
+    """Automatic OS image upgrades, the way Azure VM scale sets do them, for pods.
+
+    \b
+    Typical use:
+      scaleset-operator cluster up          # a local control plane (etcd, apiserver, kwok, ...)
+      scaleset-operator crds | kubectl apply --server-side -f -
+      scaleset-operator run --all-namespaces
+      scaleset-operator demo                # the whole story, live
+    """
+
+
+@main.command("run")
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file (in a pod: none).")
+@click.option("--context", default=None, help="Kubeconfig context.")
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    envvar="SCALESET_OPERATOR_NAMESPACES",
+    help="Watch only this namespace (repeatable); default: all namespaces.",
+)
+@click.option(
+    "--upgrade-delay",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    envvar="SCALESET_OPERATOR_UPGRADE_DELAY",
+    help="Seconds between a newer image version appearing and the platform upgrade starting.",
+)
+@click.option(
+    "--fail-fast/--no-fail-fast",
+    default=True,
+    show_default=True,
+    envvar="SCALESET_OPERATOR_FAIL_FAST",
+    help="Fail an instance at once on ImagePullBackOff/CrashLoopBackOff instead of waiting "
+    "out the health timeout.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    envvar="SCALESET_OPERATOR_METRICS_PORT",
+    help="Port of the Prometheus /metrics endpoint (0 disables it).",
+)
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=8081,
+    show_default=True,
+    envvar="SCALESET_OPERATOR_HEALTH_PORT",
+    help="Port of the liveness endpoint /healthz (0 disables it).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(_LOG_FORMATS),
+    default="text",
+    show_default=True,
+    envvar="SCALESET_OPERATOR_LOG_FORMAT",
+)
+@click.option("--verbose", is_flag=True, help="Log every reconcile pass.")
+@click.option(
+    "--peering",
+    default=None,
+    envvar="SCALESET_OPERATOR_PEERING",
+    help="Run as one of several replicas coordinated through this kopf peering object "
+    "(needs a distinct --priority per replica); default: standalone.",
+)
+@click.option("--priority", type=int, default=0, envvar="SCALESET_OPERATOR_PRIORITY")
+def run(
+    kubeconfig: str | None,
+    context: str | None,
+    namespaces: tuple[str, ...],
+    upgrade_delay: float,
+    fail_fast: bool,
+    metrics_port: int,
+    health_port: int,
+    log_format: str,
+    verbose: bool,
+    peering: str | None,
+    priority: int,
+) -> None:
+    """Run the operator until interrupted.
+
+    \b
+    Examples:
+      scaleset-operator run                      # all namespaces, kubeconfig from $KUBECONFIG
+      scaleset-operator run -n team-a -n team-b  # only these namespaces
+      scaleset-operator run --upgrade-delay 0 --log-format json
+    """
+    import kopf
+
+    from scaleset_operator.controller.config import CONFIG
+    from scaleset_operator.planner.observed import PlannerSettings
+
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig
+    CONFIG.kubeconfig = kubeconfig
+    CONFIG.context = context
+    CONFIG.namespaces = namespaces
+    CONFIG.metrics_port = metrics_port or None
+    CONFIG.planner = PlannerSettings(
+        automatic_upgrade_delay=timedelta(seconds=upgrade_delay), fail_fast=fail_fast
+    )
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    import scaleset_operator.controller  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        standalone=peering is None,
+        peering_name=peering,
+        priority=priority,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+    )
+
+
+main.add_command(crds)
+
+
+def _add_local_commands() -> None:
+    from scaleset_operator.cli.cluster_cmd import cluster
+
+    main.add_command(cluster)
+
+
+_add_local_commands()

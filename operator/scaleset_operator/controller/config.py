@@ -1,0 +1,24 @@
+"""Operator-wide settings, set once by the entry point before kopf starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from scaleset_operator.planner.observed import PlannerSettings
+
+
+@dataclass
+class OperatorConfig:
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespaces: tuple[str, ...] = ()
+    upgrade_delay: timedelta = timedelta(seconds=5)
+    fail_fast: bool = True
+    metrics_port: int | None = 8080
+    debounce: float = 0.05
+    max_threads: int = 16
+    planner: PlannerSettings = field(default_factory=PlannerSettings)
+
+
+CONFIG = OperatorConfig()

@@ -1,0 +1,108 @@
+"""Thin kopf handlers: watch events only wake the worker of the scale set concerned."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from scaleset_operator.controller.config import CONFIG
+from scaleset_operator.controller.reconcile import MetricsSink, Outcome, reconcile_once
+from scaleset_operator.controller.workers import Workers
+from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
+from scaleset_operator.models.instance import LABEL_SCALESET
+from scaleset_operator.models.scaleset import GROUP, PLURAL, VERSION
+
+log = logging.getLogger("scaleset_operator")
+
+
+class _State:
+    cluster: Cluster | None = None
+    workers: Workers | None = None
+    metrics: MetricsSink | None = None
+
+
+STATE = _State()
+
+
+def _pass(namespace: str, name: str) -> Outcome:
+    assert STATE.cluster is not None
+    return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics)
+
+
+def _workers() -> Workers:
+    assert STATE.workers is not None
+    return STATE.workers
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Our handlers keep no kopf state; annotations under our group if kopf ever needs any.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 90
+    settings.networking.error_backoffs = [0.5, 1, 2, 5]
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=CONFIG.max_threads)
+    )
+    STATE.cluster = Cluster(make_api_client(CONFIG.kubeconfig, CONFIG.context))
+    STATE.workers = Workers(_pass, debounce=CONFIG.debounce)
+    if CONFIG.metrics_port is not None:
+        STATE.metrics = _start_metrics(CONFIG.metrics_port)
+
+
+def _start_metrics(port: int) -> MetricsSink:
+    from prometheus_client import CollectorRegistry, start_http_server
+    from scaleset_operator.metrics import OperatorMetrics
+
+    registry = CollectorRegistry()
+    metrics: MetricsSink = OperatorMetrics(registry)
+    start_http_server(port, registry=registry)
+    log.info("metrics on :%d/metrics", port)
+    return metrics
+
+
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    if STATE.workers is not None:
+        await STATE.workers.stop_all()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def scaleset_changed(
+    *, event: Mapping[str, object], name: str, namespace: str | None, **_: Any
+) -> None:
+    if namespace is None:
+        return
+    if event.get("type") == "DELETED":
+        await _workers().stop((namespace, name))
+        if STATE.metrics is not None and hasattr(STATE.metrics, "forget"):
+            STATE.metrics.forget(namespace, name)
+        return
+    _workers().poke((namespace, name))
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_SCALESET: kopf.PRESENT})
+async def instance_changed(*, labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
+    if namespace is not None:
+        _workers().poke((namespace, labels[LABEL_SCALESET]))
+
+
+@kopf.on.event(GROUP, VERSION, IV_PLURAL)
+async def catalog_changed(**_: Any) -> None:
+    assert STATE.cluster is not None
+    STATE.cluster.invalidate_catalog()
+    _workers().poke_all()
+
+
+@kopf.on.probe(id="workers")
+async def worker_count(**_: Any) -> int:
+    return len(_workers().keys())

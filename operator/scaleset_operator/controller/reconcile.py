@@ -1,0 +1,207 @@
+"""One reconcile pass of one scale set: observe -> plan -> persist status -> act -> report.
+
+Synchronous on purpose (the `kubernetes` client blocks); the async worker runs it in a thread.
+Status is written before the actions, so a crash in between leaves the intent on record and
+the next pass finishes the same step instead of inventing a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from scaleset_operator.k8s.apply import apply_actions
+from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
+from scaleset_operator.k8s.pods import to_instance
+from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
+from scaleset_operator.models.instance import (
+    ANNOTATION_CANCEL,
+    ANNOTATION_START,
+    ANNOTATION_UPDATE_INSTANCES,
+    LABEL_SCALESET,
+    Instance,
+    Request,
+)
+from scaleset_operator.models.scaleset import HealthSource, ScaleSetSpec
+from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.planner import conditions as cond
+from scaleset_operator.planner.actions import EmitEvent
+from scaleset_operator.planner.observed import Observed, PlannerSettings
+from scaleset_operator.planner.plan import plan
+from scaleset_operator.planner.timefmt import stamp
+
+Obj = dict[str, Any]
+log = logging.getLogger("scaleset_operator.reconcile")
+SPEC_VALID = "SpecValid"
+
+
+class MetricsSink(Protocol):
+    def observe(
+        self,
+        namespace: str,
+        name: str,
+        status: ScaleSetStatus,
+        instances: Sequence[Instance],
+        capacity: int,
+    ) -> None: ...
+
+    def record_events(self, namespace: str, name: str, events: Sequence[EmitEvent]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """When to look again: seconds, or None to wait for the next watch event."""
+
+    requeue_after: float | None
+    gone: bool = False
+
+
+def catalog_entries(items: list[Obj]) -> tuple[CatalogEntry, ...]:
+    entries = []
+    for item in items:
+        try:
+            spec = ImageVersionSpec.model_validate(item.get("spec") or {})
+        except ValidationError:
+            continue  # rejected by the schema normally; skip rather than stop everyone
+        entries.append(CatalogEntry(name=item["metadata"]["name"], spec=spec))
+    return tuple(entries)
+
+
+def requests_of(obj: Obj) -> tuple[Request, ...]:
+    annotations = obj["metadata"].get("annotations") or {}
+    found = []
+    for key in (ANNOTATION_START, ANNOTATION_CANCEL, ANNOTATION_UPDATE_INSTANCES):
+        text = annotations.get(key)
+        if not text:
+            continue
+        try:
+            found.append(Request.model_validate(json.loads(text)))
+        except (ValueError, ValidationError):
+            log.warning("ignoring malformed request annotation %s", key)
+    return tuple(found)
+
+
+def _invalid_spec(cluster: Cluster, obj: Obj, exc: ValidationError) -> Outcome:
+    status = _status_of(obj)
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = f"spec.{where}: {first['msg']}"
+    conditions = cond.set_condition(
+        status.conditions,
+        type_=SPEC_VALID,
+        status=False,
+        reason="InvalidSpec",
+        message=message,
+        now=stamp(datetime.now(UTC)),
+        generation=obj["metadata"].get("generation"),
+    )
+    new = status.model_copy(update={"conditions": conditions})
+    if new != status:
+        cluster.replace_status(obj, new.wire())
+    log.warning(
+        "%s/%s: cannot act on spec: %s",
+        obj["metadata"]["namespace"],
+        obj["metadata"]["name"],
+        message,
+    )
+    return Outcome(None)
+
+
+def _status_of(obj: Obj) -> ScaleSetStatus:
+    try:
+        return ScaleSetStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        log.warning(
+            "status of %s is unreadable; starting from an empty one", obj["metadata"]["name"]
+        )
+        return ScaleSetStatus()
+
+
+def reconcile_once(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    settings: PlannerSettings,
+    metrics: MetricsSink | None = None,
+) -> Outcome:
+    try:
+        obj = cluster.get_scaleset(namespace, name)
+    except NotFoundError:
+        return Outcome(None, gone=True)
+    if obj["metadata"].get("deletionTimestamp"):
+        return Outcome(None)
+    try:
+        spec = ScaleSetSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        return _invalid_spec(cluster, obj, exc)
+    status = _status_of(obj)
+    pods = [
+        p for p in cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}") if _owned_by(p, obj)
+    ]
+    nodes = {p.get("spec", {}).get("nodeName") for p in pods} - {None}
+    zones = cluster.node_zones({str(n) for n in nodes})
+    endpoints = None
+    if spec.health_probe.source is HealthSource.LOAD_BALANCER and spec.health_probe.service_name:
+        endpoints = cluster.ready_endpoints(namespace, spec.health_probe.service_name) or set()
+    instances = tuple(
+        i for i in (to_instance(p, spec, zones, endpoints) for p in pods) if i is not None
+    )
+    observed = Observed(
+        name=name,
+        namespace=namespace,
+        generation=obj["metadata"].get("generation"),
+        spec=spec,
+        status=status,
+        instances=instances,
+        catalog=catalog_entries(cluster.list_catalog()),
+        now=datetime.now(UTC),
+        requests=requests_of(obj),
+        settings=settings,
+    )
+    result = plan(observed)
+    new_status = result.status
+    valid = cond.set_condition(
+        new_status.conditions,
+        type_=SPEC_VALID,
+        status=True,
+        reason="Valid",
+        message="",
+        now=stamp(observed.now),
+        generation=observed.generation,
+    )
+    new_status = new_status.model_copy(update={"conditions": valid})
+    if new_status != status:
+        try:
+            obj = {**obj, **cluster.replace_status(obj, new_status.wire())}
+        except ConflictError:
+            # Someone (or our previous pass) changed the object: plan again on fresh state.
+            return Outcome(0.05)
+    lost = apply_actions(cluster, obj, spec, new_status.model_hash or "", pods, result.actions)
+    for event in result.events:
+        try:
+            cluster.post_event(obj, event.type, event.reason, event.message)
+        except KubeApiError as exc:
+            log.debug("event not recorded: %s", exc)
+        log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
+    if metrics is not None:
+        metrics.record_events(namespace, name, result.events)
+        metrics.observe(namespace, name, new_status, instances, spec.capacity)
+    if lost:
+        return Outcome(0.2)
+    if result.actions:
+        # Our own writes come back as watch events too; this is only a safety net.
+        return Outcome(min(result.requeue_after or 5.0, 5.0))
+    return Outcome(result.requeue_after)
+
+
+def _owned_by(pod: Obj, scaleset: Obj) -> bool:
+    uid = scaleset["metadata"].get("uid")
+    refs = pod.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid for r in refs)

@@ -1,0 +1,62 @@
+"""Carries out a plan's actions, each idempotent: a replay after a crash changes nothing twice."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.errors import ConflictError, InvalidError, NotFoundError
+from scaleset_operator.k8s.pods import build_claims, build_pod, image_patch
+from scaleset_operator.models.scaleset import ScaleSetSpec
+from scaleset_operator.planner.actions import (
+    Action,
+    CreateInstance,
+    DeleteInstance,
+    SetInstanceImage,
+)
+
+Obj = dict[str, Any]
+log = logging.getLogger(__name__)
+
+
+def apply_actions(
+    cluster: Cluster,
+    scaleset: Obj,
+    spec: ScaleSetSpec,
+    model_hash: str,
+    pods: Sequence[Obj],
+    actions: Sequence[Action],
+) -> int:
+    """Returns how many actions lost a race with another writer (to re-observe soon)."""
+    namespace = scaleset["metadata"]["namespace"]
+    by_name = {p["metadata"]["name"]: p for p in pods}
+    lost = 0
+    for action in actions:
+        try:
+            if isinstance(action, CreateInstance):
+                for claim in build_claims(scaleset, spec, action.instance_id):
+                    cluster.ensure_pvc(namespace, claim)
+                cluster.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
+            elif isinstance(action, DeleteInstance):
+                cluster.delete_pod(namespace, action.name, action.uid)
+            elif isinstance(action, SetInstanceImage):
+                pod = by_name.get(action.name)
+                if pod is None:
+                    continue
+                ops = image_patch(
+                    pod, spec, action.container_image, action.image_urn, action.upgrade
+                )
+                cluster.json_patch_pod(namespace, action.name, ops)
+        except (ConflictError, NotFoundError, InvalidError) as exc:
+            # A failed `test` op or precondition: someone else changed the pod first.
+            lost += 1
+            log.info("action on %s/%s lost a race: %s", namespace, _target(action), exc)
+    return lost
+
+
+def _target(action: Action) -> str:
+    return (
+        action.name if not isinstance(action, CreateInstance) else f"instance {action.instance_id}"
+    )

@@ -1,0 +1,223 @@
+"""Kubernetes client set-up and the raw reads and writes the operator makes.
+
+Objects travel as plain JSON dicts (`_preload_content=False`): decoding a thousand pods into
+client model classes costs more than the whole planning pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from scaleset_operator.k8s.errors import AlreadyExistsError, ForbiddenError, NotFoundError, call
+from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
+from scaleset_operator.models.scaleset import GROUP, KIND, PLURAL, VERSION
+
+Obj = dict[str, Any]
+
+
+def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32  # type: ignore[attr-defined]
+    cfg.retries = 2
+    return client.ApiClient(cfg)
+
+
+_CRD_BASE = f"/apis/{GROUP}/{VERSION}"
+
+
+class Cluster:
+    """The operator's view of the API: a few calls, each one request, JSON in and out."""
+
+    def __init__(self, api: client.ApiClient, *, catalog_ttl: float = 0.5) -> None:
+        self.api = api
+        self._catalog: list[Obj] = []
+        self._catalog_at = 0.0
+        self._catalog_ttl = catalog_ttl
+        self._zones: dict[str, str] = {}
+        self._zones_at = 0.0
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        def send() -> Any:
+            api: Any = self.api  # the stubs predate param_serialize/call_api
+            method_, url, headers, body_, post = api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = api.call_api(
+                method_,
+                url,
+                header_params=headers,
+                body=body_,
+                post_params=post,
+                _request_timeout=30,
+            )
+            response.read()
+            if response.status >= 400:
+                raise ApiException(http_resp=response)
+            return response
+
+        data = call(send).data
+        return cast(Obj, json.loads(data)) if data else {}
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get_scaleset(self, namespace: str, name: str) -> Obj:
+        return self.request("GET", f"{_CRD_BASE}/namespaces/{namespace}/{PLURAL}/{name}")
+
+    def list_pods(self, namespace: str, selector: str) -> list[Obj]:
+        body = self.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]
+        )
+        return cast(list[Obj], body.get("items") or [])
+
+    def invalidate_catalog(self) -> None:
+        with self._lock:
+            self._catalog_at = 0.0
+
+    def list_catalog(self) -> list[Obj]:
+        """All ImageVersions; shared by every scale set and re-listed at most every TTL."""
+        with self._lock:
+            if time.monotonic() - self._catalog_at < self._catalog_ttl:
+                return self._catalog
+        items = cast(list[Obj], self.request("GET", f"{_CRD_BASE}/{IV_PLURAL}").get("items") or [])
+        with self._lock:
+            self._catalog, self._catalog_at = items, time.monotonic()
+        return items
+
+    def node_zones(self, wanted: set[str]) -> dict[str, str]:
+        """Node name -> `topology.kubernetes.io/zone`, re-listed when a node is unknown."""
+        with self._lock:
+            fresh = time.monotonic() - self._zones_at < 60
+            if fresh and wanted <= self._zones.keys():
+                return self._zones
+        try:
+            items = self.request("GET", "/api/v1/nodes").get("items") or []
+        except ForbiddenError:
+            return {}
+        zones = {
+            n["metadata"]["name"]: (n["metadata"].get("labels") or {}).get(
+                "topology.kubernetes.io/zone", ""
+            )
+            for n in items
+        }
+        with self._lock:
+            self._zones, self._zones_at = zones, time.monotonic()
+        return zones
+
+    def ready_endpoints(self, namespace: str, service: str) -> set[str] | None:
+        """Pod names the Service's EndpointSlices list as ready; None when there are none."""
+        slices = (
+            self.request(
+                "GET",
+                f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+                query=[("labelSelector", f"kubernetes.io/service-name={service}")],
+            ).get("items")
+            or []
+        )
+        if not slices:
+            return None
+        ready: set[str] = set()
+        for piece in slices:
+            for ep in piece.get("endpoints") or []:
+                target = ep.get("targetRef") or {}
+                if target.get("kind") == "Pod" and (ep.get("conditions") or {}).get("ready"):
+                    ready.add(str(target.get("name")))
+        return ready
+
+    # --- writes --------------------------------------------------------------------------
+
+    def replace_status(self, obj: Obj, status: Obj) -> Obj:
+        """Whole-status write guarded by resourceVersion: a 409 means re-observe first."""
+        meta = obj["metadata"]
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "resourceVersion": meta["resourceVersion"],
+            },
+            "spec": obj.get("spec") or {},
+            "status": status,
+        }
+        path = f"{_CRD_BASE}/namespaces/{meta['namespace']}/{PLURAL}/{meta['name']}/status"
+        return self.request("PUT", path, body=body)
+
+    def create_pod(self, namespace: str, body: Obj) -> None:
+        with contextlib.suppress(AlreadyExistsError):
+            self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)
+
+    def ensure_pvc(self, namespace: str, body: Obj) -> None:
+        with contextlib.suppress(AlreadyExistsError):
+            self.request(
+                "POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body=body
+            )
+
+    def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        body: Obj = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        with contextlib.suppress(NotFoundError):
+            self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body)
+
+    def json_patch_pod(self, namespace: str, name: str, ops: list[Obj]) -> None:
+        self.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{name}",
+            body=ops,
+            content_type="application/json-patch+json",
+        )
+
+    def post_event(self, involved: Obj, type_: str, reason: str, message: str) -> None:
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "scaleset-operator"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=body)
