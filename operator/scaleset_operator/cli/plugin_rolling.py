@@ -1,0 +1,222 @@
+"""`kubectl scaleset rolling-upgrade start|cancel|get-latest|watch` (Azure: `az vmss
+rolling-upgrade ...`). Start and cancel are requests the operator carries out; this module
+writes them and reports what the status shows afterwards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from scaleset_operator.cli.azure import latest_info
+from scaleset_operator.cli.output import emit
+from scaleset_operator.cli.plugin_context import (
+    CommandFailed,
+    LoadedScaleSet,
+    NotFound,
+    common_options,
+    load_scaleset,
+    settings,
+)
+from scaleset_operator.cli.plugin_requests import (
+    handled,
+    new_request,
+    not_observed,
+    operator_said,
+    submit,
+    wait_for,
+)
+from scaleset_operator.cli.plugin_watch import follow, watch
+from scaleset_operator.cli.views import error_text, latest_table, progress_text
+from scaleset_operator.models.instance import ANNOTATION_CANCEL, ANNOTATION_START, Request
+from scaleset_operator.models.status import RunningStatusCode
+
+_WAIT_HELP = "Seconds to wait for the operator to act on the request."
+
+
+@click.group("rolling-upgrade")
+def rolling_upgrade() -> None:
+    """Start, cancel, inspect and follow rolling OS image upgrades.
+
+    \b
+    Examples:
+      kubectl scaleset rolling-upgrade start web
+      kubectl scaleset rolling-upgrade get-latest web -o json
+      kubectl scaleset rolling-upgrade watch web
+      kubectl scaleset rolling-upgrade cancel web
+    """
+
+
+def _start_time(loaded: LoadedScaleSet) -> str | None:
+    ru = loaded.status.rolling_upgrade
+    return ru.running_status.start_time if ru and ru.running_status else None
+
+
+def _code(loaded: LoadedScaleSet) -> RunningStatusCode | None:
+    ru = loaded.status.rolling_upgrade
+    return ru.running_status.code if ru and ru.running_status else None
+
+
+def _show_latest(loaded: LoadedScaleSet) -> None:
+    doc = latest_info(loaded.status, loaded.name, loaded.spec.location)
+    ru = loaded.status.rolling_upgrade
+    if doc is None or ru is None:
+        raise NotFound(f'no rolling upgrade has run on scale set "{loaded.name}" yet')
+    emit(doc, settings().output, lambda: latest_table(loaded.name, loaded.spec.location, ru))
+
+
+def _wait_options(func: click.decorators.FC) -> click.decorators.FC:
+    func = click.option(
+        "--wait-timeout",
+        type=click.FloatRange(min=0),
+        default=10.0,
+        show_default=True,
+        help=_WAIT_HELP,
+    )(func)
+    return click.option("--no-wait", is_flag=True, help="Return once the request is recorded.")(
+        func
+    )
+
+
+@rolling_upgrade.command("start")
+@click.argument("name")
+@_wait_options
+@click.option("--watch", "then_watch", is_flag=True, help="Then follow the upgrade until it ends.")
+@common_options
+def start(name: str, no_wait: bool, wait_timeout: float, then_watch: bool) -> None:
+    """Start a rolling OS image upgrade of scale set NAME now (startedBy: User).
+
+    The scale set moves to its latest image version; instances already on it are
+    left alone. A manually started upgrade is not rolled back automatically.
+    The command waits (--wait-timeout) until the operator has started the upgrade
+    and says what happened; exit code 1 when the operator refused to start it.
+
+    \b
+    Examples:
+      kubectl scaleset rolling-upgrade start web
+      kubectl scaleset rolling-upgrade start web --watch
+      kubectl scaleset rolling-upgrade start web --no-wait -n shop
+    """
+    before = load_scaleset(name)
+    if _code(before) is RunningStatusCode.ROLLING_FORWARD:
+        raise CommandFailed(
+            f'a rolling upgrade of "{name}" is already in progress (started '
+            f"{_start_time(before)}); watch it or cancel it first"
+        )
+    request = new_request("start", [], datetime.now(UTC))
+    submit(name, ANNOTATION_START, request)
+    if no_wait:
+        click.echo(f'Requested a rolling OS upgrade of "{name}" (request {request.id}).')
+        return
+    old_start = _start_time(before)
+
+    def started(loaded: LoadedScaleSet) -> bool:
+        new_start = _start_time(loaded)
+        return handled(request)(loaded) or (new_start is not None and new_start != old_start)
+
+    after, seen = wait_for(name, started, wait_timeout)
+    if not seen:
+        click.echo(f"warning: {not_observed('the start', wait_timeout)}", err=True)
+        return
+    if _start_time(after) in (None, old_start):
+        _refused(name, request, "started no upgrade")
+    _report_start(after)
+    if then_watch and _code(after) is RunningStatusCode.ROLLING_FORWARD:
+        follow(name, timeout=0, interval=1.0)
+
+
+def _refused(name: str, request: Request, what: str) -> None:
+    reasons = operator_said(name, request.at)
+    why = "; ".join(reasons) if reasons else "see `kubectl describe vmss " + name + "`"
+    raise CommandFailed(f"the operator {what}: {why}")
+
+
+def _report_start(loaded: LoadedScaleSet) -> None:
+    ru = loaded.status.rolling_upgrade
+    run = loaded.status.upgrade_run
+    code = _code(loaded)
+    if settings().output != "table":
+        _show_latest(loaded)
+    else:
+        target = f" to {run.target.urn}" if run else ""
+        click.echo(
+            f'Rolling OS upgrade of "{loaded.name}"{target} started at '
+            f"{_start_time(loaded)}: {code.value if code else 'Unknown'}"
+        )
+        if ru and ru.progress:
+            click.echo(f"Progress: {progress_text(ru.progress)}")
+    if code in (RunningStatusCode.FAULTED, RunningStatusCode.CANCELLED):
+        problem = error_text(ru.error if ru else None)
+        raise CommandFailed(f"the upgrade ended {code.value}" + (f": {problem}" if problem else ""))
+
+
+@rolling_upgrade.command("cancel")
+@click.argument("name")
+@_wait_options
+@common_options
+def cancel(name: str, no_wait: bool, wait_timeout: float) -> None:
+    """Cancel the rolling upgrade in progress on scale set NAME.
+
+    Instances of the batch in flight finish first; no new batch starts and the
+    upgrade ends Cancelled. Exit code 1 when no upgrade is in progress.
+
+    \b
+    Examples:
+      kubectl scaleset rolling-upgrade cancel web
+      kubectl scaleset rolling-upgrade cancel web --no-wait
+    """
+    before = load_scaleset(name)
+    if _code(before) is not RunningStatusCode.ROLLING_FORWARD:
+        raise CommandFailed(f'no rolling upgrade of "{name}" is in progress to cancel')
+    request = new_request("cancel", [], datetime.now(UTC))
+    submit(name, ANNOTATION_CANCEL, request)
+    if no_wait:
+        click.echo(f'Requested cancellation of the rolling upgrade of "{name}".')
+        return
+
+    def cancelled(loaded: LoadedScaleSet) -> bool:
+        ru = loaded.status.rolling_upgrade
+        rs = ru.running_status if ru else None
+        return rs is not None and (rs.last_action == "Cancel" or handled(request)(loaded))
+
+    after, seen = wait_for(name, cancelled, wait_timeout)
+    if not seen:
+        click.echo(f"warning: {not_observed('the cancellation', wait_timeout)}", err=True)
+        return
+    ru = after.status.rolling_upgrade
+    rs = ru.running_status if ru else None
+    if rs is None or rs.last_action != "Cancel":
+        _refused(name, request, "did not cancel the upgrade")
+    if settings().output != "table":
+        _show_latest(after)
+        return
+    code = _code(after)
+    click.echo(
+        f'Cancelled the rolling upgrade of "{name}" at {rs.last_action_time if rs else "?"}'
+        f"; status now {code.value if code else 'Unknown'}"
+        + (
+            " (the batch in flight finishes first)"
+            if code is RunningStatusCode.ROLLING_FORWARD
+            else ""
+        )
+    )
+
+
+@rolling_upgrade.command("get-latest")
+@click.argument("name")
+@common_options
+def get_latest(name: str) -> None:
+    """Show the latest rolling upgrade of scale set NAME: policy, status, progress, error.
+
+    With -o json the answer has Azure's rollingUpgrades/latest shape
+    (`az vmss rolling-upgrade get-latest`). Exit code 3 when none has run yet.
+
+    \b
+    Examples:
+      kubectl scaleset rolling-upgrade get-latest web
+      kubectl scaleset rolling-upgrade get-latest web -o json | jq .properties.progress
+    """
+    _show_latest(load_scaleset(name))
+
+
+rolling_upgrade.add_command(watch)
