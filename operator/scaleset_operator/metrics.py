@@ -70,6 +70,7 @@ OTHER_CAUSE = "Other"
 CAUSES = (HEALTH_TIMEOUT, "PodFailed", *sorted(FAIL_FAST_REASONS), OTHER_CAUSE)
 
 PROGRESS_STATES = ("successful", "failed", "in_progress", "pending")
+ROLLBACK_STATES = ("rolled_back", "failed", "in_progress")
 CONDITION_STATUSES = ("true", "false", "unknown")
 
 _SCALESET = ("namespace", "scaleset")
@@ -144,6 +145,7 @@ class _RunView:
     version: str
     started_by: str
     progress: tuple[int, int, int, int]
+    rollback: tuple[int, int, int]
     started: float | None
     last_progress: float | None
     pause_seconds: float
@@ -222,6 +224,7 @@ def _run_view(status: ScaleSetStatus) -> _RunView | None:
         version=run.target.version,
         started_by=run.started_by.value,
         progress=counts,
+        rollback=(len(run.rolled_back), len(run.rollback_failed), len(run.rolling_back)),
         started=_unix(run.start_time),
         last_progress=max(stamps) if stamps else None,
         pause_seconds=pause,
@@ -286,6 +289,12 @@ class _ScaleSetCollector(Collector):
                 "state",
             ),
             gauge(
+                "scaleset_upgrade_rollback_instances",
+                "Instances of the current or last OS upgrade sent back to their previous image, "
+                "by rollback state (Azure's rollbackInfo).",
+                "state",
+            ),
+            gauge(
                 "scaleset_upgrade_running_status",
                 "Running status code of the current or last OS upgrade, 1 for the current code.",
                 "code",
@@ -338,6 +347,8 @@ class _ScaleSetCollector(Collector):
             return
         for state, count in zip(PROGRESS_STATES, run.progress, strict=True):
             put("scaleset_upgrade_instances", count, state)
+        for state, count in zip(ROLLBACK_STATES, run.rollback, strict=True):
+            put("scaleset_upgrade_rollback_instances", count, state)
         for code in RunningStatusCode:
             put("scaleset_upgrade_running_status", float(code.value == run.code), code.value)
         put("scaleset_upgrade_target_info", 1, run.image, run.version, run.started_by)
@@ -541,6 +552,10 @@ class OperatorMetrics:
             previous = self._memory.get(key)
             if previous is None:
                 self._initialise(namespace, name)
+            if status.upgrade_run is not None:
+                # Also after a retarget, which changes the version in the middle of a run.
+                self._initialise_version(status.upgrade_run)
+            if previous is None:
                 memory = _baseline(status)
             else:
                 memory = self._transitions(namespace, name, previous, status)
@@ -585,14 +600,27 @@ class OperatorMetrics:
             return [(ns, name, snap) for (ns, name), snap in sorted(self._snapshots.items())]
 
     def _initialise(self, namespace: str, name: str) -> None:
-        """Create counters at zero, so the first increment shows in `increase()` and alerts."""
+        """Create series at zero: a counter born at 1 shows no `increase()`, so the first
+        fault or rollback of a scale set would never reach a rate or an alert."""
         for outcome in OUTCOMES:
             self.upgrades.labels(namespace, name, outcome)
+            self.upgrade_duration.labels(namespace, name, outcome)
         self.batches.labels(namespace, name)
+        self.batch_duration.labels(namespace, name)
         for cause in CAUSES:
             self.rollbacks.labels(namespace, name, cause)
             self.instance_failures.labels(namespace, name, cause)
+        self.publish_to_first_patch.labels(namespace, name)
         self.reconciles.labels(namespace, name)
+        self.reconcile_duration.labels(namespace, name)
+
+    def _initialise_version(self, run: UpgradeRun) -> None:
+        """Per-version series at zero from the moment a run to the version is seen."""
+        image, version = run.target.family, run.target.version
+        for outcome in OUTCOMES:
+            self.version_upgrades.labels(image, version, outcome)
+            self.version_upgrade_duration.labels(image, version, outcome)
+        self.time_to_revert.labels(image, version)
 
     def _transitions(
         self, namespace: str, name: str, previous: _Memory, status: ScaleSetStatus

@@ -323,9 +323,15 @@ def test_bad_image_rolls_back_and_faults(
     assert value(registry, "scaleset_upgrade_batch_duration_seconds_sum", **ours()) == 20
     per_version = {"image": FAMILY, "version": "1.1.0", "outcome": "faulted"}
     assert value(registry, "scaleset_image_version_upgrades_total", **per_version) == 1
+    # The other outcomes of the version exist at zero from the run's start, for increase().
+    clean = {**per_version, "outcome": "completed"}
+    assert value(registry, "scaleset_image_version_upgrades_total", **clean) == 0
     code = "scaleset_upgrade_running_status"
     assert value(registry, code, **ours(code="Faulted")) == 1
     assert value(registry, code, **ours(code="RollingForward")) == 0
+    rollback = "scaleset_upgrade_rollback_instances"
+    assert value(registry, rollback, **ours(state="rolled_back")) == 1
+    assert value(registry, rollback, **ours(state="failed")) == 0
 
 
 def test_failed_rollback_is_counted_but_not_timed(
@@ -341,7 +347,7 @@ def test_failed_rollback_is_counted_but_not_timed(
 
     assert value(registry, "scaleset_rollbacks_total", **ours(reason="HealthTimeout")) == 1
     revert = {"image": FAMILY, "version": "1.1.0"}
-    assert value(registry, "scaleset_time_to_revert_seconds_count", **revert) is None
+    assert value(registry, "scaleset_time_to_revert_seconds_count", **revert) == 0
 
 
 def test_completed_with_failed_instances_is_a_failed_change(
@@ -370,7 +376,7 @@ def test_completed_with_failed_instances_is_a_failed_change(
     )
     # Batches that started and ended between two observations are counted, not timed.
     assert value(registry, "scaleset_upgrade_batches_total", **ours()) == 4
-    assert value(registry, "scaleset_upgrade_batch_duration_seconds_count", **ours()) is None
+    assert value(registry, "scaleset_upgrade_batch_duration_seconds_count", **ours()) == 0
 
 
 def test_user_started_run_has_no_publish_latency(
@@ -382,7 +388,7 @@ def test_user_started_run_has_no_publish_latency(
     manual = run(started_by=StartedBy.USER, automatic_rollback=False, batch=batch)
     metrics.observe(NS, NAME, status(manual), FOUR_OLD, capacity=4)
 
-    assert value(registry, "scaleset_publish_to_first_patch_seconds_count", **ours()) is None
+    assert value(registry, "scaleset_publish_to_first_patch_seconds_count", **ours()) == 0
 
 
 def test_run_that_faults_before_any_patch_has_no_publish_latency(
@@ -393,7 +399,7 @@ def test_run_that_faults_before_any_patch_has_no_publish_latency(
     refused = run(code=RunningStatusCode.FAULTED, end_time=at(10))
     metrics.observe(NS, NAME, status(refused), FOUR_OLD, capacity=4)
 
-    assert value(registry, "scaleset_publish_to_first_patch_seconds_count", **ours()) is None
+    assert value(registry, "scaleset_publish_to_first_patch_seconds_count", **ours()) == 0
     assert value(registry, "scaleset_upgrades_total", **ours(outcome="faulted")) == 1
     assert value(registry, "scaleset_upgrade_duration_seconds_sum", **ours(outcome="faulted")) == 0
 
