@@ -1,0 +1,3 @@
+from scaleset_operator.cli.operator_main import main
+
+main()

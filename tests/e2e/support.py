@@ -1,0 +1,278 @@
+"""Helpers for end-to-end tests: the operator as a process, and ScaleSet/ImageVersion builders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client
+
+GROUP, VERSION = "scaleset.dev", "v1alpha1"
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def eventually(
+    probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll until `probe` returns something truthy; fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}: last={last!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OperatorProcess:
+    """`scaleset-operator run` as a child process, so tests can SIGKILL and restart it."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, *extra: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.extra = extra
+        self.metrics_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self._log: Any = None
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def start(self) -> None:
+        self.starts += 1
+        self._close_log()
+        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
+        self._log = log
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "scaleset_operator", "run",
+                "--upgrade-delay", "0.5",
+                "--metrics-port", str(self.metrics_port),
+                "--health-port", "0",
+                *self.extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_log()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class World:
+    """Builds objects for one test: a namespace and its own image publisher (ImageVersions are
+    cluster-scoped, so each test publishes under a publisher named after its namespace)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.namespace = namespace
+        self.publisher = f"pub-{namespace}"
+        self.published: list[str] = []
+
+    # --- the catalog -------------------------------------------------------------------
+    def publish(self, version: str, image: str | None = None, **spec: Any) -> str:
+        name = f"{self.publisher}-{version.replace('.', '-')}-{uuid.uuid4().hex[:4]}"
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ImageVersion",
+            "metadata": {"name": name},
+            "spec": {
+                "publisher": self.publisher,
+                "offer": "os",
+                "sku": "stable",
+                "version": version,
+                "image": image or f"example.test/os:{version}",
+                **spec,
+            },
+        }
+        self.custom.create_cluster_custom_object(GROUP, VERSION, "imageversions", body)
+        self.published.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for name in self.published:
+            try:
+                self.custom.delete_cluster_custom_object(GROUP, VERSION, "imageversions", name)
+            except client.ApiException:
+                pass
+
+    # --- scale sets -----------------------------------------------------------------------
+    def scaleset_body(
+        self,
+        name: str = "web",
+        capacity: int = 10,
+        *,
+        automatic: bool = True,
+        rolling: dict[str, Any] | None = None,
+        health_timeout: str = "PT8S",
+        mode: str = "Rolling",
+        disks: bool = False,
+        **spec: Any,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ScaleSet",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {
+                "capacity": capacity,
+                "location": "westeurope",
+                "imageReference": {
+                    "publisher": self.publisher,
+                    "offer": "os",
+                    "sku": "stable",
+                    "version": "latest",
+                },
+                "upgradePolicy": {
+                    "mode": mode,
+                    "automaticOSUpgradePolicy": {"enableAutomaticOSUpgrade": automatic},
+                    "rollingUpgradePolicy": rolling or {},
+                    "healthTimeout": health_timeout,
+                },
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "os", "image": "placeholder"}]},
+                },
+                **spec,
+            },
+        }
+        if disks:
+            body["spec"]["volumeClaimTemplates"] = [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ]
+        return body
+
+    def create(self, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "scalesets", body)
+
+    def get(self, name: str = "web") -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "scalesets", name
+        )
+        return obj
+
+    def status(self, name: str = "web") -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def patch_spec(self, patch: dict[str, Any], name: str = "web") -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "scalesets", name, {"spec": patch}
+        )
+
+    def request(self, action: str, name: str = "web", instance_ids: list[str] | None = None) -> None:
+        key = {
+            "start": "scaleset.dev/rolling-upgrade-start",
+            "cancel": "scaleset.dev/rolling-upgrade-cancel",
+            "update-instances": "scaleset.dev/update-instances",
+        }[action]
+        value = {
+            "id": uuid.uuid4().hex,
+            "action": action,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "instanceIds": instance_ids or [],
+        }
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "scalesets", name,
+            {"metadata": {"annotations": {key: json.dumps(value)}}},
+        )
+
+    # --- instances -----------------------------------------------------------------------
+    def pods(self, name: str = "web") -> list[client.V1Pod]:
+        items = self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"scaleset.dev/scaleset={name}"
+        ).items
+        return sorted(items, key=lambda p: int(p.metadata.labels["scaleset.dev/instance-id"]))
+
+    def images(self, name: str = "web") -> dict[int, str]:
+        return {
+            int(p.metadata.labels["scaleset.dev/instance-id"]): p.spec.containers[0].image
+            for p in self.pods(name)
+            if p.metadata.deletion_timestamp is None
+        }
+
+    def healthy_count(self, name: str = "web") -> int:
+        count = 0
+        for p in self.pods(name):
+            ready = any(
+                c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])
+            )
+            statuses = p.status.container_statuses or []
+            on_spec = bool(statuses) and statuses[0].image == p.spec.containers[0].image
+            count += int(ready and on_spec and p.metadata.deletion_timestamp is None)
+        return count
+
+    def wait_ready(self, name: str = "web", capacity: int = 10, timeout: float = 60) -> None:
+        eventually(
+            lambda: self.status(name).get("readyInstances") == capacity
+            and self.healthy_count(name) == capacity,
+            timeout,
+            what=f"{capacity} healthy instances of {name}",
+        )
+
+    def wait_upgrade_code(self, *codes: str, name: str = "web", timeout: float = 90) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            status = self.status(name)
+            code = ((status.get("rollingUpgrade") or {}).get("runningStatus") or {}).get("code")
+            return status if code in codes else None
+
+        return eventually(probe, timeout, what=f"rolling upgrade code in {codes}")
+
+    def claims(self, name: str = "web") -> dict[str, str]:
+        items = self.core.list_namespaced_persistent_volume_claim(
+            self.namespace, label_selector=f"scaleset.dev/scaleset={name}"
+        ).items
+        return {c.metadata.name: c.metadata.uid for c in items}
+
+    def set_image(self, pod: str, image: str) -> None:
+        """An outside writer changing an instance (a disruption the operator did not cause)."""
+        self.core.patch_namespaced_pod(
+            pod, self.namespace, {"spec": {"containers": [{"name": "os", "image": image}]}}
+        )
