@@ -1,0 +1,69 @@
+"""The kwok configuration (node and pod stages) kept in ``tests/kwok/stages.yaml``.
+
+Read from the repository in a checkout; a wheel carries it as ``scaleset_operator/_data/kwok``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scaleset_operator.localcluster.binaries import repo_root
+
+STAGES_FILE = "stages.yaml"
+START_STAGE = "pod-container-start"
+
+
+def stages_text() -> str:
+    # The checkout first: an editable install holds a copy of the data made at install time.
+    root = repo_root()
+    if root is not None and (root / "tests" / "kwok" / STAGES_FILE).is_file():
+        return (root / "tests" / "kwok" / STAGES_FILE).read_text()
+    try:
+        packaged = resources.files("scaleset_operator") / "_data" / "kwok" / STAGES_FILE
+        if packaged.is_file():
+            return packaged.read_text()
+    except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError, TypeError):
+        pass
+    raise FileNotFoundError(
+        f"kwok {STAGES_FILE} not found in a repository checkout nor in the package data"
+    )
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Keeps multi-line templates readable in the written copy."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_LiteralDumper.add_representer(str, _str_presenter)
+
+
+def render(pod_start_delay: float | None = None) -> str:
+    """The configuration text, with the pod start delay (seconds) replaced when given."""
+    text = stages_text()
+    if pod_start_delay is None:
+        return text
+    docs: list[dict[str, Any]] = [d for d in yaml.safe_load_all(text) if d]
+    found = False
+    for doc in docs:
+        if doc.get("kind") == "Stage" and doc.get("metadata", {}).get("name") == START_STAGE:
+            doc["spec"].setdefault("delay", {})["durationMilliseconds"] = round(
+                pod_start_delay * 1000
+            )
+            found = True
+    if not found:
+        raise ValueError(f"stage {START_STAGE} missing from {STAGES_FILE}")
+    return yaml.dump_all(docs, Dumper=_LiteralDumper, sort_keys=False, width=1000)
+
+
+def write(path: Path, pod_start_delay: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(pod_start_delay))
+    return path

@@ -1,0 +1,181 @@
+"""Starting detached component processes and stopping them again from any process.
+
+Each component runs in its own session (so its process group id equals its pid). A record of
+pid plus the kernel's start time lets another process (``cluster down``) find exactly the
+processes we started, even if a pid has been reused since.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+# Popen objects of children started by this interpreter, so that they are reaped (no zombies).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    pid: int
+    state: str
+    pgrp: int
+    start_time: int
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    name: str
+    pid: int
+    start_time: int
+    log: str
+    args: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ProcessRecord:
+        return cls(
+            name=str(data["name"]),
+            pid=int(data["pid"]),
+            start_time=int(data["start_time"]),
+            log=str(data["log"]),
+            args=[str(a) for a in data["args"]],
+        )
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # The command name may contain spaces and parentheses; fields follow the last ')'.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return ProcStat(
+        pid=pid,
+        state=fields[0],
+        pgrp=int(fields[2]),
+        start_time=int(fields[19]),
+        rss_bytes=int(fields[21]) * _PAGE,
+    )
+
+
+def all_stats() -> list[ProcStat]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := read_stat(int(entry))) is not None:
+            out.append(stat)
+    return out
+
+
+def is_running(record: ProcessRecord) -> bool:
+    _reap(record.pid)
+    stat = read_stat(record.pid)
+    return stat is not None and stat.start_time == record.start_time and stat.state != "Z"
+
+
+def group_members(record: ProcessRecord, stats: Iterable[ProcStat] | None = None) -> list[ProcStat]:
+    """Live processes of the record's process group that are not older than its leader."""
+    return [
+        s
+        for s in (all_stats() if stats is None else stats)
+        if s.pgrp == record.pid and s.start_time >= record.start_time and s.state != "Z"
+    ]
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def start(
+    name: str,
+    args: list[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    die_with_parent: bool = False,
+) -> ProcessRecord:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(args)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+        )
+    _children[proc.pid] = proc
+    stat = read_stat(proc.pid)
+    if stat is None:
+        raise RuntimeError(f"{name} exited immediately; see {log_path}")
+    return ProcessRecord(name, proc.pid, stat.start_time, str(log_path), args)
+
+
+def _reap(pid: int) -> None:
+    proc = _children.get(pid)
+    if proc is not None and proc.poll() is not None:
+        del _children[pid]
+
+
+def _signal_group(record: ProcessRecord, sig: int) -> None:
+    for member in group_members(record):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member.pid, sig)
+
+
+def stop_all(records: Iterable[ProcessRecord], timeout: float = 15.0) -> list[ProcStat]:
+    """SIGTERM to each record's group, SIGKILL after ``timeout``; returns survivors (none)."""
+    records = list(records)
+    for record in records:
+        _signal_group(record, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    killed = False
+    while True:
+        for record in records:
+            _reap(record.pid)
+        stats = all_stats()
+        left = [m for r in records for m in group_members(r, stats)]
+        if not left:
+            for record in records:
+                if (proc := _children.pop(record.pid, None)) is not None:
+                    proc.wait(timeout=5)
+            return []
+        if time.monotonic() > deadline:
+            if killed:
+                return left
+            for record in records:
+                _signal_group(record, signal.SIGKILL)
+            killed = True
+            deadline = time.monotonic() + 5.0
+        time.sleep(0.05)
+
+
+def tail(path: Path | str, lines: int = 40) -> str:
+    try:
+        with Path(path).open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
