@@ -67,10 +67,16 @@ class OperatorProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), env.get("PYTHONPATH", "")])
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "scaleset_operator", "run",
-                "--upgrade-delay", "0.5",
-                "--metrics-port", str(self.metrics_port),
-                "--health-port", "0",
+                sys.executable,
+                "-m",
+                "scaleset_operator",
+                "run",
+                "--upgrade-delay",
+                "0.5",
+                "--metrics-port",
+                str(self.metrics_port),
+                "--health-port",
+                "0",
                 *self.extra,
             ],
             stdout=log,
@@ -191,7 +197,9 @@ class World:
         return body
 
     def create(self, body: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "scalesets", body)
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "scalesets", body
+        )
 
     def get(self, name: str = "web") -> dict[str, Any]:
         obj: dict[str, Any] = self.custom.get_namespaced_custom_object(
@@ -207,7 +215,9 @@ class World:
             GROUP, VERSION, self.namespace, "scalesets", name, {"spec": patch}
         )
 
-    def request(self, action: str, name: str = "web", instance_ids: list[str] | None = None) -> None:
+    def request(
+        self, action: str, name: str = "web", instance_ids: list[str] | None = None
+    ) -> None:
         key = {
             "start": "scaleset.dev/rolling-upgrade-start",
             "cancel": "scaleset.dev/rolling-upgrade-cancel",
@@ -220,7 +230,11 @@ class World:
             "instanceIds": instance_ids or [],
         }
         self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "scalesets", name,
+            GROUP,
+            VERSION,
+            self.namespace,
+            "scalesets",
+            name,
             {"metadata": {"annotations": {key: json.dumps(value)}}},
         )
 
@@ -251,13 +265,17 @@ class World:
 
     def wait_ready(self, name: str = "web", capacity: int = 10, timeout: float = 60) -> None:
         eventually(
-            lambda: self.status(name).get("readyInstances") == capacity
-            and self.healthy_count(name) == capacity,
+            lambda: (
+                self.status(name).get("readyInstances") == capacity
+                and self.healthy_count(name) == capacity
+            ),
             timeout,
             what=f"{capacity} healthy instances of {name}",
         )
 
-    def wait_upgrade_code(self, *codes: str, name: str = "web", timeout: float = 90) -> dict[str, Any]:
+    def wait_upgrade_code(
+        self, *codes: str, name: str = "web", timeout: float = 90
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             status = self.status(name)
             code = ((status.get("rollingUpgrade") or {}).get("runningStatus") or {}).get("code")
