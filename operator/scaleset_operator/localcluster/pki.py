@@ -79,16 +79,15 @@ def _openssl(*args: str) -> None:
 
 
 _EC = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+_SIGNING = ("-days", "3650", "-copy_extensions", "copy")
 
 
 def _signed_cert(pki: Pki, cert: Path, key: Path, subject: str, *extensions: str) -> None:
     csr = cert.with_suffix(".csr")
     ext_args = [arg for ext in extensions for arg in ("-addext", ext)]
     _openssl("req", *_EC, "-keyout", str(key), "-out", str(csr), "-subj", subject, *ext_args)
-    _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key),
-        "-CAcreateserial", "-out", str(cert), "-days", "3650", "-copy_extensions", "copy",
-    )
+    ca = ("-CA", str(pki.ca_cert), "-CAkey", str(pki.ca_key), "-CAcreateserial")
+    _openssl("x509", "-req", "-in", str(csr), *ca, "-out", str(cert), *_SIGNING)
     csr.unlink()
 
 
@@ -100,12 +99,10 @@ def ensure_pki(folder: Path) -> Pki:
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     if not pki.ca_cert.exists():
-        _openssl(
-            "req", "-x509", *_EC, "-keyout", str(pki.ca_key), "-out", str(pki.ca_cert),
-            "-days", "3650", "-subj", "/CN=scaleset-local-ca",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        )
+        ca_ext = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
+        ext_args = [arg for ext in ca_ext for arg in ("-addext", ext)]
+        out = ("-keyout", str(pki.ca_key), "-out", str(pki.ca_cert))
+        _openssl("req", "-x509", *_EC, *out, "-days", "3650", "-subj", "/CN=local-ca", *ext_args)
     if not pki.serving_cert.exists():
         sans = ",".join(
             [
@@ -119,15 +116,23 @@ def ensure_pki(folder: Path) -> Pki:
             ]
         )
         _signed_cert(
-            pki, pki.serving_cert, pki.serving_key, "/CN=kube-apiserver",
-            f"subjectAltName={sans}", "extendedKeyUsage=serverAuth",
+            pki,
+            pki.serving_cert,
+            pki.serving_key,
+            "/CN=kube-apiserver",
+            f"subjectAltName={sans}",
+            "extendedKeyUsage=serverAuth",
             "keyUsage=critical,digitalSignature,keyEncipherment",
         )
     if not pki.proxy_cert.exists():
         # Client identity of the aggregation layer (front proxy) towards extension apiservers.
         _signed_cert(
-            pki, pki.proxy_cert, pki.proxy_key, f"/CN={FRONT_PROXY_CN}",
-            "extendedKeyUsage=clientAuth", "keyUsage=critical,digitalSignature",
+            pki,
+            pki.proxy_cert,
+            pki.proxy_key,
+            f"/CN={FRONT_PROXY_CN}",
+            "extendedKeyUsage=clientAuth",
+            "keyUsage=critical,digitalSignature",
         )
     if not pki.sa_pub.exists():
         _openssl("genrsa", "-out", str(pki.sa_key), "2048")

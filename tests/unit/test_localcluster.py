@@ -1,0 +1,105 @@
+"""The local cluster's plumbing that needs no control plane: binaries, kwok config, processes."""
+
+from __future__ import annotations
+
+import stat
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scaleset_operator.localcluster import LocalCluster, binaries, kwokconfig, processes
+
+
+def _fake_binary(folder: Path, name: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_env_var_names_follow_envtest() -> None:
+    assert binaries.env_var_for("kube-apiserver") == "TEST_ASSET_KUBE_APISERVER"
+    assert binaries.env_var_for("kube-controller-manager") == "TEST_ASSET_KUBE_CONTROLLER_MANAGER"
+    assert binaries.env_var_for("etcd") == "TEST_ASSET_ETCD"
+
+
+def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALESET_OPERATOR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path / "path"))
+    monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
+    monkeypatch.delenv("TEST_ASSET_KWOK", raising=False)
+    on_path = _fake_binary(tmp_path / "path", "kwok")
+    assert binaries.find_binary("kwok") == on_path
+    cached = _fake_binary(binaries.testbin_dir(), "kwok")
+    assert binaries.find_binary("kwok") == cached
+    assets = _fake_binary(tmp_path / "assets", "kwok")
+    monkeypatch.setenv("KUBEBUILDER_ASSETS", str(tmp_path / "assets"))
+    assert binaries.find_binary("kwok") == assets
+    explicit = _fake_binary(tmp_path / "explicit", "my-kwok")
+    monkeypatch.setenv("TEST_ASSET_KWOK", str(explicit))
+    assert binaries.find_binary("kwok") == explicit
+
+
+def test_explicit_asset_that_is_missing_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_ASSET_ETCD", "/nonexistent/etcd")
+    with pytest.raises(binaries.BinaryNotFoundError, match="TEST_ASSET_ETCD"):
+        binaries.find_binary("etcd")
+
+
+def test_missing_binary_without_build_names_the_ways_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCALESET_OPERATOR_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("KUBEBUILDER_ASSETS", raising=False)
+    monkeypatch.delenv("TEST_ASSET_KWOK", raising=False)
+    with pytest.raises(binaries.BinaryNotFoundError, match=r"hack/testbin\.sh.*KUBEBUILDER_ASSETS"):
+        binaries.resolve_binaries(["kwok"], build_missing=False)
+
+
+def test_kwok_config_has_node_and_pod_stages() -> None:
+    docs = [d for d in yaml.safe_load_all(kwokconfig.render()) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds[0] == "KwokConfiguration"
+    stages = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Stage"}
+    assert {"node-initialize", "node-heartbeat-with-lease"} <= set(stages)
+    assert {
+        "pod-container-restart",
+        "pod-container-start",
+        "pod-ready-sync",
+        "pod-crash-loop",
+        "pod-delete",
+    } <= set(stages)
+    for stage in stages.values():
+        assert stage["spec"]["selector"]["matchExpressions"]
+
+
+def test_pod_start_delay_is_configurable() -> None:
+    docs = [d for d in yaml.safe_load_all(kwokconfig.render(pod_start_delay=2.5)) if d]
+    (start,) = [d for d in docs if d.get("metadata", {}).get("name") == kwokconfig.START_STAGE]
+    assert start["spec"]["delay"]["durationMilliseconds"] == 2500
+
+
+def test_stop_all_ends_the_whole_process_group(tmp_path: Path) -> None:
+    script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    record = processes.start("sleeper", [sys.executable, "-c", script], tmp_path / "s.log")
+    assert processes.is_running(record)
+    # Wait until the grandchild exists, so the test covers the group, not only the leader.
+    deadline = time.monotonic() + 10
+    while len(processes.group_members(record)) < 2:
+        assert time.monotonic() < deadline, "grandchild never started"
+        time.sleep(0.05)
+    assert processes.stop_all([record], timeout=5) == []
+    assert not processes.is_running(record)
+    assert processes.group_members(record) == []
+
+
+def test_status_of_an_empty_directory(tmp_path: Path) -> None:
+    st = LocalCluster(tmp_path).status()
+    assert st.components == {}
+    assert not st.running
+    assert st.server is None
