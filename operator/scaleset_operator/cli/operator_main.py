@@ -141,8 +141,10 @@ main.add_command(crds)
 
 def _add_local_commands() -> None:
     from scaleset_operator.cli.cluster_cmd import cluster
+    from scaleset_operator.cli.demo_cmd import demo
 
     main.add_command(cluster)
+    main.add_command(demo)
 
 
 _add_local_commands()

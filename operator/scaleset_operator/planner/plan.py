@@ -912,8 +912,7 @@ def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
 
 
 def _pending_count(run: UpgradeRun, live: dict[int, Instance]) -> int:
-    if _run_finished(run):
-        return 0
+    """Instances the run has not begun; after a fault or cancel, those it never reached."""
     in_batch = set(run.batch.instance_ids) if run.batch else set()
     return sum(
         1

@@ -1,0 +1,306 @@
+"""`scaleset-operator demo`: the whole story on a local control plane, live.
+
+Brings up the control plane, installs the CRDs, starts the operator, creates a scale set,
+publishes a good image version (a rolling upgrade runs) and then a bad one (instances are
+rolled back and the upgrade ends Faulted), and says how to look around.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from scaleset_operator.cli.plugin_watch import progress_view
+from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.k8s.errors import AlreadyExistsError, KubeApiError
+from scaleset_operator.localcluster import LocalCluster, LocalClusterError
+from scaleset_operator.models.crd import render_all
+from scaleset_operator.models.status import RollingUpgradeStatus, RunningStatusCode
+
+NAMESPACE = "demo"
+console = Console()
+
+
+def _say(text: str) -> None:
+    console.print(f"[bold cyan]==>[/] {text}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _install_crds(cluster: Cluster) -> None:
+    for text in render_all().values():
+        crd = yaml.safe_load(text)
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        try:
+            cluster.request("POST", path, body=crd)
+        except AlreadyExistsError:
+            current = cluster.request("GET", f"{path}/{crd['metadata']['name']}")
+            crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            cluster.request("PUT", f"{path}/{crd['metadata']['name']}", body=crd)
+    deadline = time.monotonic() + 30
+    for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
+        while time.monotonic() < deadline:
+            crd = cluster.request(
+                "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+            )
+            conds = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
+            if conds.get("Established") == "True":
+                break
+            time.sleep(0.2)
+
+
+def _publish(cluster: Cluster, version: str, image: str) -> None:
+    body = {
+        "apiVersion": "scaleset.dev/v1alpha1",
+        "kind": "ImageVersion",
+        "metadata": {"name": f"contoso-webos-2024-{version.replace('.', '-')}"},
+        "spec": {
+            "publisher": "contoso",
+            "offer": "webos",
+            "sku": "2024",
+            "version": version,
+            "image": image,
+            "publishedDate": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        },
+    }
+    with contextlib.suppress(AlreadyExistsError):
+        cluster.request("POST", "/apis/scaleset.dev/v1alpha1/imageversions", body=body)
+    _say(f"published ImageVersion {version} ({image})")
+
+
+def _scaleset(capacity: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "scaleset.dev/v1alpha1",
+        "kind": "ScaleSet",
+        "metadata": {"name": "web", "namespace": NAMESPACE},
+        "spec": {
+            "capacity": capacity,
+            "location": "westeurope",
+            "imageReference": {
+                "publisher": "contoso",
+                "offer": "webos",
+                "sku": "2024",
+                "version": "latest",
+            },
+            "upgradePolicy": {
+                "mode": "Rolling",
+                "automaticOSUpgradePolicy": {"enableAutomaticOSUpgrade": True},
+                "rollingUpgradePolicy": {
+                    "maxBatchInstancePercent": 20,
+                    "enableCrossZoneUpgrade": True,
+                    "pauseTimeBetweenBatches": "PT1S",
+                },
+                "healthTimeout": "PT10S",
+            },
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "os", "image": "set-by-the-operator"}]},
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _get(cluster: Cluster) -> dict[str, Any]:
+    return cluster.get_scaleset(NAMESPACE, "web")
+
+
+def _instances_table(cluster: Cluster) -> Table:
+    table = Table(title="instances", title_justify="left")
+    for col in ("instance", "node", "image", "ready"):
+        table.add_column(col)
+    for pod in sorted(
+        cluster.list_pods(NAMESPACE, "scaleset.dev/scaleset=web"),
+        key=lambda p: int(p["metadata"]["labels"].get("scaleset.dev/instance-id", 0)),
+    ):
+        conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        table.add_row(
+            pod["metadata"]["name"],
+            pod["spec"].get("nodeName", "-"),
+            pod["spec"]["containers"][0]["image"],
+            "yes" if conds.get("Ready") == "True" else "no",
+        )
+    return table
+
+
+def _wait(what: str, predicate: Any, timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    with console.status(what):
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+    raise click.ClickException(f"timed out after {timeout:.0f}s: {what}")
+
+
+def _follow_upgrade(cluster: Cluster, since: str | None, timeout: float = 180) -> dict[str, Any]:
+    """Live progress bars until the upgrade started after `since` ends."""
+    deadline = time.monotonic() + timeout
+    with Live(console=console, refresh_per_second=8) as live:
+        while time.monotonic() < deadline:
+            status = _get(cluster).get("status") or {}
+            raw = status.get("rollingUpgrade")
+            if raw and raw.get("runningStatus", {}).get("startTime") != since:
+                ru = RollingUpgradeStatus.model_validate(raw)
+                live.update(progress_view("web", ru))
+                code = ru.running_status.code if ru.running_status else None
+                if code is not None and code is not RunningStatusCode.ROLLING_FORWARD:
+                    return status
+            time.sleep(0.25)
+    raise click.ClickException("the upgrade did not finish in time; see the operator log")
+
+
+def _start_operator(
+    directory: Path, kubeconfig: Path, metrics_port: int
+) -> subprocess.Popen[bytes]:
+    log = (directory / "logs" / "operator.log").open("ab")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scaleset_operator",
+            "run",
+            "--upgrade-delay",
+            "2",
+            "--metrics-port",
+            str(metrics_port),
+            "--health-port",
+            "0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+@click.command("demo")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".cluster"),
+    show_default=True,
+    help="Where the local cluster keeps its data, logs and kubeconfig.",
+)
+@click.option("--capacity", type=click.IntRange(2, 200), default=10, show_default=True)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Leave the cluster and the operator running afterwards, for exploring.",
+)
+def demo(directory: Path, capacity: int, keep: bool) -> None:
+    """Run the whole story live: an automatic OS upgrade, then a bad image rolled back.
+
+    \b
+    Examples:
+      scaleset-operator demo            # about a minute, cleans up after itself
+      scaleset-operator demo --keep     # then: export KUBECONFIG=.cluster/kubeconfig
+    """
+    local = LocalCluster(directory, log=lambda m: console.print(f"   [dim]{m}[/]"))
+    _say(
+        f"starting a local control plane in {directory}/ (etcd, kube-apiserver, "
+        "controller-manager, scheduler, kwok)"
+    )
+    try:
+        local.up()
+    except LocalClusterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        cluster = Cluster(make_api_client(str(local.kubeconfig_path)))
+        _say("installing the ScaleSet and ImageVersion CRDs")
+        _install_crds(cluster)
+        metrics_port = _free_port()
+        operator = _start_operator(directory, local.kubeconfig_path, metrics_port)
+        _say(f"operator started (pid {operator.pid}), log: {directory}/logs/operator.log")
+        with contextlib.suppress(AlreadyExistsError):
+            cluster.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
+        _publish(cluster, "1.0.0", "registry.example/webos:1.0.0")
+        with contextlib.suppress(AlreadyExistsError):
+            cluster.request(
+                "POST",
+                f"/apis/scaleset.dev/v1alpha1/namespaces/{NAMESPACE}/scalesets",
+                body=_scaleset(capacity),
+            )
+        _say(
+            f"created ScaleSet demo/web: {capacity} instances, automatic OS upgrades on, "
+            "20 % per batch, health timeout 10 s"
+        )
+        _wait(
+            f"waiting for {capacity} healthy instances",
+            lambda: (_get(cluster).get("status") or {}).get("readyInstances") == capacity,
+        )
+        console.print(_instances_table(cluster))
+
+        before = (_get(cluster).get("status") or {}).get("rollingUpgrade") or {}
+        _publish(cluster, "1.1.0", "registry.example/webos:1.1.0")
+        _say("the platform starts a rolling OS upgrade after a 2 s delay:")
+        status = _follow_upgrade(cluster, before.get("runningStatus", {}).get("startTime"))
+        _say(f"upgrade {status['rollingUpgrade']['runningStatus']['code']}: all instances on 1.1.0")
+        console.print(_instances_table(cluster))
+
+        before = status["rollingUpgrade"]
+        _publish(cluster, "1.2.0", "registry.example/webos:bad-1.2.0")
+        _say("1.2.0 is a bad image (never pulls): watch the batch fail and roll back")
+        status = _follow_upgrade(cluster, before["runningStatus"]["startTime"])
+        entry = status["osUpgradeHistory"][0]
+        _say("the newest history entry, in Azure's shape:")
+        console.print_json(json.dumps(entry))
+        _wait(
+            "waiting for rolled-back instances to be healthy again",
+            lambda: (_get(cluster).get("status") or {}).get("readyInstances") == capacity,
+        )
+        console.print(_instances_table(cluster))
+        _say("look around:")
+        kc = local.kubeconfig_path
+        console.print(
+            f"  export KUBECONFIG={kc}\n"
+            f"  kubectl -n {NAMESPACE} get vmss\n"
+            f"  kubectl scaleset -n {NAMESPACE} get-os-upgrade-history web\n"
+            f"  kubectl scaleset -n {NAMESPACE} get web\n"
+            f"  kubectl -n {NAMESPACE} get events --sort-by=.lastTimestamp\n"
+            f"  curl -s localhost:{metrics_port}/metrics | grep ^scaleset_"
+        )
+    except KubeApiError as exc:
+        raise click.ClickException(f"the API server refused: {exc}") from exc
+    finally:
+        if not keep:
+            if operator is not None:
+                operator.terminate()
+                operator.wait(timeout=20)
+            local.down()
+            _say("stopped the operator and the local cluster (use --keep to explore)")
+        else:
+            _say(
+                f"still running; stop with: kill {operator.pid if operator else ''}; "
+                f"scaleset-operator cluster down --dir {directory}"
+            )
