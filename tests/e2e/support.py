@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -140,10 +141,8 @@ class World:
 
     def cleanup(self) -> None:
         for name in self.published:
-            try:
+            with contextlib.suppress(client.ApiException):
                 self.custom.delete_cluster_custom_object(GROUP, VERSION, "imageversions", name)
-            except client.ApiException:
-                pass
 
     # --- scale sets -----------------------------------------------------------------------
     def scaleset_body(

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from tests.e2e.support import World
 
 

@@ -61,6 +61,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 def _start_metrics(port: int) -> MetricsSink:
     from prometheus_client import CollectorRegistry, start_http_server
+
     from scaleset_operator.metrics import OperatorMetrics
 
     registry = CollectorRegistry()
