@@ -119,6 +119,11 @@ Rules on cluster-scoped resources, needed in both modes.
   resources: ["customresourcedefinitions"]
   # kopf follows the CRDs of the resources it serves.
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["namespaces"]
+  # kopf lists namespaces even when given exact names; without this it retries, logs 403s and
+  # falls back to assuming the watched namespaces exist.
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{/*
