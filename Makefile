@@ -56,3 +56,6 @@ cluster-down: $(STAMP) ## Stop it
 clean: ## Remove the venv and local cluster data (the binary cache stays)
 	-$(BIN)/scaleset-operator cluster down 2>/dev/null
 	rm -rf $(VENV) .cluster
+
+kind-up: ## A kind cluster (kind-config.yaml) with the operator image loaded and the chart installed
+	hack/kind-up.sh

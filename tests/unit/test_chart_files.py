@@ -138,3 +138,18 @@ def test_build_context_holds_everything_the_wheel_includes() -> None:
     )
     copied_paths = {p for line in copied for p in line.split()}
     assert needed <= copied_paths, f"the builder stage does not copy {needed - copied_paths}"
+
+
+def test_kind_config_has_one_worker_per_zone() -> None:
+    config = yaml.safe_load((ROOT / "kind-config.yaml").read_text())
+    assert config["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    roles = [n["role"] for n in config["nodes"]]
+    assert roles == ["control-plane", "worker", "worker", "worker"]
+    zones = [n["labels"]["topology.kubernetes.io/zone"] for n in config["nodes"][1:]]
+    assert zones == ["zone-1", "zone-2", "zone-3"]
+
+
+def test_kind_up_script_parses() -> None:
+    script = ROOT / "hack" / "kind-up.sh"
+    assert script.stat().st_mode & 0o111, "hack/kind-up.sh is not executable"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=30)
