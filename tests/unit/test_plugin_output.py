@@ -82,7 +82,10 @@ FAULT = ApiError(
     code="MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade",
     message="2 of 5 upgraded instances are unhealthy",
     target="web",
-    details=[ApiErrorBase(code="RollingUpgradeTimeoutError", message="web-3 not healthy")],
+    details=[
+        ApiErrorBase(code="RollingUpgradeTimeoutError", message="web-3 not healthy"),
+        ApiErrorBase(code="ImagePullBackOff", target="instance 4", message="ImagePullBackOff"),
+    ],
     innererror=InnerError(exceptiontype="HealthTimeout", errordetail="PT5M passed"),
 )
 HISTORY = [
@@ -262,7 +265,7 @@ def test_latest_table_summarises_status_progress_and_policy() -> None:
     assert "2 successful, 1 failed, 2 in progress, 5 pending" in text
     assert "batch 40%" in text
     assert "pause PT30S" in text
-    assert "RollingUpgradeTimeoutError: web-3 not healthy" in text
+    assert "(RollingUpgradeTimeoutError: web-3 not healthy; instance 4: ImagePullBackOff)" in text
 
 
 def test_progress_view_has_one_bar_per_state() -> None:

@@ -89,9 +89,10 @@ def update_instances(name: str, first_id: str, more_ids: tuple[str, ...]) -> Non
     shown = "all instances" if ids == [ALL] else "instances " + ", ".join(ids)
     click.echo(f'Requested a model update of {shown} of "{name}" (request {request.id}).')
     if protected:
+        which = ("instance " if len(protected) == 1 else "instances ") + ", ".join(protected)
+        verb = "is" if len(protected) == 1 else "are"
         click.echo(
-            f"note: instances {', '.join(protected)} are protected from scale set actions "
-            "and stay as they are",
+            f"note: {which} {verb} protected from scale set actions and left as it is",
             err=True,
         )
 

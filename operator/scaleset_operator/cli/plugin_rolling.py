@@ -121,7 +121,8 @@ def start(name: str, no_wait: bool, wait_timeout: float, then_watch: bool) -> No
     if _start_time(after) in (None, old_start):
         _refused(name, request, "started no upgrade")
     _report_start(after)
-    if then_watch and _code(after) is RunningStatusCode.ROLLING_FORWARD:
+    if then_watch:
+        # Even an upgrade that already ended is reported the way watch reports it.
         follow(name, timeout=0, interval=1.0)
 
 

@@ -50,7 +50,13 @@ def progress_view(name: str, ru: RollingUpgradeStatus) -> RenderableType:
     for (label, _, colour), count in zip(_STATES, counts, strict=True):
         bars.add_row(
             Text(label, style=colour),
-            ProgressBar(total=total, completed=count, width=40, complete_style=colour),
+            ProgressBar(
+                total=total,
+                completed=count,
+                width=40,
+                complete_style=colour,
+                finished_style=colour,
+            ),
             Text(f"{count}/{sum(counts)}"),
         )
     return Group(header, bars)

@@ -14,6 +14,7 @@ from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import (
     ApiError,
+    ApiErrorBase,
     HistoryEntry,
     Progress,
     RollingUpgradeStatus,
@@ -37,8 +38,15 @@ def error_text(e: ApiError | None) -> str | None:
     if e is None or not (e.code or e.message):
         return None
     head = ": ".join(x for x in (e.code, e.message) if x)
-    details = "; ".join(": ".join(x for x in (d.code, d.message) if x) for d in e.details or [])
+    details = "; ".join(_detail_text(d) for d in e.details or [])
     return f"{head} ({details})" if details else head
+
+
+def _detail_text(d: ApiErrorBase) -> str:
+    # The operator's details name the instance in `target`; a message that only repeats
+    # the code adds nothing.
+    parts = [d.target, d.code, d.message if d.message != d.code else None]
+    return ": ".join(x for x in parts if x)
 
 
 def target_text(t: TargetImageReference | None) -> str | None:
