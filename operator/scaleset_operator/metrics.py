@@ -11,6 +11,7 @@ persisted, so a pass that is retried after a conflict is counted once.
 from __future__ import annotations
 
 import platform
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -97,6 +98,9 @@ def operator_registry() -> CollectorRegistry:
 def serve(registry: CollectorRegistry, *, port: int, address: str = "0.0.0.0") -> None:
     """Serve `/metrics` of the registry from a daemon thread."""
     start_http_server(port, addr=address, registry=registry)
+
+
+_NEW_VERSION = re.compile(r"^version (\S+) published")
 
 
 def cause_of(reason: str | None) -> str:
@@ -379,6 +383,20 @@ class _Memory:
     revert_started: dict[int, float] = field(default_factory=dict)
 
 
+def _detected_at(
+    run: UpgradeRun, pending: PendingUpgrade | None, detected: set[str]
+) -> datetime | None:
+    """When the platform noticed the version a new run goes to, if this process saw it."""
+    if run.started_by is not StartedBy.PLATFORM:
+        return None
+    if pending is not None and pending.version == run.target.version:
+        return parse_stamp(pending.detected_at)
+    if run.target.version in detected:
+        # Noticed and started in one pass (a delay shorter than the stamps' second).
+        return parse_stamp(run.start_time)
+    return None
+
+
 def _rollback_ids(run: UpgradeRun) -> frozenset[int]:
     return frozenset(run.rolling_back) | frozenset(run.rolled_back) | frozenset(run.rollback_failed)
 
@@ -414,6 +432,8 @@ class OperatorMetrics:
         self._lock = threading.Lock()
         self._snapshots: dict[tuple[str, str], _Snapshot] = {}
         self._memory: dict[tuple[str, str], _Memory] = {}
+        # Versions whose NewImageVersion event came with the pass about to be observed.
+        self._detected: dict[tuple[str, str], set[str]] = {}
 
         build = Info(
             "scaleset_operator_build",
@@ -549,6 +569,7 @@ class OperatorMetrics:
         key = (namespace, name)
         snapshot = _snapshot(status, instances, capacity)
         with self._lock:
+            detected = self._detected.pop(key, set())
             previous = self._memory.get(key)
             if previous is None:
                 self._initialise(namespace, name)
@@ -558,7 +579,7 @@ class OperatorMetrics:
             if previous is None:
                 memory = _baseline(status)
             else:
-                memory = self._transitions(namespace, name, previous, status)
+                memory = self._transitions(namespace, name, previous, status, detected)
             self._memory[key] = memory
             self._snapshots[key] = snapshot
 
@@ -568,13 +589,19 @@ class OperatorMetrics:
         with self._lock:
             self._snapshots.pop(key, None)
             self._memory.pop(key, None)
+            self._detected.pop(key, None)
             for metric in self._per_scaleset:
                 metric.remove_by_labels({"namespace": namespace, "scaleset": name})
 
     def record_events(self, namespace: str, name: str, events: Sequence[EmitEvent]) -> None:
-        """Count the planner's events of one persisted pass."""
+        """Count the planner's events of one persisted pass (call it before `observe()`)."""
         for event in events:
             self.events.labels(namespace, name, event.type, event.reason).inc()
+            if event.reason == "NewImageVersion":
+                match = _NEW_VERSION.match(event.message)
+                if match:
+                    with self._lock:
+                        self._detected.setdefault((namespace, name), set()).add(match.group(1))
             if event.reason == "InstanceUpgradeFailed":
                 # "instance 3 unhealthy on <urn>: <reason>"; the urn itself holds colons.
                 reason = event.message.rsplit(": ", 1)[-1] if ": " in event.message else ""
@@ -623,7 +650,12 @@ class OperatorMetrics:
         self.time_to_revert.labels(image, version)
 
     def _transitions(
-        self, namespace: str, name: str, previous: _Memory, status: ScaleSetStatus
+        self,
+        namespace: str,
+        name: str,
+        previous: _Memory,
+        status: ScaleSetStatus,
+        detected: set[str],
     ) -> _Memory:
         run = status.upgrade_run
         memory = _Memory(pending=status.pending_upgrade)
@@ -645,13 +677,7 @@ class OperatorMetrics:
             before_batch_started = None
             before_rollbacks = frozenset()
             before_rolled_back = frozenset()
-            pending = previous.pending
-            if (
-                run.started_by is StartedBy.PLATFORM
-                and pending is not None
-                and pending.version == run.target.version
-            ):
-                memory.awaiting_first_patch = parse_stamp(pending.detected_at)
+            memory.awaiting_first_patch = _detected_at(run, previous.pending, detected)
 
         self._first_patch(namespace, name, run, memory)
         self._batches(namespace, name, run, before_batches, before_batch_started)

@@ -379,6 +379,40 @@ def test_completed_with_failed_instances_is_a_failed_change(
     assert value(registry, "scaleset_upgrade_batch_duration_seconds_count", **ours()) == 0
 
 
+def test_version_noticed_and_patched_in_one_pass(
+    metrics: OperatorMetrics, registry: CollectorRegistry
+) -> None:
+    # With a delay under a second the pass that notices 1.1.0 also starts the run; the
+    # NewImageVersion event of that pass tells when it was noticed.
+    metrics.observe(NS, NAME, status(), FOUR_OLD, capacity=4)
+    metrics.record_events(
+        NS,
+        NAME,
+        [
+            EmitEvent("Normal", "NewImageVersion", "version 1.1.0 published; upgrade scheduled"),
+            EmitEvent("Normal", "RollingUpgradeStarted", f"OS upgrade to {NEW.urn} started"),
+        ],
+    )
+    batch = Batch(number=1, instance_ids=[0], started_at=at(10))
+    metrics.observe(NS, NAME, status(run(batch=batch)), FOUR_OLD, capacity=4)
+
+    assert value(registry, "scaleset_publish_to_first_patch_seconds_count", **ours()) == 1
+    assert value(registry, "scaleset_publish_to_first_patch_seconds_sum", **ours()) == 0
+
+
+def test_an_event_of_an_earlier_pass_is_no_detection_time(
+    metrics: OperatorMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.observe(NS, NAME, status(), FOUR_OLD, capacity=4)
+    event = EmitEvent("Normal", "NewImageVersion", "version 1.1.0 published; upgrade scheduled")
+    metrics.record_events(NS, NAME, [event])
+    metrics.observe(NS, NAME, status(), FOUR_OLD, capacity=4)
+    batch = Batch(number=1, instance_ids=[0], started_at=at(10))
+    metrics.observe(NS, NAME, status(run(batch=batch)), FOUR_OLD, capacity=4)
+
+    assert value(registry, "scaleset_publish_to_first_patch_seconds_count", **ours()) == 0
+
+
 def test_user_started_run_has_no_publish_latency(
     metrics: OperatorMetrics, registry: CollectorRegistry
 ) -> None:
