@@ -84,9 +84,15 @@ def test_pod_start_delay_is_configurable() -> None:
     assert start["spec"]["delay"]["durationMilliseconds"] == 2500
 
 
-def test_stop_all_ends_the_whole_process_group(tmp_path: Path) -> None:
+@pytest.mark.parametrize("die_with_parent", [False, True])
+def test_stop_all_ends_the_whole_process_group(tmp_path: Path, die_with_parent: bool) -> None:
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
-    record = processes.start("sleeper", [sys.executable, "-c", script], tmp_path / "s.log")
+    record = processes.start(
+        "sleeper",
+        [sys.executable, "-c", script],
+        tmp_path / "s.log",
+        die_with_parent=die_with_parent,
+    )
     assert processes.is_running(record)
     # Wait until the grandchild exists, so the test covers the group, not only the leader.
     deadline = time.monotonic() + 10

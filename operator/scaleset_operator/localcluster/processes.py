@@ -22,6 +22,8 @@ _PR_SET_PDEATHSIG = 1
 
 # Popen objects of children started by this interpreter, so that they are reaped (no zombies).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+# Pids started with posix_spawn by this interpreter (reaped with waitpid).
+_spawned: set[int] = set()
 
 
 @dataclass(frozen=True)
@@ -113,28 +115,50 @@ def start(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         log.write(f"=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(args)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
+    if die_with_parent:
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=_die_with_parent,
+            )
+        _children[proc.pid] = proc
+        pid = proc.pid
+    else:
+        # A component meant to outlive this interpreter: no Popen object (it would warn at
+        # exit that its child is "still running"); posix_spawn, reaped by _reap when stopped.
+        pid = os.posix_spawn(
+            args[0],
             args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
-            start_new_session=True,
-            close_fds=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            dict(env) if env is not None else dict(os.environ),
+            setsid=True,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND, 0o644),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+            ],
         )
-    _children[proc.pid] = proc
-    stat = read_stat(proc.pid)
+        _spawned.add(pid)
+    stat = read_stat(pid)
     if stat is None:
         raise RuntimeError(f"{name} exited immediately; see {log_path}")
-    return ProcessRecord(name, proc.pid, stat.start_time, str(log_path), args)
+    return ProcessRecord(name, pid, stat.start_time, str(log_path), args)
 
 
 def _reap(pid: int) -> None:
     proc = _children.get(pid)
     if proc is not None and proc.poll() is not None:
         del _children[pid]
+    if pid in _spawned:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                return
+        _spawned.discard(pid)
 
 
 def _signal_group(record: ProcessRecord, sig: int) -> None:
@@ -159,6 +183,10 @@ def stop_all(records: Iterable[ProcessRecord], timeout: float = 15.0) -> list[Pr
             for record in records:
                 if (proc := _children.pop(record.pid, None)) is not None:
                     proc.wait(timeout=5)
+                if record.pid in _spawned:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(record.pid, 0)
+                    _spawned.discard(record.pid)
             return []
         if time.monotonic() > deadline:
             if killed:
