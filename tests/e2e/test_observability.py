@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
+from scaleset_operator.localcluster import find_binary
 from scaleset_operator.metrics import OperatorMetrics
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.status import (
@@ -97,6 +98,39 @@ def test_promtool_rule_unit_tests(tools: tuple[str, str]) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chart_renders_the_same_rules_and_dashboard(tools: tuple[str, str], tmp_path: Path) -> None:
+    helm = find_binary("helm")
+    assert helm is not None, "helm not found (hack/testbin.sh builds it)"
+    rendered = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "ops",
+            str(REPO / "charts" / "scaleset-operator"),
+            "--set",
+            "prometheusRule.enabled=true",
+            "--set",
+            "grafanaDashboard.enabled=true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
+    rule = next(o for o in objects if o["kind"] == "PrometheusRule")
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    groups = tmp_path / "rendered-rules.yaml"
+    groups.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    checked = subprocess.run(
+        [tools[1], "check", "rules", str(groups)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    maps = [o for o in objects if o["kind"] == "ConfigMap" and DASHBOARD.name in o.get("data", {})]
+    assert len(maps) == 1
+    assert json.loads(maps[0]["data"][DASHBOARD.name]) == json.loads(DASHBOARD.read_text())
 
 
 # --- a scraped endpoint going through a faulted upgrade --------------------------------------
