@@ -4,7 +4,7 @@ State (instance counts, running status, versions in use) is produced at scrape t
 latest snapshot of each scale set; counters and histograms come from comparing a snapshot with
 the one before it, and from the planner's events. Nothing here talks to the Kubernetes API.
 
-The controller calls `observe()` and `record_events()` after a pass's status has been
+The controller calls `record_events()` and then `observe()` after a pass's status has been
 persisted, so a pass that is retried after a conflict is counted once.
 """
 
