@@ -11,9 +11,10 @@ from typing import Any
 import kopf
 
 from scaleset_operator.controller.config import CONFIG
-from scaleset_operator.controller.reconcile import MetricsSink, Outcome, reconcile_once
+from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.metrics import OperatorMetrics, operator_registry, serve
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.instance import LABEL_SCALESET
 from scaleset_operator.models.scaleset import GROUP, PLURAL, VERSION
@@ -24,7 +25,7 @@ log = logging.getLogger("scaleset_operator")
 class _State:
     cluster: Cluster | None = None
     workers: Workers | None = None
-    metrics: MetricsSink | None = None
+    metrics: OperatorMetrics | None = None
 
 
 STATE = _State()
@@ -32,7 +33,10 @@ STATE = _State()
 
 def _pass(namespace: str, name: str) -> Outcome:
     assert STATE.cluster is not None
-    return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics)
+    if STATE.metrics is None:
+        return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner)
+    with STATE.metrics.reconcile_timer(namespace, name):
+        return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics)
 
 
 def _workers() -> Workers:
@@ -59,14 +63,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         STATE.metrics = _start_metrics(CONFIG.metrics_port)
 
 
-def _start_metrics(port: int) -> MetricsSink:
-    from prometheus_client import CollectorRegistry, start_http_server
-
-    from scaleset_operator.metrics import OperatorMetrics
-
-    registry = CollectorRegistry()
-    metrics: MetricsSink = OperatorMetrics(registry)
-    start_http_server(port, registry=registry)
+def _start_metrics(port: int) -> OperatorMetrics:
+    registry = operator_registry()
+    metrics = OperatorMetrics(registry)
+    serve(registry, port=port)
     log.info("metrics on :%d/metrics", port)
     return metrics
 
@@ -85,7 +85,7 @@ async def scaleset_changed(
         return
     if event.get("type") == "DELETED":
         await _workers().stop((namespace, name))
-        if STATE.metrics is not None and hasattr(STATE.metrics, "forget"):
+        if STATE.metrics is not None:
             STATE.metrics.forget(namespace, name)
         return
     _workers().poke((namespace, name))
