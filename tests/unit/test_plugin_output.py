@@ -16,9 +16,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from rich.console import Console
 
 from scaleset_operator.cli.azure import ROLLING_UPGRADES_TYPE, history_envelope, latest_info
+from scaleset_operator.cli.image_views import image_rows, images_table, object_name
 from scaleset_operator.cli.output import document, key_values, table
 from scaleset_operator.cli.plugin import cli
-from scaleset_operator.cli.plugin_image import image_rows, images_table, object_name
 from scaleset_operator.cli.plugin_instances import choose, parse_instance_ids
 from scaleset_operator.cli.plugin_update import merge_patch
 from scaleset_operator.cli.plugin_watch import progress_view
@@ -528,7 +528,9 @@ def test_top_level_help_documents_exit_codes() -> None:
 
 
 def test_no_kubeconfig_is_exit_code_4_with_one_line(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["get", "web"], env={"KUBECONFIG": str(tmp_path / "missing")})
+    # Unset the in-cluster variable too, or a test run inside a pod would find its account.
+    env = {"KUBECONFIG": str(tmp_path / "missing"), "KUBERNETES_SERVICE_HOST": None}
+    result = CliRunner().invoke(cli, ["get", "web"], env=env)
 
     assert result.exit_code == 4
     assert result.stderr.count("\n") == 1
