@@ -69,6 +69,7 @@ def test_kwok_config_has_node_and_pod_stages() -> None:
     assert {"node-initialize", "node-heartbeat-with-lease"} <= set(stages)
     assert {
         "pod-container-restart",
+        "pod-container-create",
         "pod-container-start",
         "pod-ready-sync",
         "pod-crash-loop",
@@ -80,8 +81,10 @@ def test_kwok_config_has_node_and_pod_stages() -> None:
 
 def test_pod_start_delay_is_configurable() -> None:
     docs = [d for d in yaml.safe_load_all(kwokconfig.render(pod_start_delay=2.5)) if d]
-    (start,) = [d for d in docs if d.get("metadata", {}).get("name") == kwokconfig.START_STAGE]
-    assert start["spec"]["delay"]["durationMilliseconds"] == 2500
+    stages = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Stage"}
+    for name in ("pod-container-create", "pod-container-restart"):
+        assert '$delay := "2500ms"' in stages[name]["next"]["statusTemplate"]
+    assert stages[kwokconfig.START_STAGE]["delay"]["durationMilliseconds"] == 2500
 
 
 @pytest.mark.parametrize("die_with_parent", [False, True])

@@ -15,6 +15,8 @@ from scaleset_operator.localcluster.binaries import repo_root
 
 STAGES_FILE = "stages.yaml"
 START_STAGE = "pod-container-start"
+# The stages that put a container into "ContainerCreating" compute its start time from this.
+DEFAULT_DELAY = '$delay := "700ms"'
 
 
 def stages_text() -> str:
@@ -50,16 +52,23 @@ def render(pod_start_delay: float | None = None) -> str:
     text = stages_text()
     if pod_start_delay is None:
         return text
+    millis = round(pod_start_delay * 1000)
     docs: list[dict[str, Any]] = [d for d in yaml.safe_load_all(text) if d]
-    found = False
+    replaced = 0
     for doc in docs:
-        if doc.get("kind") == "Stage" and doc.get("metadata", {}).get("name") == START_STAGE:
-            doc["spec"].setdefault("delay", {})["durationMilliseconds"] = round(
-                pod_start_delay * 1000
+        if doc.get("kind") != "Stage":
+            continue
+        spec = doc["spec"]
+        template = spec.get("next", {}).get("statusTemplate", "")
+        if DEFAULT_DELAY in template:
+            spec["next"]["statusTemplate"] = template.replace(
+                DEFAULT_DELAY, f'$delay := "{millis}ms"'
             )
-            found = True
-    if not found:
-        raise ValueError(f"stage {START_STAGE} missing from {STAGES_FILE}")
+            replaced += 1
+        if doc["metadata"]["name"] == START_STAGE:
+            spec.setdefault("delay", {})["durationMilliseconds"] = millis
+    if replaced == 0:
+        raise ValueError(f"no stage in {STAGES_FILE} sets {DEFAULT_DELAY}")
     return yaml.dump_all(docs, Dumper=_LiteralDumper, sort_keys=False, width=1000)
 
 
