@@ -225,6 +225,7 @@ class LocalCluster:
             self._start_etcd_and_apiserver(bins, deadline)
             # kwok takes a new identity on each start and would wait for the node leases of its
             # previous run to expire (40 s) before it manages those nodes and their pods again.
+            since = datetime.now(UTC) - timedelta(seconds=1)
             self._delete_node_leases()
             self.log("starting kube-controller-manager, kube-scheduler, kwok, provisioner")
             self._start("kube-controller-manager", self._kcm_args(bins))
@@ -234,7 +235,6 @@ class LocalCluster:
             self._bootstrap_objects()
             self.log(f"waiting for {self.nodes} nodes and the default service account")
             self._wait_for("nodes Ready and untainted", self._nodes_ready, deadline)
-            since = datetime.now(UTC) - timedelta(seconds=1)
             self._wait_for("kwok renewing node leases", lambda: self._leases_fresh(since), deadline)
             self._wait_for("default service account", self._default_sa_exists, deadline)
             self._wait_for("controller-manager and scheduler health", self._healthy, deadline)
