@@ -1,0 +1,200 @@
+"""Shared pieces of the benchmarks: a local cluster with the CRDs, the operator as a child
+process, kube-apiserver request counters, and /proc readings of a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "operator")]
+
+from kubernetes import client, config  # noqa: E402
+
+from scaleset_operator.localcluster import LocalCluster, find_binary  # noqa: E402
+from tests.e2e.support import OperatorProcess, eventually  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+READS = ("GET", "LIST", "WATCH")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kb = 0
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemTotal"):
+                mem_kb = int(line.split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "mem_gib": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+@contextmanager
+def local_cluster(directory: Path, nodes: int, pod_start_delay: float | None) -> Iterator[LocalCluster]:
+    cluster = LocalCluster(directory, nodes=nodes, pod_start_delay=pod_start_delay, log=log)
+    t0 = time.monotonic()
+    cluster.up()
+    log(f"cluster up in {time.monotonic() - t0:.1f}s ({nodes} nodes)")
+    try:
+        install_crds(cluster)
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def install_crds(cluster: LocalCluster) -> None:
+    kubectl = find_binary("kubectl")
+    assert kubectl is not None, "kubectl not found"
+    subprocess.run(
+        [str(kubectl), "--kubeconfig", str(cluster.kubeconfig_path), "apply", "--server-side",
+         "-f", str(REPO / "crds")],
+        check=True,
+        capture_output=True,
+    )
+    ext = client.ApiextensionsV1Api(k8s_client(cluster))
+
+    def established() -> bool:
+        for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
+            crd = ext.read_custom_resource_definition(name)
+            conds = {c.type: c.status for c in (crd.status.conditions or [])}
+            if conds.get("Established") != "True":
+                return False
+        return True
+
+    eventually(established, 30, what="CRDs established")
+
+
+def k8s_client(cluster: LocalCluster, pool: int = 4) -> client.ApiClient:
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig_path))
+    api.configuration.connection_pool_maxsize = pool
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
+    return api
+
+
+def start_operator(cluster: LocalCluster, log_dir: Path) -> OperatorProcess:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    op = OperatorProcess(cluster.kubeconfig_path, log_dir, "--upgrade-delay", "0")
+    op.start()
+    return op
+
+
+def create_namespace(api: client.ApiClient, name: str) -> None:
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
+    eventually(
+        lambda: client.CoreV1Api(api).list_namespaced_service_account(name).items,
+        60,
+        what=f"default service account in {name}",
+    )
+
+
+# --- kube-apiserver request counters ------------------------------------------------------
+
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_requests(cluster: LocalCluster) -> Counter[tuple[str, str, str]]:
+    """apiserver_request_total summed by (verb, resource, subresource)."""
+    status, text = cluster.api().raw_get("/metrics", timeout=30.0)
+    assert status == 200, f"/metrics answered {status}"
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for line in text.splitlines():
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL.findall(m.group("labels")))
+        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+        counts[key] += int(float(m.group("value")))
+    return counts
+
+
+def delta(after: Counter[tuple[str, str, str]], before: Counter[tuple[str, str, str]]) -> Counter[tuple[str, str, str]]:
+    out: Counter[tuple[str, str, str]] = Counter()
+    for key, value in after.items():
+        d = value - before.get(key, 0)
+        if d > 0:
+            out[key] = d
+    return out
+
+
+def breakdown(counts: Counter[tuple[str, str, str]]) -> dict[str, int]:
+    """'VERB resource[/sub]' -> count, largest first (for the JSON)."""
+    flat = {
+        f"{verb} {res}{'/' + sub if sub else ''}": n for (verb, res, sub), n in counts.items()
+    }
+    return dict(sorted(flat.items(), key=lambda kv: -kv[1]))
+
+
+def total(counts: Counter[tuple[str, str, str]], verbs: tuple[str, ...], resources: dict[str, tuple[str, ...]]) -> int:
+    """Requests with a verb in `verbs` on `resources` (resource -> allowed subresources)."""
+    return sum(
+        n
+        for (verb, res, sub), n in counts.items()
+        if verb in verbs and res in resources and sub in resources[res]
+    )
+
+
+# --- /proc readings -----------------------------------------------------------------------
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    # after the command: state is field 3, utime 14, stime 15 (1-based over the whole line)
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def write_json(name: str, data: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,319 @@
+"""Rolling OS upgrade of a ScaleSet against a Deployment rollout of the same pods, on one local
+cluster: wall time, kube-apiserver requests per instance, the raw PATCH rate of a bare client,
+and publish -> first pod patched latency.
+
+    python bench/rollout_vs_deployment.py --instances 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import common
+from common import log
+from kubernetes import client, watch
+
+from tests.e2e.support import World
+
+SS_RES = {"pods": ("",), "scalesets": ("", "status")}
+DEPLOY_RES = {"pods": ("",), "replicasets": ("", "status", "scale"), "deployments": ("", "status", "scale")}
+
+
+class PodImages:
+    """A pod watch on one namespace, remembering when each image first showed up on a pod."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace = namespace
+        self.first_seen: dict[str, float] = {}
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            w = watch.Watch()
+            try:
+                for ev in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=300):
+                    now = time.monotonic()
+                    pod = ev["object"]
+                    for c in pod.spec.containers:
+                        self.first_seen.setdefault(c.image, now)
+                    if self._stop:
+                        break
+            except Exception as exc:  # the watch is best effort; restart it
+                log(f"pod watch on {self.namespace} restarted: {exc!r}")
+                time.sleep(0.5)
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+def upgrade_code(status: dict[str, Any]) -> tuple[str | None, str | None]:
+    running = (status.get("rollingUpgrade") or {}).get("runningStatus") or {}
+    return running.get("code"), running.get("startTime")
+
+
+def wait_ready(world: World, name: str, capacity: int, timeout: float) -> float:
+    t0 = time.monotonic()
+    common.eventually(
+        lambda: world.status(name).get("readyInstances") == capacity,
+        timeout,
+        interval=1.0,
+        what=f"{capacity} ready instances of {name}",
+    )
+    return time.monotonic() - t0
+
+
+def run_upgrade(world: World, name: str, version: str, timeout: float) -> tuple[float, str, int]:
+    """Publish `version`; return (seconds to the end of the upgrade, end code, status polls)."""
+    _, before = upgrade_code(world.status(name))
+    polls = 0
+    t0 = time.monotonic()
+    world.publish(version)
+    deadline = t0 + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        polls += 1
+        code, start = upgrade_code(world.status(name))
+        if start != before and code in ("Completed", "Faulted", "Cancelled"):
+            return time.monotonic() - t0, code, polls
+    raise TimeoutError(f"upgrade to {version} of {name} did not end in {timeout}s")
+
+
+def deployment_body(name: str, replicas: int, image: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "20%", "maxSurge": 0},
+            },
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "os", "image": image}]},
+            },
+        },
+    }
+
+
+def deployment_done(apps: client.AppsV1Api, ns: str, name: str, n: int) -> bool:
+    d = apps.read_namespaced_deployment(name, ns)
+    s = d.status
+    return bool(
+        (s.observed_generation or 0) >= d.metadata.generation
+        and s.replicas == n
+        and s.updated_replicas == n
+        and s.available_replicas == n
+    )
+
+
+def raw_patch_rate(api: client.ApiClient, ns: str, selector: str, count: int, threads: int) -> float:
+    core = client.CoreV1Api(api)
+    names = [p.metadata.name for p in core.list_namespaced_pod(ns, label_selector=selector).items]
+    targets = [names[i % len(names)] for i in range(count)]
+
+    def patch(i_name: tuple[int, str]) -> None:
+        i, pname = i_name
+        core.patch_namespaced_pod(pname, ns, {"metadata": {"labels": {"bench-touch": str(i)}}})
+
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.monotonic()
+        list(pool.map(patch, enumerate(targets)))
+        return count / (time.monotonic() - t0)
+
+
+def operator_histogram(port: int, name: str) -> dict[str, float]:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for suffix in ("_sum", "_count"):
+            if line.startswith(name + suffix):
+                out[suffix[1:]] = out.get(suffix[1:], 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--instances", type=int, default=1000)
+    ap.add_argument("--publishes", type=int, default=6, help="publishes for the latency sample")
+    ap.add_argument("--latency-capacity", type=int, default=5)
+    ap.add_argument("--raw-patches", type=int, default=500)
+    ap.add_argument("--raw-threads", type=int, default=8)
+    ap.add_argument("--nodes", type=int, default=0, help="kwok nodes (default: enough for 2N pods)")
+    ap.add_argument("--pod-start-delay", type=float, default=None)
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--cluster-dir", type=Path, default=None)
+    args = ap.parse_args()
+    n = args.instances
+    nodes = args.nodes or max(6, math.ceil(2.4 * n / 900))
+    result: dict[str, Any] = {"args": vars(args), "machine": common.machine()}
+    workdir = args.cluster_dir or Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+
+    with common.local_cluster(workdir / "cluster", nodes, args.pod_start_delay) as cluster:
+        api = common.k8s_client(cluster, pool=args.raw_threads)
+        apps = client.AppsV1Api(api)
+        op = common.start_operator(cluster, workdir / "operator-logs")
+        log(f"operator pid {op.proc.pid}, logs in {workdir / 'operator-logs'}")
+        try:
+            # --- setup: the Deployment and the ScaleSet, both on image 1.0.0 ------------------
+            ns_d, ns_s, ns_l = "bench-deploy", "bench-scaleset", "bench-latency"
+            for ns in (ns_d, ns_s, ns_l):
+                common.create_namespace(api, ns)
+            t0 = time.monotonic()
+            apps.create_namespaced_deployment(ns_d, deployment_body("web", n, "example.test/os:1.0.0"))
+            common.eventually(
+                lambda: (apps.read_namespaced_deployment("web", ns_d).status.available_replicas or 0) == n,
+                args.timeout, interval=1.0, what="deployment available",
+            )
+            result["deployment_create_s"] = round(time.monotonic() - t0, 2)
+            log(f"deployment of {n} available in {result['deployment_create_s']}s")
+
+            world = World(api, ns_s)
+            world.publish("1.0.0")
+            world.create(
+                world.scaleset_body(
+                    "web", n,
+                    rolling={"maxBatchInstancePercent": 20, "enableCrossZoneUpgrade": True},
+                    health_timeout="PT2M",
+                )
+            )
+            result["scaleset_create_s"] = round(wait_ready(world, "web", n, args.timeout), 2)
+            log(f"scaleset of {n} ready in {result['scaleset_create_s']}s")
+            time.sleep(5)  # let the create settle (status writes, kwok heartbeats)
+
+            # --- (a) ScaleSet rolling OS upgrade ----------------------------------------------
+            images = PodImages(api, ns_s)
+            time.sleep(1)
+            before = common.scrape_requests(cluster)
+            t_pub = time.monotonic()
+            ss_s, code, polls = run_upgrade(world, "web", "1.1.0", args.timeout)
+            after = common.scrape_requests(cluster)
+            images.stop()
+            d = common.delta(after, before)
+            first = images.first_seen.get("example.test/os:1.1.0")
+            on_new = sum(1 for img in world.images("web").values() if img == "example.test/os:1.1.0")
+            # the ImageVersion POST is on imageversions, so not in SS_RES; our own reads are the
+            # status polls and the GET before publishing
+            ss_writes = common.total(d, common.WRITES, SS_RES)
+            ss_reads = common.total(d, common.READS, SS_RES) - polls - 1
+            result["scaleset"] = {
+                "seconds": round(ss_s, 2),
+                "code": code,
+                "instances_on_new_image": on_new,
+                "first_pod_patched_s": round(first - t_pub, 3) if first else None,
+                "writes": ss_writes,
+                "reads": ss_reads,
+                "writes_per_instance": round(ss_writes / n, 3),
+                "reads_per_instance": round(ss_reads / n, 3),
+                "bench_polls_excluded": polls,
+                "requests": common.breakdown(d),
+            }
+            log(f"scaleset upgrade {code} in {ss_s:.1f}s, {on_new}/{n} on 1.1.0")
+
+            # --- (b) Deployment rollout -----------------------------------------------------
+            time.sleep(3)
+            before = common.scrape_requests(cluster)
+            t0 = time.monotonic()
+            apps.patch_namespaced_deployment(
+                "web", ns_d, {"spec": {"template": {"spec": {"containers": [{"name": "os", "image": "example.test/os:1.1.0"}]}}}}
+            )
+            polls = 0
+            while True:
+                time.sleep(0.5)
+                polls += 1
+                if deployment_done(apps, ns_d, "web", n):
+                    break
+                if time.monotonic() - t0 > args.timeout:
+                    raise TimeoutError("deployment rollout")
+            dep_s = time.monotonic() - t0
+            after = common.scrape_requests(cluster)
+            d = common.delta(after, before)
+            dep_writes = common.total(d, common.WRITES, DEPLOY_RES) - 1  # our PATCH
+            dep_reads = common.total(d, common.READS, DEPLOY_RES) - polls
+            result["deployment"] = {
+                "seconds": round(dep_s, 2),
+                "writes": dep_writes,
+                "reads": dep_reads,
+                "writes_per_pod": round(dep_writes / n, 3),
+                "reads_per_pod": round(dep_reads / n, 3),
+                "bench_polls_excluded": polls,
+                "requests": common.breakdown(d),
+            }
+            log(f"deployment rollout in {dep_s:.1f}s")
+
+            # --- raw limit: PATCH rate of a bare client -------------------------------------
+            rate = raw_patch_rate(api, ns_d, "app=web", args.raw_patches, args.raw_threads)
+            result["raw_patch_per_s"] = round(rate, 1)
+            result["scaleset_instances_per_s"] = round(n / ss_s, 1)
+            result["deployment_pods_per_s"] = round(n / dep_s, 1)
+            result["scaleset_fraction_of_raw"] = round(n / ss_s / rate, 3)
+            log(f"raw PATCH rate {rate:.0f}/s")
+
+            # --- reaction latency: publish -> first pod patched -----------------------------
+            small = World(api, ns_l)
+            small.publish("1.0.0")
+            small.create(small.scaleset_body("lat", args.latency_capacity, health_timeout="PT2M"))
+            wait_ready(small, "lat", args.latency_capacity, 300)
+            watcher = PodImages(api, ns_l)
+            time.sleep(1)
+            lat: list[float] = []
+            for i in range(args.publishes):
+                version = f"1.{i + 1}.0"
+                t_pub = time.monotonic()
+                run_upgrade(small, "lat", version, 300)
+                seen = watcher.first_seen.get(f"example.test/os:{version}")
+                if seen is not None:
+                    lat.append(seen - t_pub)
+            watcher.stop()
+            result["reaction"] = {
+                "samples_s": [round(x, 3) for x in lat],
+                "p50_s": round(common.percentile(lat, 0.5), 3),
+                "p95_s": round(common.percentile(lat, 0.95), 3),
+                "operator_publish_to_first_patch": operator_histogram(
+                    op.metrics_port, "scaleset_publish_to_first_patch_seconds"
+                ),
+            }
+            result["operator_rss_mib_end"] = round(common.rss_mib(op.proc.pid), 1)
+            world.cleanup()
+            small.cleanup()
+        finally:
+            op.stop()
+
+    ss, dep = result["scaleset"], result["deployment"]
+    rows = [
+        ("instances", str(n)),
+        ("ScaleSet upgrade (publish -> Completed)", f"{ss['seconds']} s  ({result['scaleset_instances_per_s']} inst/s, {ss['code']})"),
+        ("Deployment rollout (patch -> all updated+available)", f"{dep['seconds']} s  ({result['deployment_pods_per_s']} pods/s)"),
+        ("ratio ScaleSet / Deployment", f"{ss['seconds'] / dep['seconds']:.2f}x"),
+        ("ScaleSet writes / reads per instance (pods+scalesets)", f"{ss['writes_per_instance']} / {ss['reads_per_instance']}"),
+        ("Deployment writes / reads per pod (pods+rs+deploy)", f"{dep['writes_per_pod']} / {dep['reads_per_pod']}"),
+        (f"raw PATCH rate ({args.raw_patches} patches, {args.raw_threads} threads)", f"{result['raw_patch_per_s']} /s"),
+        ("ScaleSet upgrade rate as fraction of raw", f"{result['scaleset_fraction_of_raw']}"),
+        ("big set: publish -> first pod patched", f"{ss['first_pod_patched_s']} s"),
+        (f"reaction p50 / p95 ({len(lat)} publishes, {args.latency_capacity} inst)", f"{result['reaction']['p50_s']} / {result['reaction']['p95_s']} s"),
+    ]
+    print()
+    print(common.table(rows))
+    path = common.write_json("rollout_vs_deployment", result)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

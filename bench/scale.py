@@ -1,0 +1,186 @@
+"""Many ScaleSets under one operator: its RSS and CPU at idle and during a fleet-wide OS upgrade,
+and the wall time of that upgrade, at growing fleet sizes.
+
+    python bench/scale.py                                # 50 x 20 = 1,000 instances
+    python bench/scale.py --per-set 20 --sizes 1000,2000,5000,10000
+
+Every ScaleSet follows the same image (one publisher), so one publish upgrades the whole fleet.
+With --sizes the fleet grows stage by stage (more ScaleSets of --per-set instances each) and the
+measurements are repeated at each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+from common import log
+from kubernetes import client
+
+from tests.e2e.support import GROUP, VERSION, World
+
+
+def fleet(custom: client.CustomObjectsApi, ns: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "scalesets")["items"]
+    return items
+
+
+def ready_total(items: list[dict[str, Any]]) -> int:
+    return sum(int((s.get("status") or {}).get("readyInstances") or 0) for s in items)
+
+
+def upgrade_state(s: dict[str, Any]) -> tuple[str | None, str | None]:
+    running = ((s.get("status") or {}).get("rollingUpgrade") or {}).get("runningStatus") or {}
+    return running.get("code"), running.get("startTime")
+
+
+class Sampler:
+    """Samples the RSS of a process every `interval` seconds; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.5) -> None:
+        self.pid, self.interval, self.peak = pid, interval, 0.0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, common.rss_mib(self.pid))
+
+    def stop(self) -> float:
+        self._stop.set()
+        self.thread.join()
+        return self.peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scalesets", type=int, default=50)
+    ap.add_argument("--per-set", type=int, default=20)
+    ap.add_argument("--sizes", default="", help="comma-separated fleet sizes in instances (default: scalesets x per-set)")
+    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument("--nodes", type=int, default=0, help="kwok nodes (default: enough for the largest size)")
+    ap.add_argument("--pod-start-delay", type=float, default=None)
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--cluster-dir", type=Path, default=None)
+    args = ap.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",") if x] or [args.scalesets * args.per_set]
+    nodes = args.nodes or max(6, math.ceil(max(sizes) * 1.3 / 900))
+    result: dict[str, Any] = {"args": vars(args), "machine": common.machine(), "stages": []}
+    workdir = args.cluster_dir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+
+    with common.local_cluster(workdir / "cluster", nodes, args.pod_start_delay) as cluster:
+        api = common.k8s_client(cluster)
+        custom = client.CustomObjectsApi(api)
+        op = common.start_operator(cluster, workdir / "operator-logs")
+        pid = op.proc.pid
+        log(f"operator pid {pid}, logs in {workdir / 'operator-logs'}")
+        ns = "bench-fleet"
+        try:
+            common.create_namespace(api, ns)
+            world = World(api, ns)
+            world.publish("1.0.0")
+            time.sleep(3)
+            result["rss_mib_empty"] = round(common.rss_mib(pid), 1)
+            created = 0
+            version = 0
+            for size in sizes:
+                want = math.ceil(size / args.per_set)
+                stage: dict[str, Any] = {"instances": want * args.per_set, "scalesets": want}
+                # --- grow the fleet ------------------------------------------------------
+                t0 = time.monotonic()
+                cpu0 = common.cpu_seconds(pid)
+                sampler = Sampler(pid)
+                while created < want:
+                    world.create(world.scaleset_body(f"s{created:04d}", args.per_set, health_timeout="PT2M"))
+                    created += 1
+                total = created * args.per_set
+                deadline = time.monotonic() + args.timeout
+                while ready_total(fleet(custom, ns)) < total:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"fleet of {total} not ready")
+                    time.sleep(2)
+                stage["create_s"] = round(time.monotonic() - t0, 1)
+                stage["create_cpu_s"] = round(common.cpu_seconds(pid) - cpu0, 1)
+                stage["rss_mib_peak_create"] = round(sampler.stop(), 1)
+                log(f"{total} instances in {created} sets ready in {stage['create_s']}s")
+                time.sleep(5)
+
+                # --- idle --------------------------------------------------------------------
+                cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
+                time.sleep(args.idle_seconds)
+                stage["idle_cpu_pct"] = round(100 * (common.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0), 1)
+                stage["rss_mib_idle"] = round(common.rss_mib(pid), 1)
+                log(f"idle: {stage['idle_cpu_pct']}% CPU, {stage['rss_mib_idle']} MiB")
+
+                # --- fleet-wide upgrade ----------------------------------------------------
+                items = fleet(custom, ns)
+                before = {s["metadata"]["name"]: upgrade_state(s)[1] for s in items}
+                version += 1
+                sampler = Sampler(pid)
+                req0 = common.scrape_requests(cluster)
+                cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
+                world.publish(f"1.{version}.0")
+                first_done = None
+                codes: dict[str, int] = {}
+                while True:
+                    time.sleep(1)
+                    items = fleet(custom, ns)
+                    ended = [
+                        upgrade_state(s)[0]
+                        for s in items
+                        if upgrade_state(s)[1] != before.get(s["metadata"]["name"])
+                        and upgrade_state(s)[0] in ("Completed", "Faulted", "Cancelled")
+                    ]
+                    if ended and first_done is None:
+                        first_done = time.monotonic() - t0
+                    if len(ended) == len(items):
+                        codes = {c: ended.count(c) for c in set(ended)}  # type: ignore[misc]
+                        break
+                    if time.monotonic() - t0 > args.timeout:
+                        raise TimeoutError("fleet upgrade")
+                wall = time.monotonic() - t0
+                cpu = common.cpu_seconds(pid) - cpu0
+                d = common.delta(common.scrape_requests(cluster), req0)
+                stage["upgrade_s"] = round(wall, 1)
+                stage["first_set_done_s"] = round(first_done or 0, 1)
+                stage["upgrade_codes"] = codes
+                stage["upgrade_instances_per_s"] = round(total / wall, 1)
+                stage["upgrade_cpu_pct"] = round(100 * cpu / wall, 1)
+                stage["upgrade_cpu_s"] = round(cpu, 1)
+                stage["rss_mib_peak_upgrade"] = round(sampler.stop(), 1)
+                stage["pod_patches"] = d.get(("PATCH", "pods", ""), 0)
+                stage["requests"] = common.breakdown(d)
+                result["stages"].append(stage)
+                log(
+                    f"{total}: upgrade {codes} in {wall:.1f}s, {stage['upgrade_cpu_pct']}% CPU, "
+                    f"peak {stage['rss_mib_peak_upgrade']} MiB"
+                )
+                common.write_json("scale-partial", result)
+            world.cleanup()
+        finally:
+            op.stop()
+
+    print()
+    head = f"  {'instances':>9} {'sets':>5} {'create s':>9} {'idle CPU%':>9} {'idle RSS MiB':>12} " \
+           f"{'upgrade s':>9} {'inst/s':>7} {'upg CPU%':>8} {'peak RSS MiB':>12}"
+    print(head)
+    for s in result["stages"]:
+        print(
+            f"  {s['instances']:>9} {s['scalesets']:>5} {s['create_s']:>9} {s['idle_cpu_pct']:>9} "
+            f"{s['rss_mib_idle']:>12} {s['upgrade_s']:>9} {s['upgrade_instances_per_s']:>7} "
+            f"{s['upgrade_cpu_pct']:>8} {s['rss_mib_peak_upgrade']:>12}"
+        )
+    print(f"  operator RSS with no ScaleSets: {result['rss_mib_empty']} MiB")
+    path = common.write_json("scale", result)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
