@@ -357,11 +357,20 @@ def _crd(
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """No `&id001` anchors for repeated default blocks: generated CRDs should read plainly."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def render_all() -> dict[str, str]:
     """File name -> YAML text, exactly what `crds/` holds."""
     out = {}
     for crd in (scaleset_crd(), imageversion_crd()):
         name = crd["metadata"]["name"]
         header = "# Generated from the pydantic models by `scaleset-operator crds`; do not edit.\n"
-        out[f"{name}.yaml"] = header + yaml.safe_dump(crd, sort_keys=False, width=100)
+        out[f"{name}.yaml"] = header + yaml.dump(
+            crd, Dumper=_PlainDumper, sort_keys=False, width=100
+        )
     return out

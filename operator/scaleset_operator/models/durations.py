@@ -28,7 +28,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(value: timedelta) -> str:
-    total = value.total_seconds()
-    if total == int(total):
-        return f"PT{int(total)}S"
-    return f"PT{total:g}S"
+    whole = value.days * 86400 + value.seconds
+    if not value.microseconds:
+        return f"PT{whole}S"
+    return f"PT{whole}.{value.microseconds:06d}".rstrip("0") + "S"

@@ -51,8 +51,10 @@ def normalize_image(image: str) -> str:
         if name.startswith(prefix):
             name = name[len(prefix) :]
             break
-    if "/" not in name.split(":")[0] and name.startswith("library/"):
+    if name.startswith("library/") and name.count("/") == 1:
         name = name[len("library/") :]
+    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
     return name
 
 

@@ -17,7 +17,7 @@ from scaleset_operator.models.status import (
 
 def progress_of(run: UpgradeRun, pending: int) -> Progress:
     batch = set(run.batch.instance_ids) if run.batch else set()
-    in_progress = len(batch - set(run.succeeded) - set(run.failed)) + len(run.rolling_back)
+    in_progress = len(batch - set(run.succeeded) - set(run.failed))
     return Progress(
         successful_instance_count=len(run.succeeded),
         failed_instance_count=len(run.failed),

@@ -308,7 +308,7 @@ def _apply_model(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
 
 def _handle_requests(work: _Pass, model: ResolvedImage) -> None:
     handled = list(work.status.handled_requests)
-    for req in sorted(work.obs.requests, key=lambda r: r.at):
+    for req in sorted(work.obs.requests, key=lambda r: (r.at, r.action == "cancel", r.id)):
         if req.id in handled:
             continue
         handled.append(req.id)
@@ -494,7 +494,7 @@ def _settle_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> Up
     rolling_back = list(run.rolling_back)
     reasons = dict(run.failure_reasons)
     capacity_ids = _kept_ids(work, live)
-    members = [i for i in batch.instance_ids if i in capacity_ids or i in live]
+    members = [i for i in batch.instance_ids if i in capacity_ids]
     for iid in members:
         if iid in succeeded or (iid in failed and iid not in rolling_back):
             continue
@@ -552,6 +552,11 @@ def _settle_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> Up
                     target_version=run.target.version,
                     started_at=stamp(since),
                 )
+                own = inst.upgrade
+                if own is not None and own.target_version == run.target.version:
+                    # Patched by a pass whose status write was lost: its own mark knows
+                    # what it ran before and when its upgrade began.
+                    mark = own.model_copy(update={"run": run.start_time})
             else:
                 _patch_to_target(work, run, inst)
                 continue
@@ -722,6 +727,9 @@ def _end(
     }
     status_update: dict[str, object] = {}
     if code is RunningStatusCode.FAULTED:
+        # Not retried automatically, even when refused at the pre-start gate: retrying on a
+        # timer would fill the five-entry history with refusals. A newer version or a user
+        # start moves on.
         faulted = [v for v in work.status.faulted_versions if v != run.target.version]
         status_update["faulted_versions"] = [*faulted, run.target.version][-_FAULTED_MEMORY:]
         if run.previous is not None:
@@ -743,6 +751,23 @@ def _end(
 def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> UpgradeRun:
     """Before each batch: cancel, pause, retarget, overall health, then pick the batch."""
     obs = work.obs
+    orphans = [
+        iid
+        for iid, inst in sorted(live.items())
+        if not inst.deleting
+        and not inst.protected
+        and inst.os_image == run.target.container_image
+        and inst.upgrade is not None
+        and inst.upgrade.phase is UpgradePhase.UPGRADING
+        and inst.upgrade.target_version == run.target.version
+        and iid not in run.succeeded
+        and iid not in run.failed
+        and iid not in work.touched
+    ]
+    if orphans:
+        # Patched by a pass whose status write was lost: that batch is still in flight.
+        batch = Batch(number=run.batches_done + 1, instance_ids=orphans, started_at=work.now_s)
+        return run.model_copy(update={"batch": batch})
     if run.last_action == "Cancel":
         return _end(work, run, RunningStatusCode.CANCELLED, None)
     if run.last_batch_end is not None:
@@ -764,7 +789,8 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
             work.event(
                 NORMAL, "RollingUpgradeRetargeted", f"newer version {target.urn}: retargeting"
             )
-            run = run.model_copy(update={"target": target})
+            # Instances done on the old target are candidates again, judged afresh.
+            run = run.model_copy(update={"target": target, "succeeded": []})
             work.status = work.status.model_copy(
                 update={"model_image": target, "current_image_version": target.version}
             )
@@ -902,7 +928,7 @@ def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
         "conditions": conditions,
         "upgrade_state": run.code.value if run else None,
     }
-    if run is not None:
+    if run is not None and (running or run != obs.status.upgrade_run):
         pending = _pending_count(run, live)
         update["rolling_upgrade"] = rolling_upgrade_status(run, pending)
         update["os_upgrade_history"] = record_history(
