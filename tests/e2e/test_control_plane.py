@@ -13,10 +13,10 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils import parse_quantity
-from tests.helpers import holds_for, wait_for
 
 from scaleset_operator.localcluster import LocalCluster, find_binary
 from scaleset_operator.localcluster.binaries import HELM_VERSION, K8S_VERSION
+from tests.helpers import holds_for, wait_for
 
 pytestmark = pytest.mark.e2e
 
