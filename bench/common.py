@@ -57,7 +57,9 @@ def machine() -> dict[str, Any]:
 
 
 @contextmanager
-def local_cluster(directory: Path, nodes: int, pod_start_delay: float | None) -> Iterator[LocalCluster]:
+def local_cluster(
+    directory: Path, nodes: int, pod_start_delay: float | None
+) -> Iterator[LocalCluster]:
     cluster = LocalCluster(directory, nodes=nodes, pod_start_delay=pod_start_delay, log=log)
     t0 = time.monotonic()
     cluster.up()
@@ -73,8 +75,15 @@ def install_crds(cluster: LocalCluster) -> None:
     kubectl = find_binary("kubectl")
     assert kubectl is not None, "kubectl not found"
     subprocess.run(
-        [str(kubectl), "--kubeconfig", str(cluster.kubeconfig_path), "apply", "--server-side",
-         "-f", str(REPO / "crds")],
+        [
+            str(kubectl),
+            "--kubeconfig",
+            str(cluster.kubeconfig_path),
+            "apply",
+            "--server-side",
+            "-f",
+            str(REPO / "crds"),
+        ],
         check=True,
         capture_output=True,
     )
@@ -135,7 +144,9 @@ def scrape_requests(cluster: LocalCluster) -> Counter[tuple[str, str, str]]:
     return counts
 
 
-def delta(after: Counter[tuple[str, str, str]], before: Counter[tuple[str, str, str]]) -> Counter[tuple[str, str, str]]:
+def delta(
+    after: Counter[tuple[str, str, str]], before: Counter[tuple[str, str, str]]
+) -> Counter[tuple[str, str, str]]:
     out: Counter[tuple[str, str, str]] = Counter()
     for key, value in after.items():
         d = value - before.get(key, 0)
@@ -146,13 +157,15 @@ def delta(after: Counter[tuple[str, str, str]], before: Counter[tuple[str, str, 
 
 def breakdown(counts: Counter[tuple[str, str, str]]) -> dict[str, int]:
     """'VERB resource[/sub]' -> count, largest first (for the JSON)."""
-    flat = {
-        f"{verb} {res}{'/' + sub if sub else ''}": n for (verb, res, sub), n in counts.items()
-    }
+    flat = {f"{verb} {res}{'/' + sub if sub else ''}": n for (verb, res, sub), n in counts.items()}
     return dict(sorted(flat.items(), key=lambda kv: -kv[1]))
 
 
-def total(counts: Counter[tuple[str, str, str]], verbs: tuple[str, ...], resources: dict[str, tuple[str, ...]]) -> int:
+def total(
+    counts: Counter[tuple[str, str, str]],
+    verbs: tuple[str, ...],
+    resources: dict[str, tuple[str, ...]],
+) -> int:
     """Requests with a verb in `verbs` on `resources` (resource -> allowed subresources)."""
     return sum(
         n

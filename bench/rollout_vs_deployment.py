@@ -17,14 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import common
-from common import log
 from kubernetes import client, watch
 
+import common
+from common import log
 from tests.e2e.support import World
 
 SS_RES = {"pods": ("",), "scalesets": ("", "status")}
-DEPLOY_RES = {"pods": ("",), "replicasets": ("", "status", "scale"), "deployments": ("", "status", "scale")}
+DEPLOY_RES = {
+    "pods": ("",),
+    "replicasets": ("", "status", "scale"),
+    "deployments": ("", "status", "scale"),
+}
 
 
 class PodImages:
@@ -42,7 +46,9 @@ class PodImages:
         while not self._stop:
             w = watch.Watch()
             try:
-                for ev in w.stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=300):
+                for ev in w.stream(
+                    self.core.list_namespaced_pod, self.namespace, timeout_seconds=300
+                ):
                     now = time.monotonic()
                     pod = ev["object"]
                     for c in pod.spec.containers:
@@ -121,7 +127,9 @@ def deployment_done(apps: client.AppsV1Api, ns: str, name: str, n: int) -> bool:
     )
 
 
-def raw_patch_rate(api: client.ApiClient, ns: str, selector: str, count: int, threads: int) -> float:
+def raw_patch_rate(
+    api: client.ApiClient, ns: str, selector: str, count: int, threads: int
+) -> float:
     core = client.CoreV1Api(api)
     names = [p.metadata.name for p in core.list_namespaced_pod(ns, label_selector=selector).items]
     targets = [names[i % len(names)] for i in range(count)]
@@ -150,7 +158,9 @@ def operator_histogram(port: int, name: str) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--instances", type=int, default=1000)
     ap.add_argument("--publishes", type=int, default=6, help="publishes for the latency sample")
     ap.add_argument("--latency-capacity", type=int, default=5)
@@ -177,10 +187,17 @@ def main() -> None:
             for ns in (ns_d, ns_s, ns_l):
                 common.create_namespace(api, ns)
             t0 = time.monotonic()
-            apps.create_namespaced_deployment(ns_d, deployment_body("web", n, "example.test/os:1.0.0"))
+            apps.create_namespaced_deployment(
+                ns_d, deployment_body("web", n, "example.test/os:1.0.0")
+            )
             common.eventually(
-                lambda: (apps.read_namespaced_deployment("web", ns_d).status.available_replicas or 0) == n,
-                args.timeout, interval=1.0, what="deployment available",
+                lambda: (
+                    (apps.read_namespaced_deployment("web", ns_d).status.available_replicas or 0)
+                    == n
+                ),
+                args.timeout,
+                interval=1.0,
+                what="deployment available",
             )
             result["deployment_create_s"] = round(time.monotonic() - t0, 2)
             log(f"deployment of {n} available in {result['deployment_create_s']}s")
@@ -189,7 +206,8 @@ def main() -> None:
             world.publish("1.0.0")
             world.create(
                 world.scaleset_body(
-                    "web", n,
+                    "web",
+                    n,
                     rolling={"maxBatchInstancePercent": 20, "enableCrossZoneUpgrade": True},
                     health_timeout="PT2M",
                 )
@@ -208,7 +226,9 @@ def main() -> None:
             images.stop()
             d = common.delta(after, before)
             first = images.first_seen.get("example.test/os:1.1.0")
-            on_new = sum(1 for img in world.images("web").values() if img == "example.test/os:1.1.0")
+            on_new = sum(
+                1 for img in world.images("web").values() if img == "example.test/os:1.1.0"
+            )
             # the ImageVersion POST is on imageversions, so not in SS_RES; our own reads are the
             # status polls and the GET before publishing
             ss_writes = common.total(d, common.WRITES, SS_RES)
@@ -232,7 +252,17 @@ def main() -> None:
             before = common.scrape_requests(cluster)
             t0 = time.monotonic()
             apps.patch_namespaced_deployment(
-                "web", ns_d, {"spec": {"template": {"spec": {"containers": [{"name": "os", "image": "example.test/os:1.1.0"}]}}}}
+                "web",
+                ns_d,
+                {
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "containers": [{"name": "os", "image": "example.test/os:1.1.0"}]
+                            }
+                        }
+                    }
+                },
             )
             polls = 0
             while True:
@@ -299,15 +329,33 @@ def main() -> None:
     ss, dep = result["scaleset"], result["deployment"]
     rows = [
         ("instances", str(n)),
-        ("ScaleSet upgrade (publish -> Completed)", f"{ss['seconds']} s  ({result['scaleset_instances_per_s']} inst/s, {ss['code']})"),
-        ("Deployment rollout (patch -> all updated+available)", f"{dep['seconds']} s  ({result['deployment_pods_per_s']} pods/s)"),
+        (
+            "ScaleSet upgrade (publish -> Completed)",
+            f"{ss['seconds']} s  ({result['scaleset_instances_per_s']} inst/s, {ss['code']})",
+        ),
+        (
+            "Deployment rollout (patch -> all updated+available)",
+            f"{dep['seconds']} s  ({result['deployment_pods_per_s']} pods/s)",
+        ),
         ("ratio ScaleSet / Deployment", f"{ss['seconds'] / dep['seconds']:.2f}x"),
-        ("ScaleSet writes / reads per instance (pods+scalesets)", f"{ss['writes_per_instance']} / {ss['reads_per_instance']}"),
-        ("Deployment writes / reads per pod (pods+rs+deploy)", f"{dep['writes_per_pod']} / {dep['reads_per_pod']}"),
-        (f"raw PATCH rate ({args.raw_patches} patches, {args.raw_threads} threads)", f"{result['raw_patch_per_s']} /s"),
+        (
+            "ScaleSet writes / reads per instance (pods+scalesets)",
+            f"{ss['writes_per_instance']} / {ss['reads_per_instance']}",
+        ),
+        (
+            "Deployment writes / reads per pod (pods+rs+deploy)",
+            f"{dep['writes_per_pod']} / {dep['reads_per_pod']}",
+        ),
+        (
+            f"raw PATCH rate ({args.raw_patches} patches, {args.raw_threads} threads)",
+            f"{result['raw_patch_per_s']} /s",
+        ),
         ("ScaleSet upgrade rate as fraction of raw", f"{result['scaleset_fraction_of_raw']}"),
         ("big set: publish -> first pod patched", f"{ss['first_pod_patched_s']} s"),
-        (f"reaction p50 / p95 ({len(lat)} publishes, {args.latency_capacity} inst)", f"{result['reaction']['p50_s']} / {result['reaction']['p95_s']} s"),
+        (
+            f"reaction p50 / p95 ({len(lat)} publishes, {args.latency_capacity} inst)",
+            f"{result['reaction']['p50_s']} / {result['reaction']['p95_s']} s",
+        ),
     ]
     print()
     print(common.table(rows))

@@ -19,15 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import common
-from common import log
 from kubernetes import client
 
+import common
+from common import log
 from tests.e2e.support import GROUP, VERSION, World
 
 
 def fleet(custom: client.CustomObjectsApi, ns: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "scalesets")["items"]
+    items: list[dict[str, Any]] = custom.list_namespaced_custom_object(
+        GROUP, VERSION, ns, "scalesets"
+    )["items"]
     return items
 
 
@@ -60,12 +62,20 @@ class Sampler:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--scalesets", type=int, default=50)
     ap.add_argument("--per-set", type=int, default=20)
-    ap.add_argument("--sizes", default="", help="comma-separated fleet sizes in instances (default: scalesets x per-set)")
+    ap.add_argument(
+        "--sizes",
+        default="",
+        help="comma-separated fleet sizes in instances (default: scalesets x per-set)",
+    )
     ap.add_argument("--idle-seconds", type=float, default=10.0)
-    ap.add_argument("--nodes", type=int, default=0, help="kwok nodes (default: enough for the largest size)")
+    ap.add_argument(
+        "--nodes", type=int, default=0, help="kwok nodes (default: enough for the largest size)"
+    )
     ap.add_argument("--pod-start-delay", type=float, default=None)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--cluster-dir", type=Path, default=None)
@@ -89,8 +99,7 @@ def main() -> None:
             time.sleep(3)
             result["rss_mib_empty"] = round(common.rss_mib(pid), 1)
             created = 0
-            version = 0
-            for size in sizes:
+            for version, size in enumerate(sizes, start=1):
                 want = math.ceil(size / args.per_set)
                 stage: dict[str, Any] = {"instances": want * args.per_set, "scalesets": want}
                 # --- grow the fleet ------------------------------------------------------
@@ -98,7 +107,9 @@ def main() -> None:
                 cpu0 = common.cpu_seconds(pid)
                 sampler = Sampler(pid)
                 while created < want:
-                    world.create(world.scaleset_body(f"s{created:04d}", args.per_set, health_timeout="PT2M"))
+                    world.create(
+                        world.scaleset_body(f"s{created:04d}", args.per_set, health_timeout="PT2M")
+                    )
                     created += 1
                 total = created * args.per_set
                 deadline = time.monotonic() + args.timeout
@@ -115,14 +126,15 @@ def main() -> None:
                 # --- idle --------------------------------------------------------------------
                 cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
                 time.sleep(args.idle_seconds)
-                stage["idle_cpu_pct"] = round(100 * (common.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0), 1)
+                stage["idle_cpu_pct"] = round(
+                    100 * (common.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0), 1
+                )
                 stage["rss_mib_idle"] = round(common.rss_mib(pid), 1)
                 log(f"idle: {stage['idle_cpu_pct']}% CPU, {stage['rss_mib_idle']} MiB")
 
                 # --- fleet-wide upgrade ----------------------------------------------------
                 items = fleet(custom, ns)
                 before = {s["metadata"]["name"]: upgrade_state(s)[1] for s in items}
-                version += 1
                 sampler = Sampler(pid)
                 req0 = common.scrape_requests(cluster)
                 cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
@@ -168,8 +180,10 @@ def main() -> None:
             op.stop()
 
     print()
-    head = f"  {'instances':>9} {'sets':>5} {'create s':>9} {'idle CPU%':>9} {'idle RSS MiB':>12} " \
-           f"{'upgrade s':>9} {'inst/s':>7} {'upg CPU%':>8} {'peak RSS MiB':>12}"
+    head = (
+        f"  {'instances':>9} {'sets':>5} {'create s':>9} {'idle CPU%':>9} {'idle RSS MiB':>12} "
+        f"{'upgrade s':>9} {'inst/s':>7} {'upg CPU%':>8} {'peak RSS MiB':>12}"
+    )
     print(head)
     for s in result["stages"]:
         print(
