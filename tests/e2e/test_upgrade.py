@@ -200,3 +200,38 @@ def test_operator_killed_mid_batch_resumes_and_completes(
     assert history[0]["progress"]["failedInstanceCount"] == 0
     assert set(world.images().values()) == {"example.test/os:1.1.0"}
     assert world.claims() == claims
+
+
+def test_max_surge_creates_new_instances_before_removing_old_ones(world: World) -> None:
+    world.publish("1.0.0")
+    world.create(
+        world.scaleset_body(capacity=5, rolling={"maxSurge": True, "enableCrossZoneUpgrade": True})
+    )
+    world.wait_ready(capacity=5)
+    old = set(world.images())
+
+    world.publish("1.1.0")
+    world.wait_upgrade_code("Completed")
+    eventually(lambda: len(world.images()) == 5, 30, what="old instances removed")
+    world.wait_ready(capacity=5)
+    images = world.images()
+    assert set(images.values()) == {"example.test/os:1.1.0"}
+    # New instances, new ids (as new VMs get); none still marked as a surge.
+    assert not set(images) & old
+    assert all("scaleset.dev/surge-for" not in (p.metadata.annotations or {}) for p in world.pods())
+    assert _history(world)[0]["progress"]["successfulInstanceCount"] == 5
+
+
+def test_max_surge_with_a_bad_image_keeps_the_old_instances(world: World) -> None:
+    world.publish("1.0.0")
+    world.create(
+        world.scaleset_body(capacity=5, rolling={"maxSurge": True, "enableCrossZoneUpgrade": True})
+    )
+    world.wait_ready(capacity=5)
+    old = world.images()
+    world.publish("2.0.0", image="example.test/os:bad-2.0.0")
+    world.wait_upgrade_code("Faulted")
+    eventually(lambda: world.images() == old, 30, what="surge instances removed")
+    entry = _history(world)[0]
+    assert entry["rollbackInfo"]["successfullyRolledbackInstanceCount"] == 1
+    world.wait_ready(capacity=5)

@@ -28,6 +28,7 @@ from scaleset_operator.planner.actions import (
     CreateInstance,
     DeleteInstance,
     EmitEvent,
+    PromoteInstance,
     SetInstanceImage,
 )
 from scaleset_operator.planner.model import model_hash
@@ -179,6 +180,10 @@ class World:
                 if action.upgrade is not None:
                     update["upgrade"] = action.upgrade
                 self._put(inst.model_copy(update=update))
+            elif isinstance(action, PromoteInstance):
+                inst = self.by_name(action.name, action.uid)
+                if inst is not None and not inst.deleting:
+                    self._put(inst.model_copy(update={"surge_for": None, "upgrade": None}))
             else:  # pragma: no cover - a new action type needs a branch here
                 raise TypeError(f"unknown action {action!r}")
 

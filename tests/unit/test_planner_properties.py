@@ -64,6 +64,7 @@ def cases(draw: st.DrawFn, max_capacity: int = 40) -> Case:
         "prioritizeUnhealthyInstances": draw(st.booleans()),
         "enableCrossZoneUpgrade": draw(st.booleans()),
         "rollbackFailedInstancesOnPolicyBreach": draw(st.booleans()),
+        "maxSurge": draw(st.booleans()),
     }
     ids = st.integers(0, capacity - 1)
     return Case(
@@ -166,12 +167,18 @@ def check_pass(case: Case, obs: Observed, result: Plan) -> None:
     if started:
         assert run.batch is not None
         batch = run.batch.instance_ids
-        patched = [a for a in result.actions if isinstance(a, SetInstanceImage)]
-        assert {int(a.name.rsplit("-", 1)[1]) for a in patched} == set(batch)
+        if policy.max_surge:
+            # New instances first, one for each old instance of the batch.
+            surged = [a for a in result.actions if isinstance(a, CreateInstance)]
+            assert {a.surge_for for a in surged if a.surge_for is not None} == set(batch)
+        else:
+            patched = [a for a in result.actions if isinstance(a, SetInstanceImage)]
+            assert {int(a.name.rsplit("-", 1)[1]) for a in patched} == set(batch)
         assert not set(batch) & case.protected
         # The unhealthy budget: healthy instances we take down plus those already unhealthy
         # stay within maxUnhealthyInstancePercent, except for the minimum batch of one.
-        live = {i.instance_id: i for i in obs.instances}
+        # Surge instances add capacity rather than take it away: they are not in the budget.
+        live = {i.instance_id: i for i in obs.instances if i.surge_for is None}
         unhealthy = {
             iid
             for iid, inst in live.items()
@@ -209,6 +216,9 @@ def check_end(case: Case, sim: Sim) -> None:
     assert run.batch is None
     assert not run.rolling_back
     policy = case.policy()
+    if policy.max_surge:
+        check_surge_end(case, sim)
+        return
     eligible = set(range(case.capacity)) - case.protected
     tags = sim.world.tags()
     assert set(run.succeeded) | set(run.failed) <= eligible
@@ -249,6 +259,30 @@ def check_end(case: Case, sim: Sim) -> None:
         assert run.code is RunningStatusCode.COMPLETED
         assert not run.failed
         assert sorted(run.succeeded) == sorted(eligible)
+
+
+def check_surge_end(case: Case, sim: Sim) -> None:
+    """maxSurge replaces instances by new ones: the lists hold the replaced instances' ids."""
+    run = sim.run
+    assert run is not None
+    sim.settle()
+    live = sim.world.live()
+    tags = sim.world.tags()
+    assert all(i.surge_for is None for i in live)
+    assert not set(run.succeeded) & set(run.failed)
+    assert set(run.rolled_back) <= set(run.failed)
+    for iid in run.succeeded:
+        assert iid not in tags  # replaced by a new instance
+    for iid in run.rolled_back:
+        assert tags[iid] == "1.0.0"  # the old instance never stopped
+    for iid in case.protected:
+        assert tags[iid] == "1.0.0"
+    if not case.disrupted:
+        assert len(live) == case.capacity
+    if case.tag == "1.1.0" and not case.disrupted:
+        assert run.code is RunningStatusCode.COMPLETED
+        assert len(run.succeeded) == case.capacity - len(case.protected)
+        assert list(tags.values()).count("1.1.0") == len(run.succeeded)
 
 
 @PROPERTY

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from scaleset_operator.models.durations import format_duration, parse_duration
 from scaleset_operator.models.status import ErrorCode, RunningStatusCode
-from scaleset_operator.planner.actions import DeleteInstance, SetInstanceImage
+from scaleset_operator.planner.actions import CreateInstance, DeleteInstance, SetInstanceImage
 from scaleset_operator.planner.health import same_image
 from scaleset_operator.planner.plan import plan
 from tests.unit.simworld import FINISHED, Sim, version_entry
@@ -98,3 +98,39 @@ def test_the_history_of_a_finished_run_stays_as_it_ended() -> None:
     sim.set_spec(capacity=15)
     sim.settle()
     assert sim.status.os_upgrade_history[0] == ended
+
+
+def _surge_world_ids(sim: Sim) -> list[int]:
+    return sorted(i.instance_id for i in sim.world.instances.values() if not i.deleting)
+
+
+def test_max_surge_creates_new_instances_before_removing_old_ones() -> None:
+    sim = settled(10, rolling={"maxSurge": True, "enableCrossZoneUpgrade": True})
+    sim.publish(version_entry("1.1.0"))
+    started = until_started(sim)
+    creates = [a for a in started.actions if isinstance(a, CreateInstance)]
+    assert [(a.instance_id, a.surge_for) for a in creates] == [(10, 0), (11, 1)]
+    # Old instances are untouched while their replacements start.
+    assert not [a for a in started.actions if isinstance(a, SetInstanceImage)]
+    finish(sim)
+    sim.settle()
+    assert sim.code is RunningStatusCode.COMPLETED
+    assert len(sim.run.succeeded) == 10
+    live = [i for i in sim.world.instances.values() if not i.deleting]
+    assert len(live) == 10
+    assert all(i.surge_for is None for i in live)
+    assert {i.os_image for i in live} == {sim.run.target.container_image}
+
+
+def test_max_surge_with_a_bad_image_removes_the_new_instances_and_keeps_the_old() -> None:
+    sim = settled(10, rolling={"maxSurge": True, "enableCrossZoneUpgrade": True})
+    before = _surge_world_ids(sim)
+    sim.publish(version_entry("1.1.0", "bad-1.1.0"))
+    finish(sim)
+    sim.settle()
+    assert sim.code is RunningStatusCode.FAULTED
+    assert sim.run.error is not None
+    assert sim.run.error.code == ErrorCode.UPGRADED_UNHEALTHY.value
+    assert len(sim.run.rolled_back) == len(sim.run.failed) == 2
+    assert _surge_world_ids(sim) == before
+    assert sim.world.on("bad-1.1.0") == []

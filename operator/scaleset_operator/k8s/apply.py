@@ -8,12 +8,13 @@ from typing import Any
 
 from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.errors import ConflictError, InvalidError, NotFoundError
-from scaleset_operator.k8s.pods import build_claims, build_pod, image_patch
+from scaleset_operator.k8s.pods import build_claims, build_pod, image_patch, promote_patch
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.planner.actions import (
     Action,
     CreateInstance,
     DeleteInstance,
+    PromoteInstance,
     SetInstanceImage,
 )
 
@@ -41,6 +42,8 @@ def apply_actions(
                 cluster.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
             elif isinstance(action, DeleteInstance):
                 cluster.delete_pod(namespace, action.name, action.uid)
+            elif isinstance(action, PromoteInstance):
+                cluster.json_patch_pod(namespace, action.name, promote_patch(action.uid))
             elif isinstance(action, SetInstanceImage):
                 pod = by_name.get(action.name)
                 if pod is None:

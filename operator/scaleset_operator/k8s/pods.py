@@ -250,3 +250,13 @@ def image_patch(
                 {"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": value}
             )
     return ops
+
+
+def promote_patch(uid: str) -> list[Obj]:
+    """Drops the surge marker and its upgrade mark: the pod is now an ordinary instance of its
+    set, and the run it came from counted it under the id of the instance it replaced."""
+    return [
+        {"op": "test", "path": "/metadata/uid", "value": uid},
+        {"op": "remove", "path": f"/metadata/annotations/{_escape(ANNOTATION_SURGE_FOR)}"},
+        {"op": "remove", "path": f"/metadata/annotations/{_escape(ANNOTATION_UPGRADE)}"},
+    ]

@@ -35,10 +35,19 @@ class SetInstanceImage:
 
 
 @dataclass(frozen=True)
+class PromoteInstance:
+    """A surge instance that was kept becomes an ordinary instance of the set (its surge
+    marker and upgrade mark are removed)."""
+
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True)
 class EmitEvent:
     type: str
     reason: str
     message: str
 
 
-Action = CreateInstance | DeleteInstance | SetInstanceImage
+Action = CreateInstance | DeleteInstance | SetInstanceImage | PromoteInstance

@@ -31,6 +31,7 @@ from scaleset_operator.planner.actions import (
     CreateInstance,
     DeleteInstance,
     EmitEvent,
+    PromoteInstance,
     SetInstanceImage,
 )
 from scaleset_operator.planner.batches import batch_size, exceeds, next_batch
@@ -200,10 +201,10 @@ def _keep_capacity(work: _Pass, model: ResolvedImage, live: dict[int, Instance])
                 "InstanceRecreated",
                 f"instance {inst.instance_id} {inst.phase.lower()}; recreating",
             )
-    present = sorted(live)
     wanted = capacity - len(active)
     if wanted > 0:
-        free = (i for i in range(capacity + len(present) + 1) if i not in live)
+        taken = {i.instance_id for i in work.obs.instances}
+        free = (i for i in range(capacity + len(taken) + 1) if i not in taken)
         for _ in range(wanted):
             iid = next(free)
             upgrade = _mark_for_new(run, iid, work.now_s)
@@ -456,13 +457,17 @@ def _maybe_start_platform_upgrade(work: _Pass) -> None:
 
 
 def _advance_upgrade(work: _Pass, live: dict[int, Instance]) -> None:
+    _tidy_surges(work)
     run = work.status.upgrade_run
     if run is None or _run_finished(run):
         _maybe_start_platform_upgrade(work)
         run = work.status.upgrade_run
         if run is None or _run_finished(run):
             return
-    run = _settle_batch(work, run, live)
+    if run.batch is not None and run.batch.surge_ids is not None:
+        run = _settle_surge_batch(work, run, live)
+    else:
+        run = _settle_batch(work, run, live)
     if run.batch is None and run.code is RunningStatusCode.ROLLING_FORWARD:
         run = _between_batches(work, run, live)
     work.status = work.status.model_copy(update={"upgrade_run": run})
@@ -777,7 +782,10 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
         if work.now < resume_at:
             work.wake(resume_at)
             return run
-    if run.started_by is StartedBy.PLATFORM:
+    unpromoted = any(i.surge_for is not None for i in obs.instances)
+    if run.started_by is StartedBy.PLATFORM and not unpromoted:
+        # (Surge instances of the last batch are promoted first: retargeting forgets
+        # which instances were done.)
         newer = resolve_latest(
             obs.catalog,
             obs.spec.image_reference,
@@ -844,9 +852,15 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
         zone=zone,
         started_at=work.now_s,
     )
-    run = run.model_copy(update={"batch": batch})
-    for inst in chosen:
-        _patch_to_target(work, run, inst)
+    if policy.max_surge:
+        batch, creates = _surge_batch(work, run, chosen, batch)
+        run = run.model_copy(update={"batch": batch})
+        for action in creates:
+            work.act(action, action.instance_id)
+    else:
+        run = run.model_copy(update={"batch": batch})
+        for inst in chosen:
+            _patch_to_target(work, run, inst)
     size = batch_size(total, policy)
     estimate = run.batches_done + -(-len(candidates) // max(1, size))
     work.event(
@@ -929,7 +943,7 @@ def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
         "upgrade_state": run.code.value if run else None,
     }
     if run is not None and (running or run != obs.status.upgrade_run):
-        pending = _pending_count(run, live)
+        pending = _pending_count(run, live, obs.instances)
         update["rolling_upgrade"] = rolling_upgrade_status(run, pending)
         update["os_upgrade_history"] = record_history(
             status.os_upgrade_history, run, pending, obs.settings.history_limit
@@ -937,7 +951,9 @@ def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
     work.status = status.model_copy(update=update)
 
 
-def _pending_count(run: UpgradeRun, live: dict[int, Instance]) -> int:
+def _pending_count(
+    run: UpgradeRun, live: dict[int, Instance], instances: tuple[Instance, ...] = ()
+) -> int:
     """Instances the run has not begun; after a fault or cancel, those it never reached."""
     in_batch = set(run.batch.instance_ids) if run.batch else set()
     return sum(
@@ -948,4 +964,174 @@ def _pending_count(run: UpgradeRun, live: dict[int, Instance]) -> int:
         and inst.os_image != run.target.container_image
         and iid not in run.failed
         and iid not in in_batch
+        and iid not in run.succeeded
     )
+
+
+# --- maxSurge: new instances first, old ones removed once the new are healthy -------------
+
+
+def _surge_batch(
+    work: _Pass, run: UpgradeRun, chosen: list[Instance], batch: Batch
+) -> tuple[Batch, list[CreateInstance]]:
+    taken = {i.instance_id for i in work.obs.instances} | {
+        a.instance_id for a in work.actions if isinstance(a, CreateInstance)
+    }
+    # New instances get new ids, as new VMs do: never one this run has counted already.
+    used = taken | set(run.succeeded) | set(run.failed)
+    free = iter(range(max(used, default=-1) + 1, max(used, default=-1) + 2 + len(chosen)))
+    surge_ids: list[int] = []
+    creates = []
+    for inst in chosen:
+        new_id = next(free)
+        surge_ids.append(new_id)
+        mark = UpgradeMark(
+            run=run.start_time,
+            phase=UpgradePhase.UPGRADING,
+            previous_image=inst.os_image,
+            previous_version=_version_of(inst),
+            target_version=run.target.version,
+            started_at=work.now_s,
+        )
+        creates.append(
+            CreateInstance(
+                new_id, run.target.container_image, run.target.urn, mark, surge_for=inst.instance_id
+            )
+        )
+    return batch.model_copy(update={"surge_ids": surge_ids}), creates
+
+
+def _settle_surge_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> UpgradeRun:
+    """Judge each new instance; the old one goes only when its replacement is healthy."""
+    batch = run.batch
+    assert batch is not None
+    assert batch.surge_ids is not None
+    surges = {i.instance_id: i for i in work.obs.instances if i.surge_for is not None}
+    probe = work.obs.spec.health_probe
+    timeout = _health_timeout(work)
+    succeeded, failed = list(run.succeeded), list(run.failed)
+    rolled_back = list(run.rolled_back)
+    reasons = dict(run.failure_reasons)
+    open_pairs = 0
+    # Counted by the id of the instance being replaced, as an in-place upgrade would be.
+    for old_id, new_id in zip(batch.instance_ids, batch.surge_ids, strict=True):
+        if old_id in succeeded or old_id in failed:
+            continue
+        new = surges.get(new_id) or live.get(new_id)
+        if new is None:
+            # Lost between the status write and the create: create it again.
+            fresh = UpgradeMark(
+                run=run.start_time,
+                phase=UpgradePhase.UPGRADING,
+                previous_image=run.previous.container_image if run.previous else "",
+                previous_version=run.previous.version if run.previous else None,
+                target_version=run.target.version,
+                started_at=work.now_s,
+            )
+            work.act(
+                CreateInstance(
+                    new_id, run.target.container_image, run.target.urn, fresh, surge_for=old_id
+                ),
+                new_id,
+            )
+            open_pairs += 1
+            continue
+        mark = new.upgrade
+        since = parse_stamp(mark.started_at) if mark else work.now
+        v = verdict(
+            new,
+            probe,
+            work.now,
+            expected_image=run.target.container_image,
+            since=since,
+            grace=_grace(work),
+        )
+        deadline = since + timeout
+        if v.healthy:
+            succeeded.append(old_id)
+        elif work.now >= deadline or (v.fail_fast and work.obs.settings.fail_fast):
+            failed.append(old_id)
+            reasons[str(old_id)] = (
+                v.reason if work.now < deadline else f"HealthTimeout ({v.reason})"
+            )
+            work.event(
+                WARNING,
+                "InstanceUpgradeFailed",
+                f"new instance {new_id} (for {old_id}) unhealthy on {run.target.urn}: "
+                f"{reasons[str(old_id)]}",
+            )
+            if run.automatic_rollback:
+                # Rolling back a surge is removing it: the old instance never stopped.
+                rolled_back.append(old_id)
+        else:
+            work.wake(deadline)
+            open_pairs += 1
+    run = run.model_copy(
+        update={
+            "succeeded": succeeded,
+            "failed": failed,
+            "rolled_back": rolled_back,
+            "failure_reasons": reasons,
+        }
+    )
+    _tidy_surges(work, run)
+    if open_pairs:
+        return run
+    run = run.model_copy(
+        update={"batch": None, "batches_done": run.batches_done + 1, "last_batch_end": work.now_s}
+    )
+    work.event(
+        NORMAL,
+        "BatchCompleted",
+        f"batch {batch.number} done: {len(succeeded)} upgraded, {len(failed)} failed so far",
+    )
+    upgraded = len(succeeded) + len(failed)
+    limit = run.policy.max_unhealthy_upgraded_instance_percent
+    if run.stop_reason is None and exceeds(len(failed), upgraded, limit):
+        run = _stop(
+            work,
+            run,
+            ErrorCode.UPGRADED_UNHEALTHY,
+            f"{len(failed)} of {upgraded} upgraded instances are unhealthy, above "
+            f"maxUnhealthyUpgradedInstancePercent {limit}%",
+        )
+    return _finish_stopping(work, run)
+
+
+def _tidy_surges(work: _Pass, run: UpgradeRun | None = None) -> None:
+    """Finish what a judged surge instance implies; idempotent, so it runs on every pass."""
+    run = run or work.status.upgrade_run
+    for inst in sorted(work.obs.instances, key=lambda i: i.instance_id):
+        if inst.surge_for is None or inst.deleting or inst.instance_id in work.touched:
+            continue
+        iid, old_id = inst.instance_id, inst.surge_for
+        keep = run is not None and (
+            old_id in run.succeeded or (old_id in run.failed and old_id not in run.rolled_back)
+        )
+        pending = (
+            run is not None
+            and run.batch is not None
+            and run.batch.surge_ids is not None
+            and iid in run.batch.surge_ids
+            and old_id not in run.succeeded
+            and old_id not in run.failed
+        )
+        if pending:
+            continue
+        if keep:
+            old = next(
+                (
+                    o
+                    for o in work.obs.instances
+                    if o.instance_id == inst.surge_for and not o.deleting
+                ),
+                None,
+            )
+            if old is not None and old.surge_for is None and old.instance_id not in work.touched:
+                work.act(
+                    DeleteInstance(old.name, old.uid, "replaced by a surge instance"),
+                    old.instance_id,
+                )
+            work.act(PromoteInstance(inst.name, inst.uid), iid)
+        else:
+            work.act(DeleteInstance(inst.name, inst.uid, "surge instance not kept"), iid)
