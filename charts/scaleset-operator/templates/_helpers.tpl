@@ -138,6 +138,11 @@ Arguments of `scaleset-operator run` (the image's entrypoint), one YAML list ite
 {{- range .Values.watchNamespaces }}
 - --namespace={{ . }}
 {{- end }}
+{{- if .Values.leaderElection.enabled }}
+- --leader-elect
+- --lease-namespace={{ .Release.Namespace }}
+- --lease-duration={{ .Values.leaderElection.leaseDurationSeconds }}
+{{- end }}
 {{- if .Values.peering.enabled }}
 - --peering={{ include "scaleset-operator.peeringName" . }}
 - --priority={{ .Values.peering.priority }}

@@ -85,6 +85,29 @@ def main() -> None:
     "(needs a distinct --priority per replica); default: standalone.",
 )
 @click.option("--priority", type=int, default=0, envvar="SCALESET_OPERATOR_PRIORITY")
+@click.option(
+    "--leader-elect/--no-leader-elect",
+    default=False,
+    show_default=True,
+    envvar="SCALESET_OPERATOR_LEADER_ELECT",
+    help="Run several replicas safely: only the holder of a coordination.k8s.io Lease acts; "
+    "the others take over when it stops renewing.",
+)
+@click.option(
+    "--lease-namespace",
+    default=lambda: os.environ.get("POD_NAMESPACE", "default"),
+    show_default="$POD_NAMESPACE or default",
+    envvar="SCALESET_OPERATOR_LEASE_NAMESPACE",
+    help="Namespace of the leader-election Lease.",
+)
+@click.option(
+    "--lease-duration",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    envvar="SCALESET_OPERATOR_LEASE_DURATION",
+    help="Seconds a leader's lease stays valid without renewal (takeover time after a crash).",
+)
 def run(
     kubeconfig: str | None,
     context: str | None,
@@ -97,6 +120,9 @@ def run(
     verbose: bool,
     peering: str | None,
     priority: int,
+    leader_elect: bool,
+    lease_namespace: str,
+    lease_duration: float,
 ) -> None:
     """Run the operator until interrupted.
 
@@ -117,6 +143,9 @@ def run(
     CONFIG.context = context
     CONFIG.namespaces = namespaces
     CONFIG.metrics_port = metrics_port or None
+    CONFIG.leader_elect = leader_elect
+    CONFIG.lease_namespace = lease_namespace
+    CONFIG.lease_seconds = lease_duration
     CONFIG.planner = PlannerSettings(
         automatic_upgrade_delay=timedelta(seconds=upgrade_delay), fail_fast=fail_fast
     )

@@ -18,6 +18,10 @@ class OperatorConfig:
     metrics_port: int | None = 8080
     debounce: float = 0.05
     max_threads: int = 16
+    leader_elect: bool = False
+    lease_namespace: str = "default"
+    lease_name: str = "scaleset-operator"
+    lease_seconds: float = 15.0
     planner: PlannerSettings = field(default_factory=PlannerSettings)
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from scaleset_operator.controller.config import CONFIG
+from scaleset_operator.controller.leadership import Leadership
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import Cluster, make_api_client
@@ -26,6 +30,8 @@ class _State:
     cluster: Cluster | None = None
     workers: Workers | None = None
     metrics: OperatorMetrics | None = None
+    leadership: Leadership | None = None
+    leadership_task: asyncio.Task[None] | None = None
 
 
 STATE = _State()
@@ -58,7 +64,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         concurrent.futures.ThreadPoolExecutor(max_workers=CONFIG.max_threads)
     )
     STATE.cluster = Cluster(make_api_client(CONFIG.kubeconfig, CONFIG.context))
-    STATE.workers = Workers(_pass, debounce=CONFIG.debounce)
+    STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
+    if CONFIG.leader_elect:
+        _start_leadership(STATE.cluster, STATE.workers)
     if CONFIG.metrics_port is not None:
         STATE.metrics = _start_metrics(CONFIG.metrics_port)
 
@@ -71,10 +79,32 @@ def _start_metrics(port: int) -> OperatorMetrics:
     return metrics
 
 
+def _start_leadership(cluster: Cluster, workers: Workers) -> None:
+    identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    STATE.leadership = Leadership(
+        cluster,
+        namespace=CONFIG.lease_namespace,
+        name=CONFIG.lease_name,
+        identity=identity,
+        lease_seconds=CONFIG.lease_seconds,
+        renew_every=max(0.5, CONFIG.lease_seconds / 5),
+    )
+    STATE.leadership_task = asyncio.create_task(
+        STATE.leadership.run(workers.activate, workers.deactivate), name="leadership"
+    )
+    log.info(
+        "leader election on lease %s/%s as %s", CONFIG.lease_namespace, CONFIG.lease_name, identity
+    )
+
+
 @kopf.on.cleanup()
 async def shutdown(**_: Any) -> None:
+    if STATE.leadership_task is not None:
+        STATE.leadership_task.cancel()
     if STATE.workers is not None:
         await STATE.workers.stop_all()
+    if STATE.leadership is not None and STATE.leadership.leading:
+        await asyncio.to_thread(STATE.leadership.release)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -107,3 +137,8 @@ async def catalog_changed(**_: Any) -> None:
 @kopf.on.probe(id="workers")
 async def worker_count(**_: Any) -> int:
     return len(_workers().keys())
+
+
+@kopf.on.probe(id="leader")
+async def is_leader(**_: Any) -> bool:
+    return _workers().active

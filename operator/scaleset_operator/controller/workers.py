@@ -20,19 +20,34 @@ log = logging.getLogger("scaleset_operator.workers")
 
 class Workers:
     def __init__(
-        self, run_pass: Pass, *, debounce: float = 0.05, error_backoff: float = 2.0
+        self,
+        run_pass: Pass,
+        *,
+        debounce: float = 0.05,
+        error_backoff: float = 2.0,
+        active: bool = True,
     ) -> None:
         self._run_pass = run_pass
         self._debounce = debounce
         self._error_backoff = error_backoff
         self._wakeups: dict[Key, asyncio.Event] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._known: set[Key] = set()
+        self._active = active
 
     def keys(self) -> list[Key]:
-        return list(self._tasks)
+        return sorted(self._known)
+
+    @property
+    def active(self) -> bool:
+        return self._active
 
     def poke(self, key: Key) -> None:
-        """Wake the worker of `key`, starting it when there is none."""
+        """Wake the worker of `key`, starting it when there is none (only while active:
+        a replica that is not the leader remembers the key and does nothing)."""
+        self._known.add(key)
+        if not self._active:
+            return
         if key not in self._tasks or self._tasks[key].done():
             self._wakeups[key] = asyncio.Event()
             self._tasks[key] = asyncio.create_task(
@@ -41,10 +56,26 @@ class Workers:
         self._wakeups[key].set()
 
     def poke_all(self) -> None:
-        for key in list(self._tasks):
+        for key in list(self._known):
             self.poke(key)
 
+    def activate(self) -> None:
+        self._active = True
+        self.poke_all()
+
+    async def deactivate(self) -> None:
+        self._active = False
+        for key in list(self._tasks):
+            await self._cancel(key)
+
+    def forget(self, key: Key) -> None:
+        self._known.discard(key)
+
     async def stop(self, key: Key) -> None:
+        self.forget(key)
+        await self._cancel(key)
+
+    async def _cancel(self, key: Key) -> None:
         task = self._tasks.pop(key, None)
         self._wakeups.pop(key, None)
         if task is not None:
@@ -69,6 +100,7 @@ class Workers:
                 log.exception("reconcile of %s/%s failed; retrying", *key)
                 outcome = Outcome(self._error_backoff)
             if outcome.gone:
+                self._known.discard(key)
                 self._tasks.pop(key, None)
                 self._wakeups.pop(key, None)
                 return
