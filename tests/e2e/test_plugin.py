@@ -524,3 +524,25 @@ def test_namespace_comes_from_the_kubeconfig_context(
     assert by_flag.out.startswith("Name:")
     assert default.code == 3
     assert 'in namespace "default" not found' in default.err
+
+
+def test_quarantine_list_and_clear(world: World, plugin: Plugin) -> None:
+    world.publish("1.0.0")
+    world.create(world.scaleset_body(capacity=2))
+    world.wait_ready(capacity=2)
+    world.publish("2.0.0", image="example.test/os:bad-2.0.0")
+    world.wait_upgrade_code("Faulted")
+
+    listed = plugin("quarantine", "list", "web", "-o", "json")
+    assert listed.code == 0, listed.err
+    assert json.loads(listed.out) == {"quarantinedVersions": ["2.0.0"]}
+
+    cleared = plugin("quarantine", "clear", "web", "--version", "2.0.0")
+    assert cleared.code == 0, cleared.err
+    assert "empty" in cleared.out
+    # Released, the version is "latest" again: the platform tries it once more.
+    eventually(lambda: len(world.status().get("osUpgradeHistory") or []) == 2, 60)
+    world.wait_upgrade_code("Faulted")
+
+    missing = plugin("quarantine", "list", "nope")
+    assert missing.code == 3

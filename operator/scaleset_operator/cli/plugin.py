@@ -20,6 +20,7 @@ from scaleset_operator.cli.plugin_get import get
 from scaleset_operator.cli.plugin_history import get_os_upgrade_history
 from scaleset_operator.cli.plugin_image import image
 from scaleset_operator.cli.plugin_instances import protect, update_instances
+from scaleset_operator.cli.plugin_quarantine import quarantine
 from scaleset_operator.cli.plugin_rolling import rolling_upgrade
 from scaleset_operator.cli.plugin_update import update
 from scaleset_operator.k8s.errors import (
@@ -85,6 +86,7 @@ for command in (
     update_instances,
     get,
     protect,
+    quarantine,
 ):
     cli.add_command(command)
 

@@ -23,6 +23,7 @@ from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
 from scaleset_operator.models.instance import (
     ANNOTATION_CANCEL,
+    ANNOTATION_CLEAR_QUARANTINE,
     ANNOTATION_START,
     ANNOTATION_UPDATE_INSTANCES,
     LABEL_SCALESET,
@@ -77,7 +78,12 @@ def catalog_entries(items: list[Obj]) -> tuple[CatalogEntry, ...]:
 def requests_of(obj: Obj) -> tuple[Request, ...]:
     annotations = obj["metadata"].get("annotations") or {}
     found = []
-    for key in (ANNOTATION_START, ANNOTATION_CANCEL, ANNOTATION_UPDATE_INSTANCES):
+    for key in (
+        ANNOTATION_START,
+        ANNOTATION_CANCEL,
+        ANNOTATION_UPDATE_INSTANCES,
+        ANNOTATION_CLEAR_QUARANTINE,
+    ):
         text = annotations.get(key)
         if not text:
             continue

@@ -24,6 +24,7 @@ ANNOTATION_SURGE_FOR = f"{GROUP}/surge-for"
 ANNOTATION_START = f"{GROUP}/rolling-upgrade-start"
 ANNOTATION_CANCEL = f"{GROUP}/rolling-upgrade-cancel"
 ANNOTATION_UPDATE_INSTANCES = f"{GROUP}/update-instances"
+ANNOTATION_CLEAR_QUARANTINE = f"{GROUP}/clear-quarantine"
 
 
 class Request(ApiModel):
@@ -33,6 +34,7 @@ class Request(ApiModel):
     action: str
     at: str
     instance_ids: list[str] = Field(default_factory=list)
+    versions: list[str] = Field(default_factory=list)
 
 
 class UpgradePhase(StrEnum):

@@ -319,6 +319,8 @@ def _handle_requests(work: _Pass, model: ResolvedImage) -> None:
             _user_cancel(work)
         elif req.action == "update-instances":
             _update_instances(work, req, model)
+        elif req.action == "clear-quarantine":
+            _clear_quarantine(work, req)
     work.status = work.status.model_copy(update={"handled_requests": handled[-_REQUEST_MEMORY:]})
 
 
@@ -344,6 +346,22 @@ def _update_instances(work: _Pass, req: Request, model: ResolvedImage) -> None:
         NORMAL,
         "UpdateInstances",
         f"bringing instances {_ids(chosen) or '(none needed)'} to the latest model {model.urn}",
+    )
+
+
+def _clear_quarantine(work: _Pass, req: Request) -> None:
+    """A version quarantined by a faulted upgrade becomes eligible for `latest` again."""
+    current = work.status.faulted_versions
+    cleared = current if not req.versions or "*" in req.versions else req.versions
+    kept = [v for v in current if v not in cleared]
+    work.status = work.status.model_copy(update={"faulted_versions": kept})
+    done = [v for v in current if v not in kept]
+    work.event(
+        NORMAL,
+        "QuarantineCleared",
+        f"versions {', '.join(done)} may be picked as latest again"
+        if done
+        else "clear-quarantine: no quarantined version matched",
     )
 
 

@@ -1,0 +1,73 @@
+"""`quarantine list|clear`: image versions kept out of `latest` after a faulted upgrade.
+
+A version whose OS upgrade ended Faulted is never picked as "latest" again for that scale
+set (neither for automatic upgrades nor for new instances) until a user clears it here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from scaleset_operator.cli.output import emit, table
+from scaleset_operator.cli.plugin_context import common_options, load_scaleset, settings
+from scaleset_operator.cli.plugin_requests import handled, new_request, submit, wait_for
+from scaleset_operator.models.instance import ANNOTATION_CLEAR_QUARANTINE
+
+
+@click.group("quarantine")
+def quarantine() -> None:
+    """Image versions kept out of "latest" because their upgrade faulted."""
+
+
+@quarantine.command("list")
+@click.argument("name")
+@common_options
+def list_(name: str) -> None:
+    """Show the quarantined versions of scale set NAME.
+
+    \b
+    Example:
+      kubectl scaleset quarantine list web
+    """
+    versions = load_scaleset(name).status.faulted_versions
+    emit(
+        {"quarantinedVersions": versions},
+        settings().output,
+        lambda: table(["Version"], [[v] for v in versions]) if versions else "(none)\n",
+    )
+
+
+@quarantine.command("clear")
+@click.argument("name")
+@click.option(
+    "--version",
+    "versions",
+    multiple=True,
+    metavar="VERSION",
+    help="A version to release (repeatable); default: all of them.",
+)
+@click.option("--wait-timeout", type=float, default=10.0, show_default=True)
+@common_options
+def clear(name: str, versions: tuple[str, ...], wait_timeout: float) -> None:
+    """Let quarantined versions of scale set NAME be picked as "latest" again.
+
+    With automatic OS upgrades on, a cleared version that is newer than the
+    running one starts a new platform upgrade after the usual delay.
+
+    \b
+    Examples:
+      kubectl scaleset quarantine clear web --version 1.2.0
+      kubectl scaleset quarantine clear web
+    """
+    load_scaleset(name)
+    request = new_request("clear-quarantine", [], datetime.now(UTC))
+    request = request.model_copy(update={"versions": list(versions)})
+    submit(name, ANNOTATION_CLEAR_QUARANTINE, request)
+    loaded, seen = wait_for(name, handled(request), wait_timeout)
+    left = loaded.status.faulted_versions
+    if seen:
+        click.echo(f"Quarantine of {name}: {', '.join(left) if left else 'empty'} now.")
+    else:
+        click.echo(f"Requested (request {request.id}); not yet handled by the operator.", err=True)
