@@ -72,6 +72,7 @@ def main() -> None:
         default="",
         help="comma-separated fleet sizes in instances (default: scalesets x per-set)",
     )
+    ap.add_argument("--health-timeout", default="PT2M", help="ISO 8601, per ScaleSet")
     ap.add_argument("--idle-seconds", type=float, default=10.0)
     ap.add_argument(
         "--nodes", type=int, default=0, help="kwok nodes (default: enough for the largest size)"
@@ -108,7 +109,9 @@ def main() -> None:
                 sampler = Sampler(pid)
                 while created < want:
                     world.create(
-                        world.scaleset_body(f"s{created:04d}", args.per_set, health_timeout="PT2M")
+                        world.scaleset_body(
+                            f"s{created:04d}", args.per_set, health_timeout=args.health_timeout
+                        )
                     )
                     created += 1
                 total = created * args.per_set
