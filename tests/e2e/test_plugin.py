@@ -546,3 +546,24 @@ def test_quarantine_list_and_clear(world: World, plugin: Plugin) -> None:
 
     missing = plugin("quarantine", "list", "nope")
     assert missing.code == 3
+
+
+def test_rolling_upgrade_plan_is_a_dry_run(world: World, plugin: Plugin) -> None:
+    world.publish("1.0.0")
+    world.create(world.scaleset_body(capacity=6, automatic=False))
+    world.wait_ready(capacity=6)
+    world.publish("1.1.0")
+    shown = plugin("rolling-upgrade", "plan", "web", "-o", "json")
+    assert shown.code == 0, shown.err
+    doc = shown.json()
+    assert doc["targetVersion"] == "1.1.0"
+    assert doc["wouldStart"] is True
+    planned = [i for b in doc["batches"] for i in b["instanceIds"]]
+    assert sorted(planned) == list(range(6))
+    assert all(len(b["instanceIds"]) == 1 for b in doc["batches"])  # 20 % of 6, at least 1
+    text = plugin("rolling-upgrade", "plan", "web")
+    assert "Batch".upper() in text.out
+    # Nothing changed.
+    assert set(world.images().values()) == {"example.test/os:1.0.0"}
+    assert "rollingUpgrade" not in world.status()
+    assert plugin("rolling-upgrade", "plan", "web", "--version", "9.9.9").code == 3

@@ -20,6 +20,7 @@ from scaleset_operator.cli.plugin_get import get
 from scaleset_operator.cli.plugin_history import get_os_upgrade_history
 from scaleset_operator.cli.plugin_image import image
 from scaleset_operator.cli.plugin_instances import protect, update_instances
+from scaleset_operator.cli.plugin_plan import plan
 from scaleset_operator.cli.plugin_quarantine import quarantine
 from scaleset_operator.cli.plugin_rolling import rolling_upgrade
 from scaleset_operator.cli.plugin_update import update
@@ -78,6 +79,7 @@ def cli() -> None:
     """
 
 
+rolling_upgrade.add_command(plan)
 for command in (
     rolling_upgrade,
     get_os_upgrade_history,
