@@ -18,7 +18,13 @@ from scaleset_operator.models.instance import ANNOTATION_CLEAR_QUARANTINE
 
 @click.group("quarantine")
 def quarantine() -> None:
-    """Image versions kept out of "latest" because their upgrade faulted."""
+    """Image versions kept out of "latest" because their upgrade faulted.
+
+    \b
+    Examples:
+      kubectl scaleset quarantine list web
+      kubectl scaleset quarantine clear web --version 1.2.0
+    """
 
 
 @quarantine.command("list")
@@ -28,8 +34,9 @@ def list_(name: str) -> None:
     """Show the quarantined versions of scale set NAME.
 
     \b
-    Example:
+    Examples:
       kubectl scaleset quarantine list web
+      kubectl scaleset quarantine list web -o json
     """
     versions = load_scaleset(name).status.faulted_versions
     emit(

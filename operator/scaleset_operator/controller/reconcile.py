@@ -71,7 +71,10 @@ def catalog_entries(items: list[Obj]) -> tuple[CatalogEntry, ...]:
             spec = ImageVersionSpec.model_validate(item.get("spec") or {})
         except ValidationError:
             continue  # rejected by the schema normally; skip rather than stop everyone
-        entries.append(CatalogEntry(name=item["metadata"]["name"], spec=spec))
+        meta = item["metadata"]
+        entries.append(
+            CatalogEntry(name=meta["name"], spec=spec, created_at=meta.get("creationTimestamp"))
+        )
     return tuple(entries)
 
 

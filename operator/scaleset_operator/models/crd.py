@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from scaleset_operator.models import imageversion, scaleset
 from scaleset_operator.models.durations import ISO8601_DURATION
 from scaleset_operator.models.imageversion import ImageVersionSpec
-from scaleset_operator.models.scaleset import GROUP, VERSION, ScaleSetSpec
+from scaleset_operator.models.scaleset import GROUP, TIME_OF_DAY, VERSION, ScaleSetSpec
 from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.models.versions import DOTTED_VERSION
 
@@ -26,6 +26,7 @@ Schema = dict[str, Any]
 _PATTERN_MESSAGES = {
     ISO8601_DURATION: "must be an ISO 8601 duration such as PT5M, PT30S or PT1H",
     DOTTED_VERSION: "must be a dotted numeric version such as 1.2.3",
+    TIME_OF_DAY: "must be a time of day HH:MM (24 h, UTC) such as 02:30",
     r"^(latest|[0-9]{1,9}(\.[0-9]{1,9}){0,3})$": (
         "must be 'latest' or a dotted numeric version such as 1.2.3"
     ),

@@ -36,3 +36,8 @@ class CatalogEntry(ApiModel):
 
     name: str
     spec: ImageVersionSpec
+    created_at: str | None = None
+
+    def published_at(self) -> str | None:
+        """`publishedDate` when it is a timestamp, else when the object was created."""
+        return self.spec.published_date or self.created_at

@@ -75,12 +75,53 @@ class RollingUpgradePolicy(ApiModel):
     rollback_failed_instances_on_policy_breach: bool = False
 
 
+TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class Weekday(StrEnum):
+    MONDAY = "Monday"
+    TUESDAY = "Tuesday"
+    WEDNESDAY = "Wednesday"
+    THURSDAY = "Thursday"
+    FRIDAY = "Friday"
+    SATURDAY = "Saturday"
+    SUNDAY = "Sunday"
+
+
+class MaintenanceWindow(ApiModel):
+    """A recurring time (UTC) in which platform upgrades may start."""
+
+    days: list[Weekday] = Field(
+        default_factory=list, max_length=7, description="Days it opens on; empty: every day."
+    )
+    start: str = Field(pattern=TIME_OF_DAY, description="Opening time, HH:MM in UTC.")
+    duration: str = Field(pattern=ISO8601_DURATION, description="How long it stays open.")
+
+
+class AutomaticUpgradeSchedule(ApiModel):
+    """When platform (automatic) OS upgrades may begin; user-started ones ignore it."""
+
+    minimum_image_age: str = Field(
+        default="PT0S",
+        pattern=ISO8601_DURATION,
+        description="A version is adopted only this long after it was published.",
+    )
+    maintenance_windows: list[MaintenanceWindow] | None = Field(
+        default=None,
+        max_length=16,
+        description="Platform upgrades start only inside one of these; empty: any time.",
+    )
+
+
 class UpgradePolicy(ApiModel):
     mode: UpgradeMode = UpgradeMode.MANUAL
     automatic_os_upgrade_policy: AutomaticOSUpgradePolicy = Field(
         default_factory=AutomaticOSUpgradePolicy, alias="automaticOSUpgradePolicy"
     )
     rolling_upgrade_policy: RollingUpgradePolicy = Field(default_factory=RollingUpgradePolicy)
+    automatic_upgrade_schedule: AutomaticUpgradeSchedule = Field(
+        default_factory=AutomaticUpgradeSchedule
+    )
     health_timeout: str = Field(
         default="PT5M",
         pattern=ISO8601_DURATION,

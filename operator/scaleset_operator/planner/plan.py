@@ -39,6 +39,7 @@ from scaleset_operator.planner.health import HealthVerdict, counts_as_unhealthy,
 from scaleset_operator.planner.history import record_history, rolling_upgrade_status
 from scaleset_operator.planner.model import model_hash
 from scaleset_operator.planner.observed import Observed, Plan
+from scaleset_operator.planner.schedule import ripe_at, window_state
 from scaleset_operator.planner.timefmt import parse_stamp, stamp
 
 NORMAL = "Normal"
@@ -447,9 +448,21 @@ def _maybe_start_platform_upgrade(work: _Pass) -> None:
         if status.pending_upgrade is not None:
             work.status = status.model_copy(update={"pending_upgrade": None})
         return
+    schedule = spec.upgrade_policy.automatic_upgrade_schedule
+    # Versions younger than the minimum image age wait; wake when the first one ripens.
+    young = []
+    for candidate in obs.catalog:
+        ripe = ripe_at(candidate, schedule)
+        if ripe is not None and ripe > work.now:
+            young.append(candidate.spec.version)
+            if is_newer(candidate.spec.version, model.version):
+                work.wake(ripe)
     # A version whose automatic upgrade faulted is never retried automatically.
     entry = resolve_latest(
-        obs.catalog, spec.image_reference, spec.location, skip_versions=status.faulted_versions
+        obs.catalog,
+        spec.image_reference,
+        spec.location,
+        skip_versions=[*status.faulted_versions, *young],
     )
     if entry is None or not is_newer(entry.spec.version, model.version):
         if status.pending_upgrade is not None:
@@ -465,6 +478,11 @@ def _maybe_start_platform_upgrade(work: _Pass) -> None:
     due = parse_stamp(pending.detected_at) + obs.settings.automatic_upgrade_delay
     if work.now < due:
         work.wake(due)
+        return
+    inside, opens = window_state(schedule, work.now)
+    if not inside:
+        if opens is not None:
+            work.wake(opens)
         return
     _start_run(
         work,
