@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 
@@ -153,6 +154,9 @@ def run(
         verbose=verbose,
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    if not verbose:
+        # kopf reports every watch event it hands to us; at fleet scale that is noise.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import scaleset_operator.controller  # noqa: F401  (registers the handlers)
 
     kopf.run(
