@@ -136,3 +136,15 @@ def test_published_versions_are_immutable(world: World) -> None:
     world.custom.patch_cluster_custom_object(
         "scaleset.dev", "v1alpha1", "imageversions", name, {"spec": {"excludeFromLatest": True}}
     )
+
+
+def test_maintenance_window_times_are_checked(world: World) -> None:
+    body = world.scaleset_body()
+    body["spec"]["upgradePolicy"]["automaticUpgradeSchedule"] = {
+        "maintenanceWindows": [{"days": ["Monday"], "start": "25:00", "duration": "PT2H"}]
+    }
+    assert "must be a time of day HH:MM" in _rejected(world, body)
+    body["spec"]["upgradePolicy"]["automaticUpgradeSchedule"] = {
+        "maintenanceWindows": [{"days": ["Moonday"], "start": "02:00", "duration": "PT2H"}]
+    }
+    assert "Unsupported value" in _rejected(world, body)

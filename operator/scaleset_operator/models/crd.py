@@ -105,7 +105,16 @@ def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
         out["type"] = kind
     elif not node:
         return {"x-kubernetes-preserve-unknown-fields": True}
-    for key in ("description", "enum", "minimum", "maximum", "minLength", "maxLength"):
+    for key in (
+        "description",
+        "enum",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+    ):
         if key in node:
             out[key] = node[key]
     if "exclusiveMinimum" in node:
@@ -114,7 +123,8 @@ def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
         out["default"] = node["default"]
     pattern = node.get("pattern")
     if pattern is not None:
-        out.setdefault("maxLength", 64)
+        # A bound on the length keeps the API server's CEL cost estimate within budget.
+        out.setdefault("maxLength", 8 if pattern == TIME_OF_DAY else 48)
         rule = f"self.matches({_cel_string(pattern)})"
         if pattern == ISO8601_DURATION:
             # The expression alone would accept the empty designators `P` and `PT`.

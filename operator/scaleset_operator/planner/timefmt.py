@@ -6,7 +6,11 @@ from datetime import UTC, datetime
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Milliseconds when there are any: reaction times well under a second stay measurable."""
+    utc = moment.astimezone(UTC)
+    if utc.microsecond // 1000 == 0:
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def parse_stamp(text: str) -> datetime:
