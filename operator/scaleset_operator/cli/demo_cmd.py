@@ -283,7 +283,7 @@ def demo(directory: Path, capacity: int, keep: bool) -> None:
         _say("look around:")
         kc = local.kubeconfig_path
         console.print(
-            f"  export KUBECONFIG={kc}\n"
+            f"  export KUBECONFIG={kc} PATH={Path(sys.executable).parent}:$PATH\n"
             f"  kubectl -n {NAMESPACE} get vmss\n"
             f"  kubectl scaleset -n {NAMESPACE} get-os-upgrade-history web\n"
             f"  kubectl scaleset -n {NAMESPACE} get web\n"

@@ -22,7 +22,7 @@ def main() -> None:
     Typical use:
       scaleset-operator cluster up          # a local control plane (etcd, apiserver, kwok, ...)
       scaleset-operator crds | kubectl apply --server-side -f -
-      scaleset-operator run --all-namespaces
+      scaleset-operator run                 # all namespaces
       scaleset-operator demo                # the whole story, live
     """
 
