@@ -235,3 +235,25 @@ def test_max_surge_with_a_bad_image_keeps_the_old_instances(world: World) -> Non
     entry = _history(world)[0]
     assert entry["rollbackInfo"]["successfullyRolledbackInstanceCount"] == 1
     world.wait_ready(capacity=5)
+
+
+def test_load_balancer_health_comes_from_endpoint_slices(world: World) -> None:
+    world.core.create_namespaced_service(
+        world.namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+        },
+    )
+    world.publish("1.0.0")
+    world.create(
+        world.scaleset_body(
+            capacity=4, healthProbe={"source": "LoadBalancer", "serviceName": "web"}
+        )
+    )
+    # Healthy only once the Service's EndpointSlices list the instances as ready.
+    world.wait_ready(capacity=4)
+    world.publish("1.1.0")
+    world.wait_upgrade_code("Completed")
+    assert set(world.images().values()) == {"example.test/os:1.1.0"}
+    assert _history(world)[0]["progress"]["successfulInstanceCount"] == 4
