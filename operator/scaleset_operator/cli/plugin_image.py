@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from pydantic import ValidationError
 
+from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.cli.image_views import (
     image_rows,
     images_table,
@@ -36,14 +36,7 @@ def image() -> None:
 
 
 def _parse(items: list[dict[str, Any]]) -> list[CatalogEntry]:
-    entries = []
-    for item in items:
-        try:
-            spec = ImageVersionSpec.model_validate(item.get("spec") or {})
-        except ValidationError:
-            continue  # not ours to judge here; the operator reports broken versions
-        entries.append(CatalogEntry(name=item["metadata"]["name"], spec=spec))
-    return entries
+    return list(catalog_entries(items))
 
 
 @image.command("list")

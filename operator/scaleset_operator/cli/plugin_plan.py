@@ -5,24 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
-from pydantic import ValidationError
 
+from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.catalog.resolve import resolve, resolve_exact
 from scaleset_operator.cli.output import Cell, emit, table
 from scaleset_operator.cli.plugin_context import NotFound, common_options, load_scaleset, settings
-from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
+from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.planner.preview import Preview, preview
 
 
 def _catalog() -> list[CatalogEntry]:
-    entries = []
-    for item in settings().api().list_imageversions():
-        try:
-            spec = ImageVersionSpec.model_validate(item.get("spec") or {})
-        except ValidationError:
-            continue
-        entries.append(CatalogEntry(name=item["metadata"]["name"], spec=spec))
-    return entries
+    return list(catalog_entries(settings().api().list_imageversions()))
 
 
 def _render(name: str, version: str, image: str, result: Preview) -> str:

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import to_instance
-from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
 from scaleset_operator.models.instance import (
     ANNOTATION_CANCEL,
     ANNOTATION_CLEAR_QUARANTINE,
@@ -62,20 +62,6 @@ class Outcome:
 
     requeue_after: float | None
     gone: bool = False
-
-
-def catalog_entries(items: list[Obj]) -> tuple[CatalogEntry, ...]:
-    entries = []
-    for item in items:
-        try:
-            spec = ImageVersionSpec.model_validate(item.get("spec") or {})
-        except ValidationError:
-            continue  # rejected by the schema normally; skip rather than stop everyone
-        meta = item["metadata"]
-        entries.append(
-            CatalogEntry(name=meta["name"], spec=spec, created_at=meta.get("creationTimestamp"))
-        )
-    return tuple(entries)
 
 
 def requests_of(obj: Obj) -> tuple[Request, ...]:

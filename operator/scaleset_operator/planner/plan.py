@@ -113,23 +113,8 @@ def _resolve_model(work: _Pass, mhash: str) -> ResolvedImage | None:
         model = current
     else:
         entry = resolve(obs.catalog, ref, obs.spec.location, skip_versions=status.faulted_versions)
-        if entry is None and current is None:
-            work.status = status.model_copy(
-                update={
-                    "conditions": cond.set_condition(
-                        status.conditions,
-                        type_=cond.IMAGE_RESOLVED,
-                        status=False,
-                        reason="ImageNotFound",
-                        message=f"no ImageVersion matches {ref.describe()} in location "
-                        f"{obs.spec.location} (published, not excluded, replicated there)",
-                        now=work.now_s,
-                        generation=obs.generation,
-                    )
-                }
-            )
-            return None
         if entry is None:
+            keep = f"; instances keep {current.urn}" if current else ""
             work.status = status.model_copy(
                 update={
                     "conditions": cond.set_condition(
@@ -138,7 +123,7 @@ def _resolve_model(work: _Pass, mhash: str) -> ResolvedImage | None:
                         status=False,
                         reason="ImageNotFound",
                         message=f"no ImageVersion matches {ref.describe()} in location "
-                        f"{obs.spec.location}; instances keep {current.urn if current else ''}",
+                        f"{obs.spec.location} (published, not excluded, replicated there)" + keep,
                         now=work.now_s,
                         generation=obs.generation,
                     )
