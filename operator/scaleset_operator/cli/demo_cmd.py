@@ -172,6 +172,8 @@ def _follow_upgrade(cluster: Cluster, since: str | None, timeout: float = 180) -
                 live.update(progress_view("web", ru))
                 code = ru.running_status.code if ru.running_status else None
                 if code is not None and code is not RunningStatusCode.ROLLING_FORWARD:
+                    live.stop()
+                    console.print()
                     return status
             time.sleep(0.25)
     raise click.ClickException("the upgrade did not finish in time; see the operator log")
