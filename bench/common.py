@@ -7,7 +7,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -21,7 +20,8 @@ sys.path[:0] = [str(REPO), str(REPO / "operator")]
 
 from kubernetes import client, config  # noqa: E402
 
-from scaleset_operator.localcluster import LocalCluster, find_binary  # noqa: E402
+from scaleset_operator.localcluster import LocalCluster  # noqa: E402
+from tests.e2e import support  # noqa: E402
 from tests.e2e.support import OperatorProcess, eventually  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -72,32 +72,7 @@ def local_cluster(
 
 
 def install_crds(cluster: LocalCluster) -> None:
-    kubectl = find_binary("kubectl")
-    assert kubectl is not None, "kubectl not found"
-    subprocess.run(
-        [
-            str(kubectl),
-            "--kubeconfig",
-            str(cluster.kubeconfig_path),
-            "apply",
-            "--server-side",
-            "-f",
-            str(REPO / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    ext = client.ApiextensionsV1Api(k8s_client(cluster))
-
-    def established() -> bool:
-        for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
-            crd = ext.read_custom_resource_definition(name)
-            conds = {c.type: c.status for c in (crd.status.conditions or [])}
-            if conds.get("Established") != "True":
-                return False
-        return True
-
-    eventually(established, 30, what="CRDs established")
+    support.install_crds(cluster.kubeconfig_path, k8s_client(cluster))
 
 
 def k8s_client(cluster: LocalCluster, pool: int = 4) -> client.ApiClient:

