@@ -138,6 +138,7 @@ def run(
     from scaleset_operator.controller.config import CONFIG
     from scaleset_operator.planner.observed import PlannerSettings
 
+    _check_credentials(kubeconfig, context)
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
     CONFIG.kubeconfig = kubeconfig
@@ -167,6 +168,23 @@ def run(
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
     )
+
+
+def _check_credentials(kubeconfig: str | None, context: str | None) -> None:
+    """Fail at once, in one line, when there is no cluster to talk to: kopf would otherwise
+    print a traceback and keep retrying its start-up."""
+    from scaleset_operator.k8s.client import make_api_client
+    from scaleset_operator.k8s.errors import CredentialsError
+
+    try:
+        make_api_client(kubeconfig, context)
+    except CredentialsError as exc:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        raise click.ClickException(
+            f"no usable cluster credentials (kubeconfig {where}): {exc}. "
+            "Set KUBECONFIG or --kubeconfig, or run inside a pod; "
+            "`scaleset-operator cluster up` starts a local cluster."
+        ) from exc
 
 
 main.add_command(crds)

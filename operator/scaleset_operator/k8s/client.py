@@ -17,7 +17,13 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from scaleset_operator.k8s.errors import AlreadyExistsError, ForbiddenError, NotFoundError, call
+from scaleset_operator.k8s.errors import (
+    AlreadyExistsError,
+    CredentialsError,
+    ForbiddenError,
+    NotFoundError,
+    call,
+)
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.scaleset import GROUP, KIND, PLURAL, VERSION
 
@@ -30,7 +36,12 @@ def make_api_client(kubeconfig: str | None = None, context: str | None = None) -
     try:
         config.load_incluster_config(client_configuration=cfg)
     except config.ConfigException:
-        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+        try:
+            config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
+        except (config.ConfigException, OSError) as exc:
+            raise CredentialsError(str(exc).rstrip(".")) from exc
     cfg.connection_pool_maxsize = 32  # type: ignore[attr-defined]
     cfg.retries = 2
     return client.ApiClient(cfg)

@@ -16,6 +16,10 @@ class KubeApiError(Exception):
     """The API server refused or failed a request."""
 
 
+class CredentialsError(KubeApiError):
+    """No usable kubeconfig or in-cluster credentials."""
+
+
 class ConflictError(KubeApiError):
     """Someone else changed the object first (409); re-observe and try again."""
 
