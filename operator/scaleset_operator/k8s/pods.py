@@ -201,6 +201,7 @@ def to_instance(
         model_hash=annotations.get(ANNOTATION_MODEL_HASH),
         protected=str(annotations.get(ANNOTATION_PROTECT, "")).lower() == "true",
         deleting=bool(meta.get("deletionTimestamp")),
+        deletion_due=meta.get("deletionTimestamp"),
         phase=(pod.get("status") or {}).get("phase"),
         ready=bool(_condition(pod, "Ready")),
         ready_since=ready_since if isinstance(ready_since, str) else None,

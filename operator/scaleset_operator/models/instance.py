@@ -73,6 +73,7 @@ class Instance(ApiModel):
     model_hash: str | None = None
     protected: bool = False
     deleting: bool = False
+    deletion_due: str | None = None
     phase: str | None = None
     ready: bool = False
     ready_since: str | None = None

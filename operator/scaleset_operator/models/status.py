@@ -218,3 +218,4 @@ class ScaleSetStatus(ApiModel):
     pending_upgrade: PendingUpgrade | None = None
     faulted_versions: list[str] = Field(default_factory=list)
     handled_requests: list[str] = Field(default_factory=list)
+    returning_instances: list[int] = Field(default_factory=list)

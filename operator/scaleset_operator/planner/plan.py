@@ -171,8 +171,8 @@ def _live_instances(instances: tuple[Instance, ...]) -> dict[int, Instance]:
 
 
 def _keep_capacity(work: _Pass, model: ResolvedImage, live: dict[int, Instance]) -> None:
-    """Recreate failed or missing instances, scale out with the lowest free ids, scale in
-    from the highest ids, never removing a protected instance."""
+    """Recreate failed or missing instances under their own ids, scale out with the lowest
+    free ids, scale in from the highest ids, never removing a protected instance."""
     capacity = work.obs.spec.capacity
     run = work.status.upgrade_run
     active = [i for i in live.values() if not i.deleting]
@@ -187,30 +187,79 @@ def _keep_capacity(work: _Pass, model: ResolvedImage, live: dict[int, Instance])
                 "InstanceRecreated",
                 f"instance {inst.instance_id} {inst.phase.lower()}; recreating",
             )
-    wanted = capacity - len(active)
+    # A surge instance that is taking over stands for the original it replaces.
+    standing_in = {
+        i.surge_for for i in work.obs.instances if i.surge_for is not None and not i.deleting
+    }
+    terminating = [i for i in live.values() if i.deleting and i.instance_id not in standing_in]
+    wanted = capacity - len(active) - (len(live) - len(active) - len(terminating))
+    returning: list[int] = []
     if wanted > 0:
-        taken = {i.instance_id for i in work.obs.instances}
-        free = (i for i in range(capacity + len(taken) + 1) if i not in taken)
-        for _ in range(wanted):
-            iid = next(free)
-            upgrade = _mark_for_new(run, iid, work.now_s)
-            work.act(CreateInstance(iid, model.container_image, model.urn, upgrade), iid)
+        returning = _create_missing(work, model, run, terminating, wanted)
     elif wanted < 0:
-        removable = sorted(
-            (i for i in active if not i.protected), key=lambda i: i.instance_id, reverse=True
+        _scale_in(work, active, -wanted)
+    if returning != work.status.returning_instances:
+        work.status = work.status.model_copy(update={"returning_instances": returning})
+
+
+def _create_missing(
+    work: _Pass,
+    model: ResolvedImage,
+    run: UpgradeRun | None,
+    terminating: list[Instance],
+    wanted: int,
+) -> list[int]:
+    """Create `wanted` instances; return the ids to bring back once their pods are gone.
+
+    A deleted or failed instance comes back under its own id, so its name and its data disks
+    stay; two pods cannot share a name, so that waits until the old pod is gone, but no longer
+    than its grace period and a little slack (a pod stuck on a lost node would hold capacity).
+    """
+    awaited = []
+    for inst in terminating:
+        due = _termination_overdue_at(inst)
+        if due is None or work.now < due:
+            awaited.append(inst.instance_id)
+            if due is not None:
+                work.wake(due)
+    taken = {i.instance_id for i in work.obs.instances}
+    remembered = [iid for iid in work.status.returning_instances if iid not in taken]
+    reserved = taken | set(remembered)
+    lowest = (i for i in range(len(reserved) + wanted + 1) if i not in reserved)
+    count = max(0, wanted - len(awaited))
+    ids = remembered[:count]
+    ids += [next(lowest) for _ in range(count - len(ids))]
+    for iid in ids:
+        upgrade = _mark_for_new(run, iid, work.now_s)
+        work.act(CreateInstance(iid, model.container_image, model.urn, upgrade), iid)
+    if ids:
+        work.event(NORMAL, "ScaledOut", f"creating {len(ids)} instance(s) on {model.urn}")
+    return sorted(awaited)
+
+
+_TERMINATION_SLACK = timedelta(seconds=30)
+
+
+def _termination_overdue_at(inst: Instance) -> datetime | None:
+    if inst.deletion_due is None:
+        return None
+    return parse_stamp(inst.deletion_due) + _TERMINATION_SLACK
+
+
+def _scale_in(work: _Pass, active: list[Instance], excess: int) -> None:
+    removable = sorted(
+        (i for i in active if not i.protected), key=lambda i: i.instance_id, reverse=True
+    )
+    for inst in removable[:excess]:
+        work.act(DeleteInstance(inst.name, inst.uid, "scale in"), inst.instance_id)
+    if len(removable) < excess:
+        work.event(
+            WARNING,
+            "ScaleInLimited",
+            f"{excess - len(removable)} protected instance(s) keep the set above capacity",
         )
-        for inst in removable[:-wanted]:
-            work.act(DeleteInstance(inst.name, inst.uid, "scale in"), inst.instance_id)
-        if len(removable) < -wanted:
-            work.event(
-                WARNING,
-                "ScaleInLimited",
-                f"{-wanted - len(removable)} protected instance(s) keep the set above capacity",
-            )
-        if removable[:-wanted]:
-            work.event(NORMAL, "ScaledIn", f"removing instances {_ids(removable[:-wanted])}")
-    if wanted > 0:
-        work.event(NORMAL, "ScaledOut", f"creating {wanted} instance(s) on {model.urn}")
+    if removable[:excess]:
+        work.event(NORMAL, "ScaledIn", f"removing instances {_ids(removable[:excess])}")
 
 
 def _mark_for_new(run: UpgradeRun | None, iid: int, now: str) -> UpgradeMark | None:
