@@ -82,9 +82,9 @@ def k8s_client(cluster: LocalCluster, pool: int = 4) -> client.ApiClient:
     return api
 
 
-def start_operator(cluster: LocalCluster, log_dir: Path) -> OperatorProcess:
+def start_operator(cluster: LocalCluster, log_dir: Path, *extra: str) -> OperatorProcess:
     log_dir.mkdir(parents=True, exist_ok=True)
-    op = OperatorProcess(cluster.kubeconfig_path, log_dir, "--upgrade-delay", "0")
+    op = OperatorProcess(cluster.kubeconfig_path, log_dir, "--upgrade-delay", "0", *extra)
     op.start()
     return op
 

@@ -80,6 +80,13 @@ def main() -> None:
     ap.add_argument("--pod-start-delay", type=float, default=None)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--cluster-dir", type=Path, default=None)
+    ap.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="extra argument for `scaleset-operator run` (repeatable), e.g. "
+        "--operator-arg=--status-interval=0",
+    )
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",") if x] or [args.scalesets * args.per_set]
     nodes = args.nodes or max(6, math.ceil(max(sizes) * 1.3 / 900))
@@ -89,7 +96,7 @@ def main() -> None:
     with common.local_cluster(workdir / "cluster", nodes, args.pod_start_delay) as cluster:
         api = common.k8s_client(cluster)
         custom = client.CustomObjectsApi(api)
-        op = common.start_operator(cluster, workdir / "operator-logs")
+        op = common.start_operator(cluster, workdir / "operator-logs", *args.operator_arg)
         pid = op.proc.pid
         log(f"operator pid {pid}, logs in {workdir / 'operator-logs'}")
         ns = "bench-fleet"
@@ -171,6 +178,13 @@ def main() -> None:
                 stage["upgrade_cpu_s"] = round(cpu, 1)
                 stage["rss_mib_peak_upgrade"] = round(sampler.stop(), 1)
                 stage["pod_patches"] = d.get(("PATCH", "pods", ""), 0)
+                # The operator's own writes: pods (not pods/status, which is kwok) and ScaleSets.
+                ours = {"pods": ("",), "scalesets": ("", "status")}
+                writes = common.total(d, ("POST", "PUT", "PATCH", "DELETE"), ours)
+                stage["status_writes"] = common.total(
+                    d, ("PUT", "PATCH"), {"scalesets": ("status",)}
+                )
+                stage["writes_per_instance"] = round(writes / total, 2)
                 stage["requests"] = common.breakdown(d)
                 result["stages"].append(stage)
                 log(
@@ -185,14 +199,15 @@ def main() -> None:
     print()
     head = (
         f"  {'instances':>9} {'sets':>5} {'create s':>9} {'idle CPU%':>9} {'idle RSS MiB':>12} "
-        f"{'upgrade s':>9} {'inst/s':>7} {'upg CPU%':>8} {'peak RSS MiB':>12}"
+        f"{'upgrade s':>9} {'inst/s':>7} {'upg CPU%':>8} {'peak RSS MiB':>12} {'writes/inst':>11}"
     )
     print(head)
     for s in result["stages"]:
         print(
             f"  {s['instances']:>9} {s['scalesets']:>5} {s['create_s']:>9} {s['idle_cpu_pct']:>9} "
             f"{s['rss_mib_idle']:>12} {s['upgrade_s']:>9} {s['upgrade_instances_per_s']:>7} "
-            f"{s['upgrade_cpu_pct']:>8} {s['rss_mib_peak_upgrade']:>12}"
+            f"{s['upgrade_cpu_pct']:>8} {s['rss_mib_peak_upgrade']:>12} "
+            f"{s['writes_per_instance']:>11}"
         )
     print(f"  operator RSS with no ScaleSets: {result['rss_mib_empty']} MiB")
     path = common.write_json("scale", result)

@@ -131,6 +131,7 @@ Arguments of `scaleset-operator run` (the image's entrypoint), one YAML list ite
 */}}
 {{- define "scaleset-operator.args" -}}
 - --upgrade-delay={{ .Values.operator.upgradeDelaySeconds }}
+- --status-interval={{ .Values.operator.statusIntervalSeconds }}
 - {{ ternary "--fail-fast" "--no-fail-fast" .Values.operator.failFast }}
 - --log-format={{ .Values.operator.logFormat }}
 - --metrics-port={{ .Values.metrics.port }}

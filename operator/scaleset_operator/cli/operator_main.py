@@ -47,6 +47,15 @@ def main() -> None:
     help="Seconds between a newer image version appearing and the platform upgrade starting.",
 )
 @click.option(
+    "--status-interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    envvar="SCALESET_OPERATOR_STATUS_INTERVAL",
+    help="Least seconds between two status writes of a scale set that only refresh counts "
+    "(readyInstances, the Ready condition); upgrade progress is always written at once.",
+)
+@click.option(
     "--fail-fast/--no-fail-fast",
     default=True,
     show_default=True,
@@ -114,6 +123,7 @@ def run(
     context: str | None,
     namespaces: tuple[str, ...],
     upgrade_delay: float,
+    status_interval: float,
     fail_fast: bool,
     metrics_port: int,
     health_port: int,
@@ -145,6 +155,7 @@ def run(
     CONFIG.context = context
     CONFIG.namespaces = namespaces
     CONFIG.metrics_port = metrics_port or None
+    CONFIG.status_interval = status_interval
     CONFIG.leader_elect = leader_elect
     CONFIG.lease_namespace = lease_namespace
     CONFIG.lease_seconds = lease_duration

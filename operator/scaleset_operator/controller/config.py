@@ -17,6 +17,7 @@ class OperatorConfig:
     fail_fast: bool = True
     metrics_port: int | None = 8080
     debounce: float = 0.05
+    status_interval: float = 1.0
     max_threads: int = 16
     leader_elect: bool = False
     lease_namespace: str = "default"

@@ -15,6 +15,7 @@ import kopf
 
 from scaleset_operator.controller.config import CONFIG
 from scaleset_operator.controller.leadership import Leadership
+from scaleset_operator.controller.pacing import StatusPacer
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import Cluster, make_api_client
@@ -32,6 +33,7 @@ class _State:
     metrics: OperatorMetrics | None = None
     leadership: Leadership | None = None
     leadership_task: asyncio.Task[None] | None = None
+    pacer: StatusPacer = StatusPacer()
 
 
 STATE = _State()
@@ -40,9 +42,11 @@ STATE = _State()
 def _pass(namespace: str, name: str) -> Outcome:
     assert STATE.cluster is not None
     if STATE.metrics is None:
-        return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner)
+        return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner, pacer=STATE.pacer)
     with STATE.metrics.reconcile_timer(namespace, name):
-        return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics)
+        return reconcile_once(
+            STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics, STATE.pacer
+        )
 
 
 def _workers() -> Workers:
@@ -64,6 +68,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         concurrent.futures.ThreadPoolExecutor(max_workers=CONFIG.max_threads)
     )
     STATE.cluster = Cluster(make_api_client(CONFIG.kubeconfig, CONFIG.context))
+    STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
     if CONFIG.leader_elect:
         _start_leadership(STATE.cluster, STATE.workers)

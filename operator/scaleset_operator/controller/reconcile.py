@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from scaleset_operator.catalog.objects import catalog_entries
+from scaleset_operator.controller.pacing import StatusPacer, only_counts_changed
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
@@ -125,10 +126,14 @@ def reconcile_once(
     name: str,
     settings: PlannerSettings,
     metrics: MetricsSink | None = None,
+    pacer: StatusPacer | None = None,
 ) -> Outcome:
+    key = (namespace, name)
     try:
         obj = cluster.get_scaleset(namespace, name)
     except NotFoundError:
+        if pacer is not None:
+            pacer.forget(key)
         return Outcome(None, gone=True)
     if obj["metadata"].get("deletionTimestamp"):
         return Outcome(None)
@@ -172,12 +177,20 @@ def reconcile_once(
         generation=observed.generation,
     )
     new_status = new_status.model_copy(update={"conditions": valid})
+    held = 0.0
     if new_status != status:
-        try:
-            obj = {**obj, **cluster.replace_status(obj, new_status.wire())}
-        except ConflictError:
-            # Someone (or our previous pass) changed the object: plan again on fresh state.
-            return Outcome(0.05)
+        if pacer is not None and not result.actions and only_counts_changed(status, new_status):
+            held = pacer.hold_for(key)
+        if held == 0.0:
+            try:
+                obj = {**obj, **cluster.replace_status(obj, new_status.wire())}
+            except ConflictError:
+                # Someone (or our previous pass) changed the object: plan again on fresh state.
+                return Outcome(0.05)
+            if pacer is not None:
+                pacer.wrote(key)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s/%s status: %s", namespace, name, _changed(status, new_status))
     lost = apply_actions(cluster, obj, spec, new_status.model_hash or "", pods, result.actions)
     for event in result.events:
         try:
@@ -193,7 +206,13 @@ def reconcile_once(
     if result.actions:
         # Our own writes come back as watch events too; this is only a safety net.
         return Outcome(min(result.requeue_after or 5.0, 5.0))
+    if held:
+        return Outcome(min(held, result.requeue_after or held))
     return Outcome(result.requeue_after)
+
+
+def _changed(old: ScaleSetStatus, new: ScaleSetStatus) -> str:
+    return ", ".join(f for f in ScaleSetStatus.model_fields if getattr(old, f) != getattr(new, f))
 
 
 def _owned_by(pod: Obj, scaleset: Obj) -> bool:
