@@ -3,10 +3,14 @@ process, kube-apiserver request counters, and /proc readings of a process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import re
+import shutil
+import signal
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -82,9 +86,86 @@ def k8s_client(cluster: LocalCluster, pool: int = 4) -> client.ApiClient:
     return api
 
 
-def start_operator(cluster: LocalCluster, log_dir: Path, *extra: str) -> OperatorProcess:
+class ProfiledOperator(OperatorProcess):
+    """The operator run under `py-spy record` (sampling, so it barely slows it down); the
+    profile is written as collapsed stacks when the operator stops."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, profile: Path, *extra: str) -> None:
+        super().__init__(kubeconfig, log_dir, *extra)
+        self.profile = profile
+
+    def command(self) -> list[str]:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        # --gil: only the thread running Python code counts, not threads parked on a queue.
+        spy_args = ["record", "--gil", "--format", "raw", "-o", str(self.profile), "--rate", "50"]
+        return [spy, *spy_args, "--", *super().command()]
+
+    @property
+    def pid(self) -> int:
+        """The operator's own pid (py-spy's child), for RSS and CPU readings."""
+        assert self.proc is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+            children = path.read_text().split() if path.exists() else []
+            if children:
+                return int(children[0])
+            time.sleep(0.1)
+        raise RuntimeError("py-spy started no operator")
+
+    def stop(self) -> None:
+        # Ctrl-C makes py-spy write the profile and end the operator with it.
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=60)
+        super().stop()
+
+
+def top_frames(profile: Path, n: int = 12) -> list[tuple[str, float]]:
+    """The functions where most samples were taken (own time), as shares of all samples."""
+    own: Counter[str] = Counter()
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        own[stack.split(";")[-1]] += int(count)
+    every = sum(own.values()) or 1
+    return [(frame, round(c / every, 3)) for frame, c in own.most_common(n)]
+
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def top_own_functions(profile: Path, n: int = 12) -> list[tuple[str, float]]:
+    """Our functions by inclusive time (a sample counts once for each of ours on its stack)."""
+    inclusive: Counter[str] = Counter()
+    every = 0
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        every += int(count)
+        ours = {
+            _LINE.sub(")", f).replace(str(REPO / "operator") + "/", "")
+            for f in stack.split(";")
+            if "scaleset_operator" in f and not f.startswith("<module>")
+        }
+        for frame in ours:
+            inclusive[frame] += int(count)
+    return [(frame, round(c / max(every, 1), 3)) for frame, c in inclusive.most_common(n)]
+
+
+def start_operator(
+    cluster: LocalCluster, log_dir: Path, *extra: str, profile: Path | None = None
+) -> OperatorProcess:
     log_dir.mkdir(parents=True, exist_ok=True)
-    op = OperatorProcess(cluster.kubeconfig_path, log_dir, "--upgrade-delay", "0", *extra)
+    args = ("--upgrade-delay", "0", *extra)
+    op: OperatorProcess
+    if profile is not None:
+        op = ProfiledOperator(cluster.kubeconfig_path, log_dir, profile, *args)
+    else:
+        op = OperatorProcess(cluster.kubeconfig_path, log_dir, *args)
     op.start()
     return op
 

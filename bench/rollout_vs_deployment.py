@@ -180,7 +180,7 @@ def main() -> None:
         api = common.k8s_client(cluster, pool=args.raw_threads)
         apps = client.AppsV1Api(api)
         op = common.start_operator(cluster, workdir / "operator-logs")
-        log(f"operator pid {op.proc.pid}, logs in {workdir / 'operator-logs'}")
+        log(f"operator pid {op.pid}, logs in {workdir / 'operator-logs'}")
         try:
             # --- setup: the Deployment and the ScaleSet, both on image 1.0.0 ------------------
             ns_d, ns_s, ns_l = "bench-deploy", "bench-scaleset", "bench-latency"
@@ -320,7 +320,7 @@ def main() -> None:
                     op.metrics_port, "scaleset_publish_to_first_patch_seconds"
                 ),
             }
-            result["operator_rss_mib_end"] = round(common.rss_mib(op.proc.pid), 1)
+            result["operator_rss_mib_end"] = round(common.rss_mib(op.pid), 1)
             world.cleanup()
             small.cleanup()
         finally:

@@ -81,6 +81,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--cluster-dir", type=Path, default=None)
     ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the operator under py-spy and report where its CPU time went",
+    )
+    ap.add_argument(
         "--operator-arg",
         action="append",
         default=[],
@@ -96,8 +101,11 @@ def main() -> None:
     with common.local_cluster(workdir / "cluster", nodes, args.pod_start_delay) as cluster:
         api = common.k8s_client(cluster)
         custom = client.CustomObjectsApi(api)
-        op = common.start_operator(cluster, workdir / "operator-logs", *args.operator_arg)
-        pid = op.proc.pid
+        profile = workdir / "operator-profile.txt" if args.profile else None
+        op = common.start_operator(
+            cluster, workdir / "operator-logs", *args.operator_arg, profile=profile
+        )
+        pid = op.pid
         log(f"operator pid {pid}, logs in {workdir / 'operator-logs'}")
         ns = "bench-fleet"
         try:
@@ -195,6 +203,10 @@ def main() -> None:
             world.cleanup()
         finally:
             op.stop()
+    if profile is not None and profile.exists():
+        result["profile_top_frames"] = common.top_frames(profile)
+        result["profile_top_own_functions"] = common.top_own_functions(profile)
+        result["profile_path"] = str(profile)
 
     print()
     head = (
@@ -210,6 +222,13 @@ def main() -> None:
             f"{s['writes_per_instance']:>11}"
         )
     print(f"  operator RSS with no ScaleSets: {result['rss_mib_empty']} MiB")
+    if "profile_top_frames" in result:
+        print(f"\n  where the operator's CPU went (py-spy, own time; {result['profile_path']}):")
+        for frame, share in result["profile_top_frames"]:
+            print(f"    {100 * share:5.1f}%  {frame}")
+        print("  our functions, inclusive:")
+        for frame, share in result["profile_top_own_functions"]:
+            print(f"    {100 * share:5.1f}%  {frame}")
     path = common.write_json("scale", result)
     print(f"\nwrote {path}")
 

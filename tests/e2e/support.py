@@ -87,6 +87,21 @@ class OperatorProcess:
             self._log.close()
             self._log = None
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "scaleset_operator",
+            "run",
+            "--upgrade-delay",
+            "0.5",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--health-port",
+            "0",
+            *self.extra,
+        ]
+
     def start(self) -> None:
         self.starts += 1
         self._close_log()
@@ -94,24 +109,7 @@ class OperatorProcess:
         self._log = log
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), env.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "scaleset_operator",
-                "run",
-                "--upgrade-delay",
-                "0.5",
-                "--metrics-port",
-                str(self.metrics_port),
-                "--health-port",
-                "0",
-                *self.extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -133,6 +131,11 @@ class OperatorProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
 
 class World:
