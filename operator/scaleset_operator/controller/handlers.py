@@ -16,6 +16,7 @@ import kopf
 from scaleset_operator.controller.config import CONFIG
 from scaleset_operator.controller.leadership import Leadership
 from scaleset_operator.controller.pacing import StatusPacer
+from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import Cluster, make_api_client
@@ -34,6 +35,7 @@ class _State:
     leadership: Leadership | None = None
     leadership_task: asyncio.Task[None] | None = None
     pacer: StatusPacer = StatusPacer()
+    pods: PodCache = PodCache()
 
 
 STATE = _State()
@@ -42,10 +44,12 @@ STATE = _State()
 def _pass(namespace: str, name: str) -> Outcome:
     assert STATE.cluster is not None
     if STATE.metrics is None:
-        return reconcile_once(STATE.cluster, namespace, name, CONFIG.planner, pacer=STATE.pacer)
+        return reconcile_once(
+            STATE.cluster, namespace, name, CONFIG.planner, None, STATE.pacer, STATE.pods
+        )
     with STATE.metrics.reconcile_timer(namespace, name):
         return reconcile_once(
-            STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics, STATE.pacer
+            STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics, STATE.pacer, STATE.pods
         )
 
 
@@ -69,6 +73,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     STATE.cluster = Cluster(make_api_client(CONFIG.kubeconfig, CONFIG.context))
     STATE.pacer = StatusPacer(CONFIG.status_interval)
+    STATE.pods = PodCache()
     STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
     if CONFIG.leader_elect:
         _start_leadership(STATE.cluster, STATE.workers)
@@ -120,6 +125,7 @@ async def scaleset_changed(
         return
     if event.get("type") == "DELETED":
         await _workers().stop((namespace, name))
+        STATE.pods.forget((namespace, name))
         if STATE.metrics is not None:
             STATE.metrics.forget(namespace, name)
         return
@@ -127,9 +133,16 @@ async def scaleset_changed(
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_SCALESET: kopf.PRESENT})
-async def instance_changed(*, labels: Mapping[str, str], namespace: str | None, **_: Any) -> None:
-    if namespace is not None:
-        _workers().poke((namespace, labels[LABEL_SCALESET]))
+async def instance_changed(
+    *, event: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None, **_: Any
+) -> None:
+    if namespace is None:
+        return
+    key = (namespace, labels[LABEL_SCALESET])
+    pod = event.get("object")
+    if isinstance(pod, dict):
+        STATE.pods.observe(key, str(event.get("type")), pod)
+    _workers().poke(key)
 
 
 @kopf.on.event(GROUP, VERSION, IV_PLURAL)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.controller.pacing import StatusPacer, only_counts_changed
+from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
@@ -34,7 +35,7 @@ from scaleset_operator.models.instance import (
 from scaleset_operator.models.scaleset import HealthSource, ScaleSetSpec
 from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.planner import conditions as cond
-from scaleset_operator.planner.actions import EmitEvent
+from scaleset_operator.planner.actions import Action, EmitEvent
 from scaleset_operator.planner.observed import Observed, PlannerSettings
 from scaleset_operator.planner.plan import plan
 from scaleset_operator.planner.timefmt import stamp
@@ -120,42 +121,39 @@ def _status_of(obj: Obj) -> ScaleSetStatus:
         return ScaleSetStatus()
 
 
-def reconcile_once(
+@dataclass(frozen=True)
+class _Planned:
+    pods: list[Obj]
+    instances: tuple[Instance, ...]
+    actions: tuple[Action, ...]
+    events: tuple[EmitEvent, ...]
+    status: ScaleSetStatus
+    requeue_after: float | None
+
+
+def _plan_with(
     cluster: Cluster,
-    namespace: str,
-    name: str,
+    obj: Obj,
+    spec: ScaleSetSpec,
+    status: ScaleSetStatus,
+    pods: list[Obj],
     settings: PlannerSettings,
-    metrics: MetricsSink | None = None,
-    pacer: StatusPacer | None = None,
-) -> Outcome:
-    key = (namespace, name)
-    try:
-        obj = cluster.get_scaleset(namespace, name)
-    except NotFoundError:
-        if pacer is not None:
-            pacer.forget(key)
-        return Outcome(None, gone=True)
-    if obj["metadata"].get("deletionTimestamp"):
-        return Outcome(None)
-    try:
-        spec = ScaleSetSpec.model_validate(obj.get("spec") or {})
-    except ValidationError as exc:
-        return _invalid_spec(cluster, obj, exc)
-    status = _status_of(obj)
-    pods = [
-        p for p in cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}") if _owned_by(p, obj)
-    ]
+) -> _Planned:
+    pods = [p for p in pods if _owned_by(p, obj)]
     nodes = {p.get("spec", {}).get("nodeName") for p in pods} - {None}
     zones = cluster.node_zones({str(n) for n in nodes})
     endpoints = None
     if spec.health_probe.source is HealthSource.LOAD_BALANCER and spec.health_probe.service_name:
-        endpoints = cluster.ready_endpoints(namespace, spec.health_probe.service_name) or set()
+        endpoints = (
+            cluster.ready_endpoints(obj["metadata"]["namespace"], spec.health_probe.service_name)
+            or set()
+        )
     instances = tuple(
         i for i in (to_instance(p, spec, zones, endpoints) for p in pods) if i is not None
     )
     observed = Observed(
-        name=name,
-        namespace=namespace,
+        name=obj["metadata"]["name"],
+        namespace=obj["metadata"]["namespace"],
         generation=obj["metadata"].get("generation"),
         spec=spec,
         status=status,
@@ -166,9 +164,8 @@ def reconcile_once(
         settings=settings,
     )
     result = plan(observed)
-    new_status = result.status
     valid = cond.set_condition(
-        new_status.conditions,
+        result.status.conditions,
         type_=SPEC_VALID,
         status=True,
         reason="Valid",
@@ -176,7 +173,62 @@ def reconcile_once(
         now=stamp(observed.now),
         generation=observed.generation,
     )
-    new_status = new_status.model_copy(update={"conditions": valid})
+    return _Planned(
+        pods=pods,
+        instances=instances,
+        actions=result.actions,
+        events=result.events,
+        status=result.status.model_copy(update={"conditions": valid}),
+        requeue_after=result.requeue_after,
+    )
+
+
+def reconcile_once(
+    cluster: Cluster,
+    namespace: str,
+    name: str,
+    settings: PlannerSettings,
+    metrics: MetricsSink | None = None,
+    pacer: StatusPacer | None = None,
+    pod_cache: PodCache | None = None,
+) -> Outcome:
+    key = (namespace, name)
+    try:
+        obj = cluster.get_scaleset(namespace, name)
+    except NotFoundError:
+        if pacer is not None:
+            pacer.forget(key)
+        if pod_cache is not None:
+            pod_cache.forget(key)
+        return Outcome(None, gone=True)
+    if obj["metadata"].get("deletionTimestamp"):
+        return Outcome(None)
+    try:
+        spec = ScaleSetSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        return _invalid_spec(cluster, obj, exc)
+    status = _status_of(obj)
+    cached = pod_cache.pods(key) if pod_cache is not None else None
+    if cached is not None:
+        quick = _plan_with(cluster, obj, spec, status, cached, settings)
+        idle = not quick.actions and not quick.events
+        held = 0.0
+        if idle and quick.status != status and only_counts_changed(status, quick.status):
+            held = pacer.hold_for(key) if pacer is not None else 0.0
+        if idle and (quick.status == status or held):
+            # Nothing to do on the watch's copy: no LIST, no write.
+            if metrics is not None:
+                metrics.observe(namespace, name, quick.status, quick.instances, spec.capacity)
+            if held:
+                return Outcome(min(held, quick.requeue_after or held))
+            return Outcome(quick.requeue_after)
+    mark = pod_cache.mark(key) if pod_cache is not None else 0
+    listed = cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}")
+    if pod_cache is not None:
+        pod_cache.seed(key, listed, mark)
+    planned = _plan_with(cluster, obj, spec, status, listed, settings)
+    pods, instances, result = planned.pods, planned.instances, planned
+    new_status = planned.status
     held = 0.0
     if new_status != status:
         if pacer is not None and not result.actions and only_counts_changed(status, new_status):
