@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from scaleset_operator.controller.podcache import PodCache
+from scaleset_operator.controller.podcache import PodCache, slim
+from scaleset_operator.k8s.pods import build_pod, to_instance
+from scaleset_operator.planner.actions import CreateInstance
+from tests.unit.simworld import image_of, spec_of
 
 KEY = ("ns", "web")
 
@@ -66,3 +69,36 @@ def test_forget_drops_everything() -> None:
     cache.forget(KEY)
     assert cache.pods(KEY) is None
     assert cache.mark(KEY) == 0
+
+
+def test_a_slim_pod_plans_like_the_whole_one() -> None:
+    spec = spec_of(capacity=3)
+    scaleset = {"metadata": {"name": "web", "namespace": "ns", "uid": "u-1"}}
+    action = CreateInstance(1, image_of("1.0.0"), "pub:offer:sku:1.0.0", None)
+    whole = build_pod(scaleset, spec, "hash", action)
+    whole["metadata"].update(
+        uid="p-1",
+        creationTimestamp="2026-01-01T00:00:00Z",
+        managedFields=[{"manager": "kwok", "fieldsV1": {"f:status": {}}}],
+    )
+    whole["spec"]["nodeName"] = "node-1"
+    whole["status"] = {
+        "phase": "Running",
+        "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:05Z"}
+        ],
+        "containerStatuses": [
+            {
+                "name": "os",
+                "image": image_of("1.0.0"),
+                "ready": True,
+                "restartCount": 2,
+                "state": {"running": {}},
+            }
+        ],
+    }
+    small = slim(whole)
+    assert "managedFields" not in small["metadata"]
+    zones = {"node-1": "zone-2"}
+    assert to_instance(small, spec, zones, None) == to_instance(whole, spec, zones, None)
+    assert to_instance(small, spec, zones, {"web-1"}) == to_instance(whole, spec, zones, {"web-1"})

@@ -19,6 +19,24 @@ Obj = dict[str, Any]
 DEFAULT_MAX_AGE = 10.0
 
 
+def slim(pod: Obj) -> Obj:
+    """What planning reads of a pod: metadata without managedFields (often half the object),
+    the containers' names and images, the node, and the status."""
+    spec = pod.get("spec") or {}
+    return {
+        "metadata": {k: v for k, v in (pod.get("metadata") or {}).items() if k != "managedFields"},
+        "spec": {
+            "nodeName": spec.get("nodeName"),
+            "containers": [
+                {"name": c.get("name"), "image": c.get("image")}
+                for c in spec.get("containers") or []
+                if isinstance(c, dict)
+            ],
+        },
+        "status": pod.get("status") or {},
+    }
+
+
 class PodCache:
     def __init__(
         self, max_age: float = DEFAULT_MAX_AGE, clock: Callable[[], float] = time.monotonic
@@ -39,7 +57,7 @@ class PodCache:
             if event_type == "DELETED":
                 pods.pop(name, None)
             else:
-                pods[name] = pod
+                pods[name] = slim(pod)
 
     def mark(self, key: Hashable) -> int:
         """Call before a LIST; hand the result to `seed` with the LIST's answer."""
@@ -48,7 +66,7 @@ class PodCache:
 
     def seed(self, key: Hashable, pods: list[Obj], mark: int) -> None:
         with self._lock:
-            self._pods[key] = {str(p["metadata"]["name"]): p for p in pods}
+            self._pods[key] = {str(p["metadata"]["name"]): slim(p) for p in pods}
             if self._events.get(key, 0) == mark:
                 self._seeded_at[key] = self._clock()
             else:
