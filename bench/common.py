@@ -122,14 +122,19 @@ class ProfiledOperator(OperatorProcess):
         super().stop()
 
 
+def _samples(profile: Path) -> Iterator[tuple[list[str], int]]:
+    """py-spy's raw output: one `frame;frame;... count` line per distinct stack."""
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)
+
+
 def top_frames(profile: Path, n: int = 12) -> list[tuple[str, float]]:
     """The functions where most samples were taken (own time), as shares of all samples."""
     own: Counter[str] = Counter()
-    for line in profile.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        own[stack.split(";")[-1]] += int(count)
+    for frames, count in _samples(profile):
+        own[frames[-1]] += count
     every = sum(own.values()) or 1
     return [(frame, round(c / every, 3)) for frame, c in own.most_common(n)]
 
@@ -141,18 +146,15 @@ def top_own_functions(profile: Path, n: int = 12) -> list[tuple[str, float]]:
     """Our functions by inclusive time (a sample counts once for each of ours on its stack)."""
     inclusive: Counter[str] = Counter()
     every = 0
-    for line in profile.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        every += int(count)
+    for frames, count in _samples(profile):
+        every += count
         ours = {
             _LINE.sub(")", f).replace(str(REPO / "operator") + "/", "")
-            for f in stack.split(";")
+            for f in frames
             if "scaleset_operator" in f and not f.startswith("<module>")
         }
         for frame in ours:
-            inclusive[frame] += int(count)
+            inclusive[frame] += count
     return [(frame, round(c / max(every, 1), 3)) for frame, c in inclusive.most_common(n)]
 
 

@@ -64,3 +64,16 @@ def test_pacer_holds_counts_only_writes_for_the_interval() -> None:
     pacer.wrote(key)
     pacer.forget(key)
     assert pacer.hold_for(key) == 0.0
+
+
+def test_hold_update_holds_only_idle_counts_only_changes() -> None:
+    clock = [0.0]
+    pacer = StatusPacer(interval=1.0, clock=lambda: clock[0])
+    key = ("ns", "web")
+    pacer.wrote(key)
+    counts = with_condition(BASE.model_copy(update={"ready_instances": 3}), cond.READY, False, "")
+    assert pacer.hold_update(key, BASE, counts, acting=False) == 1.0
+    assert pacer.hold_update(key, BASE, counts, acting=True) == 0.0
+    assert pacer.hold_update(key, BASE, BASE, acting=False) == 0.0
+    upgrading = with_condition(BASE, cond.UPGRADING, True, "OS upgrade")
+    assert pacer.hold_update(key, BASE, upgrading, acting=False) == 0.0

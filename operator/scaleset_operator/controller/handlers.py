@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
@@ -43,13 +44,11 @@ STATE = _State()
 
 def _pass(namespace: str, name: str) -> Outcome:
     assert STATE.cluster is not None
-    if STATE.metrics is None:
+    metrics = STATE.metrics
+    timer = metrics.reconcile_timer(namespace, name) if metrics else contextlib.nullcontext()
+    with timer:
         return reconcile_once(
-            STATE.cluster, namespace, name, CONFIG.planner, None, STATE.pacer, STATE.pods
-        )
-    with STATE.metrics.reconcile_timer(namespace, name):
-        return reconcile_once(
-            STATE.cluster, namespace, name, CONFIG.planner, STATE.metrics, STATE.pacer, STATE.pods
+            STATE.cluster, namespace, name, CONFIG.planner, metrics, STATE.pacer, STATE.pods
         )
 
 

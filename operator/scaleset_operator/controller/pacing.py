@@ -22,9 +22,13 @@ SUMMARY_CONDITIONS = frozenset({cond.READY})
 DEFAULT_INTERVAL = 1.0
 
 
+def changed_fields(old: ScaleSetStatus, new: ScaleSetStatus) -> list[str]:
+    return [f for f in ScaleSetStatus.model_fields if getattr(old, f) != getattr(new, f)]
+
+
 def only_counts_changed(old: ScaleSetStatus, new: ScaleSetStatus) -> bool:
     """True when `new` differs from `old` in derived counts (and the Ready condition) alone."""
-    changed = {f for f in ScaleSetStatus.model_fields if getattr(old, f) != getattr(new, f)}
+    changed = set(changed_fields(old, new))
     if "conditions" in changed:
         before = {c.type: c for c in old.conditions}
         after = {c.type: c for c in new.conditions}
@@ -53,6 +57,15 @@ class StatusPacer:
         if last is None:
             return 0.0
         return max(0.0, last + self.interval - self._clock())
+
+    def hold_update(
+        self, key: Hashable, old: ScaleSetStatus, new: ScaleSetStatus, acting: bool
+    ) -> float:
+        """Seconds to hold back writing `new` over `old`: 0 unless the pass does not act and
+        only counts changed, written less than `interval` ago."""
+        if acting or new == old or not only_counts_changed(old, new):
+            return 0.0
+        return self.hold_for(key)
 
     def wrote(self, key: Hashable) -> None:
         self._last[key] = self._clock()

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from scaleset_operator.catalog.objects import catalog_entries
-from scaleset_operator.controller.pacing import StatusPacer, only_counts_changed
+from scaleset_operator.controller.pacing import StatusPacer, changed_fields
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.client import Cluster
@@ -211,39 +211,34 @@ def reconcile_once(
     cached = pod_cache.pods(key) if pod_cache is not None else None
     if cached is not None:
         quick = _plan_with(cluster, obj, spec, status, cached, settings)
-        idle = not quick.actions and not quick.events
-        held = 0.0
-        if idle and quick.status != status and only_counts_changed(status, quick.status):
-            held = pacer.hold_for(key) if pacer is not None else 0.0
-        if idle and (quick.status == status or held):
+        acting = bool(quick.actions or quick.events)
+        held = pacer.hold_update(key, status, quick.status, acting) if pacer else 0.0
+        if not acting and (quick.status == status or held):
             # Nothing to do on the watch's copy: no LIST, no write.
             if metrics is not None:
                 metrics.observe(namespace, name, quick.status, quick.instances, spec.capacity)
-            if held:
-                return Outcome(min(held, quick.requeue_after or held))
-            return Outcome(quick.requeue_after)
+            return _after(quick.requeue_after, held)
     mark = pod_cache.mark(key) if pod_cache is not None else 0
     listed = cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}")
     if pod_cache is not None:
         pod_cache.seed(key, listed, mark)
-    planned = _plan_with(cluster, obj, spec, status, listed, settings)
-    pods, instances, result = planned.pods, planned.instances, planned
-    new_status = planned.status
-    held = 0.0
-    if new_status != status:
-        if pacer is not None and not result.actions and only_counts_changed(status, new_status):
-            held = pacer.hold_for(key)
-        if held == 0.0:
-            try:
-                obj = {**obj, **cluster.replace_status(obj, new_status.wire())}
-            except ConflictError:
-                # Someone (or our previous pass) changed the object: plan again on fresh state.
-                return Outcome(0.05)
-            if pacer is not None:
-                pacer.wrote(key)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s/%s status: %s", namespace, name, _changed(status, new_status))
-    lost = apply_actions(cluster, obj, spec, new_status.model_hash or "", pods, result.actions)
+    result = _plan_with(cluster, obj, spec, status, listed, settings)
+    new_status = result.status
+    held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
+    if new_status != status and not held:
+        try:
+            obj = {**obj, **cluster.replace_status(obj, new_status.wire())}
+        except ConflictError:
+            # Someone (or our previous pass) changed the object: plan again on fresh state.
+            return Outcome(0.05)
+        if pacer is not None:
+            pacer.wrote(key)
+        if log.isEnabledFor(logging.DEBUG):
+            changed = ", ".join(changed_fields(status, new_status))
+            log.debug("%s/%s status: %s", namespace, name, changed)
+    lost = apply_actions(
+        cluster, obj, spec, new_status.model_hash or "", result.pods, result.actions
+    )
     for event in result.events:
         try:
             cluster.post_event(obj, event.type, event.reason, event.message)
@@ -252,19 +247,20 @@ def reconcile_once(
         log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
     if metrics is not None:
         metrics.record_events(namespace, name, result.events)
-        metrics.observe(namespace, name, new_status, instances, spec.capacity)
+        metrics.observe(namespace, name, new_status, result.instances, spec.capacity)
     if lost:
         return Outcome(0.2)
     if result.actions:
         # Our own writes come back as watch events too; this is only a safety net.
         return Outcome(min(result.requeue_after or 5.0, 5.0))
+    return _after(result.requeue_after, held)
+
+
+def _after(requeue_after: float | None, held: float) -> Outcome:
+    """Look again when the planner asks, or sooner to write a held-back status."""
     if held:
-        return Outcome(min(held, result.requeue_after or held))
-    return Outcome(result.requeue_after)
-
-
-def _changed(old: ScaleSetStatus, new: ScaleSetStatus) -> str:
-    return ", ".join(f for f in ScaleSetStatus.model_fields if getattr(old, f) != getattr(new, f))
+        return Outcome(min(held, requeue_after or held))
+    return Outcome(requeue_after)
 
 
 def _owned_by(pod: Obj, scaleset: Obj) -> bool:

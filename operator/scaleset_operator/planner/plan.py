@@ -191,8 +191,9 @@ def _keep_capacity(work: _Pass, model: ResolvedImage, live: dict[int, Instance])
     standing_in = {
         i.surge_for for i in work.obs.instances if i.surge_for is not None and not i.deleting
     }
-    terminating = [i for i in live.values() if i.deleting and i.instance_id not in standing_in]
-    wanted = capacity - len(active) - (len(live) - len(active) - len(terminating))
+    leaving = [i for i in live.values() if i.deleting]
+    terminating = [i for i in leaving if i.instance_id not in standing_in]
+    wanted = capacity - len(active) - (len(leaving) - len(terminating))
     returning: list[int] = []
     if wanted > 0:
         returning = _create_missing(work, model, run, terminating, wanted)
