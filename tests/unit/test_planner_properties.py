@@ -15,6 +15,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from scaleset_operator.controller.pacing import only_progress_changed
 from scaleset_operator.models.instance import UpgradePhase
 from scaleset_operator.models.scaleset import RollingUpgradePolicy
 from scaleset_operator.models.status import ErrorCode, RunningStatusCode, StartedBy
@@ -396,3 +397,31 @@ def test_history_holds_the_last_five_runs_newest_first(capacity: int, tags: list
         )
     # A faulted version does not block the next one: every version was tried once.
     assert started == [f"1.{m}" for m in range(1, len(tags) + 1)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases(max_capacity=20), st.lists(st.booleans(), min_size=1, max_size=64))
+def test_holding_back_progress_writes_loses_nothing(case: Case, holds: list[bool]) -> None:
+    """The operator may hold back a status write that only records progress (counts, more
+    instances upgraded): such a pass persists nothing. Upgrades still finish and keep every
+    invariant, as if those passes had never run."""
+    sim = start(case)
+    limit = pass_limit(case)
+    held = 0
+    for n in range(limit):
+        obs = sim.observed()
+        before = sim.status
+        hold = holds[n % len(holds)]
+        result = plan(obs)
+        if hold and not result.actions and not result.events:
+            hold = only_progress_changed(before, result.status)
+        else:
+            hold = False
+        held += hold
+        sim.step(case.advance, persist=not hold)
+        check_pass(case, obs, result)
+        if sim.code in FINISHED:
+            break
+    assert sim.code in FINISHED, f"still {sim.code} after {limit} passes"
+    check_end(case, sim)
+    event("held some progress writes" if held else "held none")

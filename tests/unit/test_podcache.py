@@ -1,11 +1,16 @@
-"""The watch's copy of a scale set's pods is trusted only when nothing raced with its LIST."""
+"""The watch's copy of a scale set's pods: seeded by a LIST, kept by watch events, trusted for a
+while after each LIST."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from scaleset_operator.controller.podcache import PodCache, slim
 from scaleset_operator.k8s.pods import build_pod, to_instance
+from scaleset_operator.models.scaleset import HealthProbe, HealthSource
 from scaleset_operator.planner.actions import CreateInstance
 from tests.unit.simworld import image_of, spec_of
 
@@ -44,14 +49,57 @@ def test_seeded_cache_follows_watch_events() -> None:
     assert {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in got}["web-1"] == "7"
 
 
-def test_an_event_during_the_list_makes_the_copy_untrusted() -> None:
+def test_events_during_the_list_are_played_again_on_its_answer() -> None:
     cache, _ = make()
     mark = cache.mark(KEY)
     cache.observe(KEY, "MODIFIED", pod("web-0", rv="9"))
+    cache.observe(KEY, "DELETED", pod("web-1", rv="10"))
+    cache.observe(KEY, "ADDED", pod("web-2", rv="11"))
+    cache.seed(KEY, [pod("web-0", rv="8"), pod("web-1", rv="5")], mark)
+    got = cache.pods(KEY)
+    assert names(got) == ["web-0", "web-2"]
+    assert got is not None
+    assert {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in got}["web-0"] == "9"
+
+
+def test_an_event_older_than_the_list_is_overtaken_by_the_next_one() -> None:
+    # The LIST saw rv 8; the watch was still at rv 7: its rv 8 event follows and wins.
+    cache, _ = make()
+    mark = cache.mark(KEY)
+    cache.observe(KEY, "MODIFIED", pod("web-0", rv="7"))
     cache.seed(KEY, [pod("web-0", rv="8")], mark)
+    cache.observe(KEY, "MODIFIED", pod("web-0", rv="8"))
+    got = cache.pods(KEY)
+    assert got is not None
+    assert got[0]["metadata"]["resourceVersion"] == "8"
+
+
+def test_events_before_the_mark_are_not_played_again() -> None:
+    cache, _ = make()
+    cache.observe(KEY, "MODIFIED", pod("web-0", rv="3"))
+    mark = cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", rv="4")], mark)
+    got = cache.pods(KEY)
+    assert got is not None
+    assert got[0]["metadata"]["resourceVersion"] == "4"
+
+
+def test_too_many_events_during_the_list_leave_the_copy_untrusted(monkeypatch: Any) -> None:
+    monkeypatch.setattr("scaleset_operator.controller.podcache.REPLAY_LIMIT", 2)
+    cache, _ = make()
+    mark = cache.mark(KEY)
+    for rv in range(3):
+        cache.observe(KEY, "MODIFIED", pod("web-0", rv=str(rv)))
+    cache.seed(KEY, [pod("web-0", rv="2")], mark)
     assert cache.pods(KEY) is None
-    cache.seed(KEY, [pod("web-0", rv="9")], cache.mark(KEY))
+    cache.seed(KEY, [pod("web-0", rv="2")], cache.mark(KEY))
     assert names(cache.pods(KEY)) == ["web-0"]
+
+
+def test_a_list_without_a_mark_is_not_trusted() -> None:
+    cache, _ = make()
+    cache.seed(KEY, [pod("web-0")], 0)
+    assert cache.pods(KEY) is None
 
 
 def test_the_copy_expires() -> None:
@@ -71,13 +119,14 @@ def test_forget_drops_everything() -> None:
     assert cache.mark(KEY) == 0
 
 
-def test_a_slim_pod_plans_like_the_whole_one() -> None:
+def full_pod(instance_id: int = 1, rv: str = "5") -> dict[str, Any]:
     spec = spec_of(capacity=3)
     scaleset = {"metadata": {"name": "web", "namespace": "ns", "uid": "u-1"}}
-    action = CreateInstance(1, image_of("1.0.0"), "pub:offer:sku:1.0.0", None)
+    action = CreateInstance(instance_id, image_of("1.0.0"), "pub:offer:sku:1.0.0", None)
     whole = build_pod(scaleset, spec, "hash", action)
     whole["metadata"].update(
-        uid="p-1",
+        uid=f"p-{instance_id}",
+        resourceVersion=rv,
         creationTimestamp="2026-01-01T00:00:00Z",
         managedFields=[{"manager": "kwok", "fieldsV1": {"f:status": {}}}],
     )
@@ -97,8 +146,98 @@ def test_a_slim_pod_plans_like_the_whole_one() -> None:
             }
         ],
     }
+    return whole
+
+
+def test_a_slim_pod_plans_like_the_whole_one() -> None:
+    spec = spec_of(capacity=3)
+    whole = full_pod()
     small = slim(whole)
     assert "managedFields" not in small["metadata"]
     zones = {"node-1": "zone-2"}
     assert to_instance(small, spec, zones, None) == to_instance(whole, spec, zones, None)
     assert to_instance(small, spec, zones, {"web-1"}) == to_instance(whole, spec, zones, {"web-1"})
+
+
+def test_instances_are_parsed_again_only_when_their_inputs_change() -> None:
+    cache, _ = make()
+    spec = spec_of(capacity=3)
+    zones = {"node-1": "zone-2"}
+    pods = [full_pod(0), full_pod(1)]
+    first = cache.instances(KEY, pods, spec, zones, None)
+    assert first == tuple(to_instance(p, spec, zones, None) for p in pods)
+    again = cache.instances(KEY, pods, spec, zones, None)
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    changed = full_pod(1, rv="6")
+    changed["status"]["conditions"][0]["status"] = "False"
+    later = cache.instances(KEY, [pods[0], changed], spec, zones, None)
+    assert later[0] is first[0]
+    assert later[1] == to_instance(changed, spec, zones, None)
+    assert not later[1].ready
+    moved = cache.instances(KEY, [pods[0], changed], spec, {"node-1": "zone-3"}, None)
+    assert [i.zone for i in moved] == ["zone-3", "zone-3"]
+    behind_lb = cache.instances(KEY, [pods[0], changed], spec, {"node-1": "zone-3"}, {"web-0"})
+    assert [i.endpoint_ready for i in behind_lb] == [True, False]
+    assert len(cache.instances(KEY, [changed], spec, zones, None)) == 1
+    probe = HealthProbe(source=HealthSource.APPLICATION_HEALTH, condition_type="AppHealthy")
+    other = spec.model_copy(update={"health_probe": probe})
+    changed["status"]["conditions"].append({"type": "AppHealthy", "status": "True"})
+    (gated,) = cache.instances(KEY, [changed], other, zones, None)
+    assert gated.gate_ready is True
+    assert cache.instances(KEY, [changed], other, zones, None) == (
+        to_instance(changed, other, zones, None),
+    )
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[tuple[str, str, int]], int, int, int]:
+    """Pod changes in watch order (type, name, rv), and where the mark, the LIST's snapshot and
+    the seed fall in it (mark <= snapshot, mark <= seed)."""
+    changes = []
+    live: set[str] = set()
+    for rv in range(1, draw(st.integers(1, 30)) + 1):
+        name = draw(st.sampled_from(["web-0", "web-1", "web-2"]))
+        if name in live and draw(st.booleans()):
+            changes.append(("DELETED", name, rv))
+            live.discard(name)
+        else:
+            changes.append(("MODIFIED" if name in live else "ADDED", name, rv))
+            live.add(name)
+    mark = draw(st.integers(0, len(changes)))
+    snapshot = draw(st.integers(mark, len(changes)))
+    seed = draw(st.integers(mark, len(changes)))
+    return changes, mark, snapshot, seed
+
+
+def truth(changes: list[tuple[str, str, int]], upto: int) -> dict[str, str]:
+    state: dict[str, str] = {}
+    for kind, name, rv in changes[:upto]:
+        if kind == "DELETED":
+            state.pop(name, None)
+        else:
+            state[name] = str(rv)
+    return state
+
+
+@given(histories())
+def test_once_the_watch_passes_the_list_the_copy_is_the_truth(
+    case: tuple[list[tuple[str, str, int]], int, int, int],
+) -> None:
+    changes, mark_at, snapshot, seed_at = case
+    cache, _ = make()
+    token = 0
+    for position in range(len(changes) + 1):
+        if position == mark_at:
+            token = cache.mark(KEY)
+        if position == seed_at:
+            listed = [pod(n, rv) for n, rv in truth(changes, snapshot).items()]
+            cache.seed(KEY, listed, token)
+        if position >= seed_at and position >= snapshot:
+            got = cache.pods(KEY)
+            assert got is not None
+            assert {p["metadata"]["name"]: p["metadata"]["resourceVersion"] for p in got} == (
+                truth(changes, position)
+            )
+        if position < len(changes):
+            kind, name, rv = changes[position]
+            cache.observe(KEY, kind, pod(name, str(rv)))

@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -42,6 +42,20 @@ class _State:
 STATE = _State()
 
 
+class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """kopf builds a deep copy of every watched object to diff it for change handlers; all our
+    handlers are event handlers, which never read that diff, so none is built. At a thousand
+    pods rolling, the copies were about a tenth of the operator's CPU."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+
 def _pass(namespace: str, name: str) -> Outcome:
     assert STATE.cluster is not None
     metrics = STATE.metrics
@@ -61,7 +75,7 @@ def _workers() -> Workers:
 async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our handlers keep no kopf state; annotations under our group if kopf ever needs any.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = _NoDiffBase(prefix=GROUP)
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.enabled = False
     settings.watching.server_timeout = 60

@@ -1,10 +1,12 @@
-"""Spacing out status writes that only refresh counts.
+"""Spacing out status writes that only record progress.
 
-While a batch starts, every pod of it flips not-ready and back, each flip waking a pass whose
-only news is `readyInstances` and the Ready condition. Those are recomputed from the pods on
-every pass, so holding them back for a moment loses nothing on a crash; writing each one is
-most of the status traffic of a small scale set. Anything else (the upgrade run, history,
-the model, other conditions) is written at once, before the pass acts.
+While a batch runs, every pod of it flips not-ready and back, each flip waking a pass whose
+only news is a count (`readyInstances`, the Ready condition, the progress counters) or one
+more instance recorded as upgraded. The planner recomputes all of that from the pods on every
+pass, so holding it back for a moment loses nothing on a crash, and such a write needs no fresh
+LIST of the pods either; writing each one is most of the status traffic of an upgrade. Anything
+else (a batch starting or ending, a failure, a rollback, history, the model, other conditions)
+is written at once, before the pass acts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from scaleset_operator.planner import conditions as cond
 SUMMARY_FIELDS = frozenset(
     {"capacity", "ready_instances", "latest_model_instances", "protected_instances"}
 )
-SUMMARY_CONDITIONS = frozenset({cond.READY})
 DEFAULT_INTERVAL = 1.0
 
 
@@ -26,18 +27,39 @@ def changed_fields(old: ScaleSetStatus, new: ScaleSetStatus) -> list[str]:
     return [f for f in ScaleSetStatus.model_fields if getattr(old, f) != getattr(new, f)]
 
 
-def only_counts_changed(old: ScaleSetStatus, new: ScaleSetStatus) -> bool:
-    """True when `new` differs from `old` in derived counts (and the Ready condition) alone."""
-    changed = set(changed_fields(old, new))
-    if "conditions" in changed:
-        before = {c.type: c for c in old.conditions}
-        after = {c.type: c for c in new.conditions}
-        if before.keys() != after.keys():
-            return False
-        if any(before[t] != after[t] for t in after if t not in SUMMARY_CONDITIONS):
-            return False
-        changed.discard("conditions")
-    return bool(changed) and changed <= SUMMARY_FIELDS
+def _without_progress(status: ScaleSetStatus, succeeded_before: int) -> ScaleSetStatus:
+    """`status` with what `only_progress_changed` lets differ set to fixed values."""
+    conditions = [
+        c.model_copy(update={"message": ""}) if c.type == cond.UPGRADING else c
+        for c in status.conditions
+        if c.type != cond.READY
+    ]
+    rolling = status.rolling_upgrade
+    if rolling is not None:
+        rolling = rolling.model_copy(update={"progress": None})
+    history = [h.model_copy(update={"progress": None}) for h in status.os_upgrade_history]
+    run = status.upgrade_run
+    if run is not None:
+        run = run.model_copy(update={"succeeded": run.succeeded[:succeeded_before]})
+    return status.model_copy(
+        update={
+            **{f: 0 for f in SUMMARY_FIELDS},
+            "conditions": conditions,
+            "rolling_upgrade": rolling,
+            "os_upgrade_history": history,
+            "upgrade_run": run,
+        }
+    )
+
+
+def only_progress_changed(old: ScaleSetStatus, new: ScaleSetStatus) -> bool:
+    """True when `new` differs from `old` only in what a pass observes as it goes: the counts,
+    the Ready condition, progress counters and instances appended to the
+    run's `succeeded` list (the Upgrading condition's message counts them)."""
+    if new == old:
+        return False
+    before = len(old.upgrade_run.succeeded) if old.upgrade_run is not None else 0
+    return _without_progress(old, before) == _without_progress(new, before)
 
 
 class StatusPacer:
@@ -62,8 +84,8 @@ class StatusPacer:
         self, key: Hashable, old: ScaleSetStatus, new: ScaleSetStatus, acting: bool
     ) -> float:
         """Seconds to hold back writing `new` over `old`: 0 unless the pass does not act and
-        only counts changed, written less than `interval` ago."""
-        if acting or new == old or not only_counts_changed(old, new):
+        only progress changed, written less than `interval` ago."""
+        if acting or not only_progress_changed(old, new):
             return 0.0
         return self.hold_for(key)
 

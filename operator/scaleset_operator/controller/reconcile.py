@@ -17,7 +17,11 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from scaleset_operator.catalog.objects import catalog_entries
-from scaleset_operator.controller.pacing import StatusPacer, changed_fields
+from scaleset_operator.controller.pacing import (
+    StatusPacer,
+    changed_fields,
+    only_progress_changed,
+)
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.client import Cluster
@@ -138,6 +142,7 @@ def _plan_with(
     status: ScaleSetStatus,
     pods: list[Obj],
     settings: PlannerSettings,
+    pod_cache: PodCache | None,
 ) -> _Planned:
     pods = [p for p in pods if _owned_by(p, obj)]
     nodes = {p.get("spec", {}).get("nodeName") for p in pods} - {None}
@@ -148,9 +153,13 @@ def _plan_with(
             cluster.ready_endpoints(obj["metadata"]["namespace"], spec.health_probe.service_name)
             or set()
         )
-    instances = tuple(
-        i for i in (to_instance(p, spec, zones, endpoints) for p in pods) if i is not None
-    )
+    if pod_cache is not None:
+        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        instances = pod_cache.instances(key, pods, spec, zones, endpoints)
+    else:
+        instances = tuple(
+            i for i in (to_instance(p, spec, zones, endpoints) for p in pods) if i is not None
+        )
     observed = Observed(
         name=obj["metadata"]["name"],
         namespace=obj["metadata"]["namespace"],
@@ -208,21 +217,21 @@ def reconcile_once(
     except ValidationError as exc:
         return _invalid_spec(cluster, obj, exc)
     status = _status_of(obj)
+    result = None
     cached = pod_cache.pods(key) if pod_cache is not None else None
     if cached is not None:
-        quick = _plan_with(cluster, obj, spec, status, cached, settings)
-        acting = bool(quick.actions or quick.events)
-        held = pacer.hold_update(key, status, quick.status, acting) if pacer else 0.0
-        if not acting and (quick.status == status or held):
-            # Nothing to do on the watch's copy: no LIST, no write.
-            if metrics is not None:
-                metrics.observe(namespace, name, quick.status, quick.instances, spec.capacity)
-            return _after(quick.requeue_after, held)
-    mark = pod_cache.mark(key) if pod_cache is not None else 0
-    listed = cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}")
-    if pod_cache is not None:
-        pod_cache.seed(key, listed, mark)
-    result = _plan_with(cluster, obj, spec, status, listed, settings)
+        quick = _plan_with(cluster, obj, spec, status, cached, settings, pod_cache)
+        if not (quick.actions or quick.events) and (
+            quick.status == status or only_progress_changed(status, quick.status)
+        ):
+            # Nothing to act on, at most progress to record: the watch's copy is enough.
+            result = quick
+    if result is None:
+        mark = pod_cache.mark(key) if pod_cache is not None else 0
+        listed = cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}")
+        if pod_cache is not None:
+            pod_cache.seed(key, listed, mark)
+        result = _plan_with(cluster, obj, spec, status, listed, settings, pod_cache)
     new_status = result.status
     held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
     if new_status != status and not held:
