@@ -337,6 +337,8 @@ def test_in_place_image_patch_restarts_the_container(pods: Pods) -> None:
     assert restarting, "expected an unready phase still showing the old image"
     assert restarting[0].status.container_statuses[0].state.waiting.reason == "ContainerCreating"
     final = seen[-1]
+    # Two status updates, as from a kubelet: going down on the old image, then up and Ready.
+    assert len(seen) == 2, [(p.metadata.resource_version, _ready(p)) for p in seen]
     main = _main(final)
     assert main is not None
     assert main.restart_count == 1
