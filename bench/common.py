@@ -250,6 +250,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_by_process(cluster: LocalCluster, operator_pid: int) -> dict[str, float]:
+    """CPU seconds so far of each control-plane process, the operator and this benchmark; the
+    whole machine's busy time under "machine" (from /proc/stat: kernel threads included)."""
+    pids = {name: rec.pid for name, rec in cluster._records().items()}
+    pids["operator"] = operator_pid
+    pids["benchmark"] = os.getpid()
+    out = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            out[name] = cpu_seconds(pid)
+    with open("/proc/stat") as fh:
+        ticks = [int(x) for x in fh.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    out["machine"] = (sum(ticks[:8]) - idle) / CLK_TCK
+    return out
+
+
+def cpu_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: round(v - before.get(k, 0.0), 2) for k, v in after.items()}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

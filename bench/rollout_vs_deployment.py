@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 import threading
 import time
@@ -161,6 +162,48 @@ def operator_histogram(port: int, name: str) -> dict[str, float]:
     return out
 
 
+CPU_ROWS = (
+    ("kube-apiserver", "kube-apiserver"),
+    ("kwok", "kwok (simulated kubelets)"),
+    ("operator", "scaleset-operator"),
+    ("kube-controller-manager", "kube-controller-manager"),
+    ("kube-scheduler", "kube-scheduler"),
+    ("etcd", "etcd"),
+    ("benchmark", "this benchmark (polls, watch)"),
+)
+
+
+def cpu_rows(ss: dict[str, float], dep: dict[str, float], n: int) -> list[tuple[str, str]]:
+    """CPU milliseconds per instance by process, ScaleSet phase then Deployment phase. On a
+    saturated machine the wall time is about the machine's busy time over its cores."""
+
+    def ms(cpu: dict[str, float], key: str) -> str:
+        return f"{1000 * cpu.get(key, 0.0) / n:.1f}"
+
+    rows = [
+        (f"CPU ms per instance: {label}", f"{ms(ss, key)} vs {ms(dep, key)}")
+        for key, label in CPU_ROWS
+    ]
+    named = {key for key, _ in CPU_ROWS}
+
+    def rest(cpu: dict[str, float]) -> float:
+        return cpu.get("machine", 0.0) - sum(v for k, v in cpu.items() if k in named)
+
+    rows.append(
+        (
+            "CPU ms per instance: everything else (kernel, other jobs)",
+            f"{1000 * rest(ss) / n:.1f} vs {1000 * rest(dep) / n:.1f}",
+        )
+    )
+    rows.append(
+        (
+            f"CPU ms per instance: whole machine ({os.cpu_count()} cores)",
+            f"{ms(ss, 'machine')} vs {ms(dep, 'machine')}",
+        )
+    )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -224,8 +267,10 @@ def main() -> None:
             images = PodImages(api, ns_s)
             time.sleep(1)
             before = common.scrape_requests(cluster)
+            cpu_before = common.cpu_by_process(cluster, op.pid)
             t_pub = time.monotonic()
             ss_s, code, polls = run_upgrade(world, "web", "1.1.0", args.timeout)
+            ss_cpu = common.cpu_delta(common.cpu_by_process(cluster, op.pid), cpu_before)
             after = common.scrape_requests(cluster)
             images.stop()
             d = common.delta(after, before)
@@ -247,6 +292,7 @@ def main() -> None:
                 "writes_per_instance": round(ss_writes / n, 3),
                 "reads_per_instance": round(ss_reads / n, 3),
                 "bench_polls_excluded": polls,
+                "cpu_s": ss_cpu,
                 "requests": common.breakdown(d),
             }
             log(f"scaleset upgrade {code} in {ss_s:.1f}s, {on_new}/{n} on 1.1.0")
@@ -254,6 +300,7 @@ def main() -> None:
             # --- (b) Deployment rollout -----------------------------------------------------
             time.sleep(3)
             before = common.scrape_requests(cluster)
+            cpu_before = common.cpu_by_process(cluster, op.pid)
             t0 = time.monotonic()
             apps.patch_namespaced_deployment(
                 "web",
@@ -277,6 +324,7 @@ def main() -> None:
                 if time.monotonic() - t0 > args.timeout:
                     raise TimeoutError("deployment rollout")
             dep_s = time.monotonic() - t0
+            dep_cpu = common.cpu_delta(common.cpu_by_process(cluster, op.pid), cpu_before)
             after = common.scrape_requests(cluster)
             d = common.delta(after, before)
             dep_writes = common.total(d, common.WRITES, DEPLOY_RES) - 1  # our PATCH
@@ -288,6 +336,7 @@ def main() -> None:
                 "writes_per_pod": round(dep_writes / n, 3),
                 "reads_per_pod": round(dep_reads / n, 3),
                 "bench_polls_excluded": polls,
+                "cpu_s": dep_cpu,
                 "requests": common.breakdown(d),
             }
             log(f"deployment rollout in {dep_s:.1f}s")
@@ -342,6 +391,8 @@ def main() -> None:
             f"{dep['seconds']} s  ({result['deployment_pods_per_s']} pods/s)",
         ),
         ("ratio ScaleSet / Deployment", f"{ss['seconds'] / dep['seconds']:.2f}x"),
+        ("speed-up (Deployment time / ScaleSet time)", f"{dep['seconds'] / ss['seconds']:.2f}x"),
+        *cpu_rows(ss["cpu_s"], dep["cpu_s"], n),
         (
             "ScaleSet writes / reads per instance (pods+scalesets)",
             f"{ss['writes_per_instance']} / {ss['reads_per_instance']}",
