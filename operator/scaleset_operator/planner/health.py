@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import HealthProbe, HealthSource
@@ -44,6 +45,7 @@ class HealthVerdict:
         return self.state is HealthState.HEALTHY
 
 
+@lru_cache(maxsize=1 << 12)
 def normalize_image(image: str) -> str:
     """Kubelets report `docker.io/library/nginx:1.25` for a spec image of `nginx:1.25`."""
     name = image

@@ -952,8 +952,9 @@ def _since(inst: Instance) -> datetime | None:
 
 def _verdicts(work: _Pass, live: dict[int, Instance]) -> dict[int, HealthVerdict]:
     probe = work.obs.spec.health_probe
+    grace = _grace(work)
     return {
-        iid: verdict(inst, probe, work.now, since=_since(inst), grace=_grace(work))
+        iid: verdict(inst, probe, work.now, since=_since(inst), grace=grace)
         for iid, inst in live.items()
     }
 
