@@ -1,4 +1,7 @@
-"""Thin kopf handlers: watch events only wake the worker of the scale set concerned."""
+"""Thin kopf handlers: watch events only wake the worker of the scale set concerned.
+
+kopf watches ScaleSets and ImageVersions; pods come from our own watch (podwatch.py).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from scaleset_operator.controller.config import CONFIG
 from scaleset_operator.controller.leadership import Leadership
 from scaleset_operator.controller.pacing import StatusPacer
 from scaleset_operator.controller.podcache import PodCache
+from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import Cluster, make_api_client
@@ -37,6 +41,7 @@ class _State:
     leadership_task: asyncio.Task[None] | None = None
     pacer: StatusPacer = StatusPacer()
     pods: PodCache = PodCache()
+    podwatch: PodWatch | None = None
 
 
 STATE = _State()
@@ -78,9 +83,6 @@ def tune(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = _NoDiffBase(prefix=GROUP)
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.enabled = False
-    # The apiserver sends only our pods: kopf's `labels=` filter alone would decode every pod
-    # event of the cluster first (in a rolling Deployment, as much CPU as our own upgrades).
-    settings.watching.label_selectors["", "v1", "pods"] = LABEL_SCALESET
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 90
     settings.networking.error_backoffs = [0.5, 1, 2, 5]
@@ -96,10 +98,30 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.pods = PodCache()
     STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
+    STATE.podwatch = _start_pod_watch(STATE.cluster, STATE.workers)
     if CONFIG.leader_elect:
         _start_leadership(STATE.cluster, STATE.workers)
     if CONFIG.metrics_port is not None:
         STATE.metrics = _start_metrics(CONFIG.metrics_port)
+
+
+def _start_pod_watch(cluster: Cluster, workers: Workers) -> PodWatch:
+    """Our own pod watch (see podwatch.py); its thread hands wake-ups to the event loop."""
+    loop = asyncio.get_running_loop()
+
+    def instance_changed(kind: str, pod: dict[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(LABEL_SCALESET)
+        namespace = meta.get("namespace")
+        if not owner or not namespace:
+            return
+        key = (str(namespace), str(owner))
+        STATE.pods.observe(key, kind, pod)
+        loop.call_soon_threadsafe(workers.poke, key)
+
+    watch = PodWatch(cluster, LABEL_SCALESET, CONFIG.namespaces, instance_changed)
+    watch.start()
+    return watch
 
 
 def _start_metrics(port: int) -> OperatorMetrics:
@@ -130,6 +152,8 @@ def _start_leadership(cluster: Cluster, workers: Workers) -> None:
 
 @kopf.on.cleanup()
 async def shutdown(**_: Any) -> None:
+    if STATE.podwatch is not None:
+        STATE.podwatch.stop()
     if STATE.leadership_task is not None:
         STATE.leadership_task.cancel()
     if STATE.workers is not None:
@@ -151,19 +175,6 @@ async def scaleset_changed(
             STATE.metrics.forget(namespace, name)
         return
     _workers().poke((namespace, name))
-
-
-@kopf.on.event("", "v1", "pods", labels={LABEL_SCALESET: kopf.PRESENT})
-async def instance_changed(
-    *, event: Mapping[str, Any], labels: Mapping[str, str], namespace: str | None, **_: Any
-) -> None:
-    if namespace is None:
-        return
-    key = (namespace, labels[LABEL_SCALESET])
-    pod = event.get("object")
-    if isinstance(pod, dict):
-        STATE.pods.observe(key, str(event.get("type")), pod)
-    _workers().poke(key)
 
 
 @kopf.on.event(GROUP, VERSION, IV_PLURAL)

@@ -11,17 +11,20 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError, ProtocolError
 
 from scaleset_operator.k8s.errors import (
     AlreadyExistsError,
     CredentialsError,
     ForbiddenError,
     NotFoundError,
+    UnavailableError,
     call,
 )
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
@@ -96,6 +99,39 @@ class Cluster:
 
         data = call(send).data
         return cast(Obj, json.loads(data)) if data else {}
+
+    def stream_lines(
+        self, path: str, query: list[tuple[str, str]], *, read_timeout: float
+    ) -> Iterator[bytes]:
+        """A watch: the lines of a streamed GET as they come (one JSON event each). A watch
+        that cannot start raises like `request`; 410 Gone raises `ExpiredError`."""
+
+        def send() -> Any:
+            api: Any = self.api
+            method_, url, headers, _body, _post = api.param_serialize(
+                method="GET",
+                resource_path=path,
+                query_params=query,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            response = api.call_api(
+                method_, url, header_params=headers, _request_timeout=(10, read_timeout)
+            )
+            if response.status >= 400:
+                response.read()
+                raise ApiException(http_resp=response)
+            return response.response
+
+        stream = call(send)
+        try:
+            for line in stream:
+                if line.strip():
+                    yield line
+        except (OSError, HTTPError, ProtocolError) as exc:
+            raise UnavailableError(str(exc)) from exc
+        finally:
+            stream.release_conn()
 
     # --- reads ---------------------------------------------------------------------------
 

@@ -44,9 +44,15 @@ class UnavailableError(KubeApiError):
     """The API server could not be reached or answered 5xx/429; retry later."""
 
 
+class ExpiredError(KubeApiError):
+    """410 Gone: a watch asked for a resourceVersion the API no longer serves; list again."""
+
+
 def classify(exc: ApiException) -> KubeApiError:
     status = exc.status or 0
     text = f"{status} {exc.reason}: {_message(exc)}"
+    if status == 410:
+        return ExpiredError(text)
     if status == 404:
         return NotFoundError(text)
     if status == 409:

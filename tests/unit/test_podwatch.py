@@ -1,0 +1,100 @@
+"""The pod watch's handling of what the stream says (the real stream: tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from scaleset_operator.controller.podwatch import PodWatch
+from scaleset_operator.k8s.errors import UnavailableError
+
+LABEL = "scaleset.dev/scaleset"
+
+
+def pod(name: str, rv: str) -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": name, "resourceVersion": rv, "labels": {}}}
+
+
+class FakeCluster:
+    """Answers LISTs from `pods` and plays one scripted stream per watch, then stops `watch`."""
+
+    def __init__(self, streams: list[list[dict[str, Any]] | Exception]) -> None:
+        self.pods: list[dict[str, Any]] = []
+        self.streams = streams
+        self.watched_from: list[str] = []
+        self.watch: PodWatch | None = None
+
+    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        return {"metadata": {"resourceVersion": "100"}, "items": list(self.pods)}
+
+    def stream_lines(self, path: str, query: list[tuple[str, str]], **_: Any) -> Iterator[bytes]:
+        self.watched_from.append(dict(query)["resourceVersion"])
+        if not self.streams:
+            assert self.watch is not None
+            self.watch.stop()
+            return
+        script = self.streams.pop(0)
+        if isinstance(script, Exception):
+            raise script
+        for event in script:
+            yield json.dumps(event).encode()
+
+
+def run(cluster: FakeCluster) -> list[tuple[str, str]]:
+    seen: list[tuple[str, str]] = []
+    watch = PodWatch(
+        cluster,  # type: ignore[arg-type]
+        LABEL,
+        ["ns"],
+        lambda kind, obj: seen.append((kind, obj["metadata"]["name"])),
+    )
+    cluster.watch = watch
+    watch._run("/api/v1/namespaces/ns/pods")
+    return seen
+
+
+def test_a_watch_resumes_from_the_last_version_it_saw() -> None:
+    cluster = FakeCluster(
+        [
+            [
+                {"type": "MODIFIED", "object": pod("web-0", "101")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "150"}}},
+            ],
+            [{"type": "DELETED", "object": pod("web-0", "151")}],
+        ]
+    )
+    cluster.pods = [pod("web-0", "90")]
+    seen = run(cluster)
+    assert seen == [("ADDED", "web-0"), ("MODIFIED", "web-0"), ("DELETED", "web-0")]
+    assert cluster.watched_from == ["100", "150", "151"]
+
+
+def test_an_expired_watch_lists_again_and_reports_what_vanished() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+    cluster = FakeCluster([[{"type": "ADDED", "object": pod("web-1", "101")}, gone]])
+    cluster.pods = [pod("web-0", "90")]
+
+    seen = run(cluster)
+    # web-1 was not in the second LIST (the fake answers the same pods): reported deleted.
+    assert seen == [
+        ("ADDED", "web-0"),
+        ("ADDED", "web-1"),
+        ("MODIFIED", "web-0"),
+        ("DELETED", "web-1"),
+    ]
+    assert cluster.watched_from == ["100", "100"]
+
+
+def test_a_failing_watch_backs_off_and_resumes(monkeypatch: Any) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(
+        "threading.Event.wait", lambda self, timeout=None: waits.append(timeout) or False
+    )
+    cluster = FakeCluster(
+        [UnavailableError("connection reset"), [{"type": "ADDED", "object": pod("web-1", "120")}]]
+    )
+    seen = run(cluster)
+    assert waits == [0.5]
+    assert seen == [("ADDED", "web-1")]
+    assert cluster.watched_from == ["100", "100", "120"]
