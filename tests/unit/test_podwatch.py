@@ -98,3 +98,23 @@ def test_a_failing_watch_backs_off_and_resumes(monkeypatch: Any) -> None:
     assert waits == [0.5]
     assert seen == [("ADDED", "web-1")]
     assert cluster.watched_from == ["100", "100", "120"]
+
+
+def test_a_failing_handler_does_not_end_the_watch(monkeypatch: Any) -> None:
+    monkeypatch.setattr("threading.Event.wait", lambda self, timeout=None: False)
+    cluster = FakeCluster([[{"type": "ADDED", "object": pod("web-1", "120")}]])
+    cluster.pods = [pod("web-0", "90")]
+    seen: list[str] = []
+
+    def handler(kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if name == "web-1" and not any(s == "web-1" for s in seen):
+            seen.append(name)
+            raise RuntimeError("a bug downstream")
+        seen.append(name)
+
+    watch = PodWatch(cluster, LABEL, ["ns"], handler)  # type: ignore[arg-type]
+    cluster.watch = watch
+    watch._run("/api/v1/namespaces/ns/pods")
+    assert seen == ["web-0", "web-1"]
+    assert cluster.watched_from == ["100", "100"]

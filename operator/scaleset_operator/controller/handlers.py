@@ -117,7 +117,8 @@ def _start_pod_watch(cluster: Cluster, workers: Workers) -> PodWatch:
             return
         key = (str(namespace), str(owner))
         STATE.pods.observe(key, kind, pod)
-        loop.call_soon_threadsafe(workers.poke, key)
+        with contextlib.suppress(RuntimeError):  # the loop closes at shutdown
+            loop.call_soon_threadsafe(workers.poke, key)
 
     watch = PodWatch(cluster, LABEL_SCALESET, CONFIG.namespaces, instance_changed)
     watch.start()

@@ -81,10 +81,15 @@ class PodWatch:
             except ExpiredError:
                 log.info("pod watch on %s expired; listing again", path)
                 version = None
-            except (KubeApiError, OSError, ValueError) as exc:
+            except Exception as exc:
+                # Whatever went wrong (the API, a malformed line, a bug downstream), the thread
+                # must live on: without it no scale set would hear of its pods again.
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
                 failures += 1
-                log.warning("pod watch on %s failed (%s); again in %.1fs", path, exc, delay)
+                level = (
+                    logging.WARNING if isinstance(exc, KubeApiError | OSError) else logging.ERROR
+                )
+                log.log(level, "pod watch on %s failed (%r); again in %.1fs", path, exc, delay)
                 if failures >= len(BACKOFF):
                     version = None  # start over from a LIST after repeated failures
                 self._stopping.wait(delay)
