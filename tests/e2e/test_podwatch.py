@@ -82,10 +82,24 @@ def test_a_new_list_reports_pods_that_vanished(
     seen = Recorder()
     watch = PodWatch(Cluster(make_api_client(str(kubeconfig))), LABEL, [namespace], seen)
     path = f"/api/v1/namespaces/{namespace}/pods"
-    gone = {"metadata": {"namespace": namespace, "name": "gone", "labels": {LABEL: "web"}}}
-    known = {(namespace, "gone"): gone}
+    deleted: list[dict[str, Any]] = []
+
+    def record(kind: str, obj: dict[str, Any]) -> None:
+        seen(kind, obj)
+        if kind == "DELETED":
+            deleted.append(obj)
+
+    watch.on_event = record
+    known = {(namespace, "gone"): ("uid-1", "web")}
     version = watch._list(path, known)
     assert version
     assert seen.names("ADDED") == {"kept"}
     assert seen.names("DELETED") == {"gone"}
+    # The handler learns whose pod vanished from its label, as from a real deletion.
+    assert deleted[0]["metadata"] == {
+        "namespace": namespace,
+        "name": "gone",
+        "uid": "uid-1",
+        "labels": {LABEL: "web"},
+    }
     assert set(known) == {(namespace, "kept")}

@@ -33,14 +33,15 @@ class PodWatch:
     def __init__(
         self,
         cluster: Cluster,
-        selector: str,
+        label: str,
         namespaces: Sequence[str],
         on_event: EventSink,
         *,
         timeout_seconds: int = 60,
     ) -> None:
         self.cluster = cluster
-        self.selector = selector
+        # Pods that carry this label (any value) are watched.
+        self.label = label
         self.paths = (
             [f"/api/v1/namespaces/{ns}/pods" for ns in namespaces]
             if namespaces
@@ -69,7 +70,8 @@ class PodWatch:
         self._stopping.set()
 
     def _run(self, path: str) -> None:
-        known: dict[tuple[str, str], Obj] = {}
+        # (namespace, name) -> (uid, label value) of every pod the watch has reported.
+        known: dict[tuple[str, str], tuple[str, str]] = {}
         version: str | None = None
         failures = 0
         while not self._stopping.is_set():
@@ -94,29 +96,30 @@ class PodWatch:
                     version = None  # start over from a LIST after repeated failures
                 self._stopping.wait(delay)
 
-    def _list(self, path: str, known: dict[tuple[str, str], Obj]) -> str:
+    def _list(self, path: str, known: dict[tuple[str, str], tuple[str, str]]) -> str:
         self.lists += 1
-        body = self.cluster.request("GET", path, query=[("labelSelector", self.selector)])
+        body = self.cluster.request("GET", path, query=[("labelSelector", self.label)])
         items: list[Obj] = body.get("items") or []
         seen = set()
         for pod in items:
             key = _key(pod)
             seen.add(key)
             kind = "MODIFIED" if key in known else "ADDED"
-            known[key] = _stub(pod)
+            known[key] = self._remember(pod)
             self.on_event(kind, pod)
         for key in list(known.keys() - seen):
-            self.on_event("DELETED", known.pop(key))
+            uid, value = known.pop(key)
+            self.on_event("DELETED", self._stub(key, uid, value))
         with self._lock:
             self._listed.add(path)
             if self._listed >= set(self.paths):
                 self.synced.set()
         return str((body.get("metadata") or {}).get("resourceVersion", ""))
 
-    def _watch(self, path: str, version: str, known: dict[tuple[str, str], Obj]) -> str:
+    def _watch(self, path: str, version: str, known: dict[tuple[str, str], tuple[str, str]]) -> str:
         self.watches += 1
         query = [
-            ("labelSelector", self.selector),
+            ("labelSelector", self.label),
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
             ("resourceVersion", version),
@@ -139,24 +142,21 @@ class PodWatch:
             if kind == "DELETED":
                 known.pop(key, None)
             else:
-                known[key] = _stub(obj)
+                known[key] = self._remember(obj)
             self.on_event(kind, obj)
         return version
+
+    def _remember(self, pod: Obj) -> tuple[str, str]:
+        meta = pod.get("metadata") or {}
+        return str(meta.get("uid", "")), str((meta.get("labels") or {}).get(self.label, ""))
+
+    def _stub(self, key: tuple[str, str], uid: str, value: str) -> Obj:
+        """Enough of a vanished pod to report its deletion: where it was and whose it was."""
+        namespace, name = key
+        meta = {"namespace": namespace, "name": name, "uid": uid, "labels": {self.label: value}}
+        return {"metadata": meta}
 
 
 def _key(pod: Obj) -> tuple[str, str]:
     meta = pod.get("metadata") or {}
     return str(meta.get("namespace", "")), str(meta.get("name", ""))
-
-
-def _stub(pod: Obj) -> Obj:
-    """Enough of a pod to report its deletion: where it was and whose it was."""
-    meta = pod.get("metadata") or {}
-    return {
-        "metadata": {
-            "namespace": meta.get("namespace"),
-            "name": meta.get("name"),
-            "uid": meta.get("uid"),
-            "labels": dict(meta.get("labels") or {}),
-        }
-    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
@@ -144,23 +145,43 @@ def _container_state(pod: Obj, name: str | None) -> ContainerState | None:
         state = cs.get("state") or {}
         waiting = state.get("waiting") if isinstance(state, dict) else None
         try:
-            return ContainerState(
-                name=str(cs.get("name")),
-                image=str(cs.get("image") or ""),
-                ready=bool(cs.get("ready")),
-                restart_count=int(cs.get("restartCount") or 0),
-                waiting_reason=(waiting or {}).get("reason") if isinstance(waiting, dict) else None,
-                running=isinstance(state, dict) and "running" in state,
+            return _state(
+                str(cs.get("name")),
+                str(cs.get("image") or ""),
+                bool(cs.get("ready")),
+                int(cs.get("restartCount") or 0),
+                (waiting or {}).get("reason") if isinstance(waiting, dict) else None,
+                isinstance(state, dict) and "running" in state,
             )
         except (TypeError, ValueError, ValidationError):
             return None
     return None
 
 
+@lru_cache(maxsize=1 << 12)
+def _state(
+    name: str, image: str, ready: bool, restarts: int, waiting: Any, running: bool
+) -> ContainerState:
+    """Shared (frozen) copies: most containers of a scale set report the same state."""
+    return ContainerState(
+        name=name,
+        image=image,
+        ready=ready,
+        restart_count=restarts,
+        waiting_reason=waiting,
+        running=running,
+    )
+
+
 def _mark(annotations: dict[str, str]) -> UpgradeMark | None:
     text = annotations.get(ANNOTATION_UPGRADE)
-    if not text:
-        return None
+    return _parse_mark(text) if text else None
+
+
+# The instances of one batch carry the same mark: one parsed (frozen) copy serves them all,
+# which keeps the memory of ten thousand remembered instances down.
+@lru_cache(maxsize=1 << 12)
+def _parse_mark(text: str) -> UpgradeMark | None:
     try:
         return UpgradeMark.model_validate(json.loads(text))
     except (ValueError, ValidationError):
