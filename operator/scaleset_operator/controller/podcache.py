@@ -6,8 +6,9 @@ only a filter: a pass that would act on pods lists them afresh and plans again, 
 write still rests on a fresh read. Watch events that arrive while such a LIST is in flight are
 played again on top of its answer: the watch delivers each pod's changes in order, so a change
 older than the LIST's copy is always followed by the one the LIST saw, and the copy ends up as
-fresh as the watch itself. It is trusted for at most `max_age` seconds after a LIST (a watch
-that reconnects reports no deletions it missed).
+fresh as the watch itself. The pod watch resumes without gaps and reports pods that vanished
+while it could not, so the copy stays right; still, it is trusted for at most `max_age` seconds
+after a LIST, a bound on the harm of a bug or a missed event.
 
 Parsing a thousand pods into instances on every pass cost more than planning itself, so each
 pod's instance is kept until the pod (its resourceVersion) or what parsing reads besides the
@@ -27,7 +28,7 @@ from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.planner.model import os_container_name
 
 Obj = dict[str, Any]
-DEFAULT_MAX_AGE = 10.0
+DEFAULT_MAX_AGE = 60.0
 # Events kept for replay while one LIST is in flight; beyond that the LIST's copy is not trusted.
 REPLAY_LIMIT = 100_000
 

@@ -56,7 +56,7 @@ _CRD_BASE = f"/apis/{GROUP}/{VERSION}"
 class Cluster:
     """The operator's view of the API: a few calls, each one request, JSON in and out."""
 
-    def __init__(self, api: client.ApiClient, *, catalog_ttl: float = 0.5) -> None:
+    def __init__(self, api: client.ApiClient, *, catalog_ttl: float = 5.0) -> None:
         self.api = api
         self._catalog: list[Obj] = []
         self._catalog_at = 0.0
