@@ -201,6 +201,15 @@ def cpu_rows(ss: dict[str, float], dep: dict[str, float], n: int) -> list[tuple[
             f"{ms(ss, 'machine')} vs {ms(dep, 'machine')}",
         )
     )
+    # What the machine's CPU allows: the Deployment's CPU over ours, and over ours without the
+    # operator's share (a bound on the speed-up any operator could reach on this machine).
+    ours, theirs = ss.get("machine", 0.0), dep.get("machine", 0.0)
+    without = ours - ss.get("operator", 0.0)
+    if ours > 0 and without > 0:
+        rows.append(("CPU ratio Deployment / ScaleSet", f"{theirs / ours:.2f}x"))
+        rows.append(
+            ("CPU ratio Deployment / ScaleSet without the operator", f"{theirs / without:.2f}x")
+        )
     return rows
 
 
