@@ -52,8 +52,9 @@ def main() -> None:
     default=1.0,
     show_default=True,
     envvar="SCALESET_OPERATOR_STATUS_INTERVAL",
-    help="Least seconds between two status writes of a scale set that only refresh counts "
-    "(readyInstances, the Ready condition); upgrade progress is always written at once.",
+    help="Least seconds between two status writes of a scale set that only record progress "
+    "(readyInstances, the Ready condition, progress counters, instances upgraded); batches "
+    "starting or ending, failures and rollbacks are always written at once.",
 )
 @click.option(
     "--fail-fast/--no-fail-fast",

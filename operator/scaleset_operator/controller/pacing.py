@@ -74,7 +74,7 @@ class StatusPacer:
         self._last: dict[Hashable, float] = {}
 
     def hold_for(self, key: Hashable) -> float:
-        """Seconds a counts-only write of `key` should still wait; 0 when it may go now."""
+        """Seconds a progress-only write of `key` should still wait; 0 when it may go now."""
         last = self._last.get(key)
         if last is None:
             return 0.0
