@@ -145,7 +145,7 @@ def test_a_held_record_of_upgraded_instances_is_made_again_later() -> None:
     sim.world.disrupted |= {2, 3}  # their new containers do not get ready yet
     started = sim.step()
     assert len(started.actions) == 4
-    first = sim.step()  # records 0 and 1, with the ImageResolved condition catching up
+    first = sim.step()  # records 0 and 1
     assert first.status.upgrade_run is not None
     assert sorted(first.status.upgrade_run.succeeded) == [0, 1]
     sim.world.disrupted.discard(3)

@@ -134,3 +134,17 @@ def test_max_surge_with_a_bad_image_removes_the_new_instances_and_keeps_the_old(
     assert len(sim.run.rolled_back) == len(sim.run.failed) == 2
     assert _surge_world_ids(sim) == before
     assert sim.world.on("bad-1.1.0") == []
+
+
+def test_image_resolved_names_the_new_model_in_the_pass_that_starts_the_upgrade() -> None:
+    """It used to name the old image until the next pass: one status write per upgrade more."""
+    sim = settled(5)
+    sim.tick()
+    sim.publish(version_entry("1.1.0"))
+    started = until_started(sim)
+    resolved = next(c for c in started.status.conditions if c.type == "ImageResolved")
+    assert started.status.model_image is not None
+    assert started.status.model_image.version == "1.1.0"
+    assert "1.1.0" in resolved.message
+    after = next(c for c in sim.plan().status.conditions if c.type == "ImageResolved")
+    assert after == resolved

@@ -17,6 +17,7 @@ from scaleset_operator.models.status import (
     ApiError,
     ApiErrorBase,
     Batch,
+    Condition,
     ErrorCode,
     PendingUpgrade,
     ResolvedImage,
@@ -91,6 +92,10 @@ def plan(obs: Observed) -> Plan:
         _advance_upgrade(work, live)
         if work.status.upgrade_run is None or _run_finished(work.status.upgrade_run):
             _apply_model(work, mhash, live)
+        moved = work.status.model_image
+        if moved is not None and moved.urn != model.urn:
+            # An upgrade started or rolled back in this pass: say so now, not one pass later.
+            work.status = work.status.model_copy(update={"conditions": _resolved(work, moved)})
     _summarise(work, mhash, live)
     requeue = None
     if work.wake_at:
@@ -138,18 +143,24 @@ def _resolve_model(work: _Pass, mhash: str) -> ResolvedImage | None:
             "model_image": model,
             "model_hash": mhash,
             "current_image_version": model.version,
-            "conditions": cond.set_condition(
-                work.status.conditions,
-                type_=cond.IMAGE_RESOLVED,
-                status=True,
-                reason="Resolved",
-                message=f"{ref.describe()} resolves to {model.urn} ({model.container_image})",
-                now=work.now_s,
-                generation=obs.generation,
-            ),
+            "conditions": _resolved(work, model),
         }
     )
     return model
+
+
+def _resolved(work: _Pass, model: ResolvedImage) -> list[Condition]:
+    """The conditions with ImageResolved saying what the image reference resolves to."""
+    ref = work.obs.spec.image_reference
+    return cond.set_condition(
+        work.status.conditions,
+        type_=cond.IMAGE_RESOLVED,
+        status=True,
+        reason="Resolved",
+        message=f"{ref.describe()} resolves to {model.urn} ({model.container_image})",
+        now=work.now_s,
+        generation=work.obs.generation,
+    )
 
 
 def _ref_matches(current: ResolvedImage, spec: ScaleSetSpec) -> bool:
