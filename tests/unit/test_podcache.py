@@ -38,7 +38,8 @@ def test_unseeded_cache_is_not_trusted() -> None:
 
 def test_seeded_cache_follows_watch_events() -> None:
     cache, _ = make()
-    cache.seed(KEY, [pod("web-0"), pod("web-1")], cache.mark(KEY))
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0"), pod("web-1")])
     assert names(cache.pods(KEY)) == ["web-0", "web-1"]
     cache.observe(KEY, "DELETED", pod("web-0"))
     cache.observe(KEY, "ADDED", pod("web-2"))
@@ -51,11 +52,11 @@ def test_seeded_cache_follows_watch_events() -> None:
 
 def test_events_during_the_list_are_played_again_on_its_answer() -> None:
     cache, _ = make()
-    mark = cache.mark(KEY)
+    cache.mark(KEY)
     cache.observe(KEY, "MODIFIED", pod("web-0", rv="9"))
     cache.observe(KEY, "DELETED", pod("web-1", rv="10"))
     cache.observe(KEY, "ADDED", pod("web-2", rv="11"))
-    cache.seed(KEY, [pod("web-0", rv="8"), pod("web-1", rv="5")], mark)
+    cache.seed(KEY, [pod("web-0", rv="8"), pod("web-1", rv="5")])
     got = cache.pods(KEY)
     assert names(got) == ["web-0", "web-2"]
     assert got is not None
@@ -65,9 +66,9 @@ def test_events_during_the_list_are_played_again_on_its_answer() -> None:
 def test_an_event_older_than_the_list_is_overtaken_by_the_next_one() -> None:
     # The LIST saw rv 8; the watch was still at rv 7: its rv 8 event follows and wins.
     cache, _ = make()
-    mark = cache.mark(KEY)
+    cache.mark(KEY)
     cache.observe(KEY, "MODIFIED", pod("web-0", rv="7"))
-    cache.seed(KEY, [pod("web-0", rv="8")], mark)
+    cache.seed(KEY, [pod("web-0", rv="8")])
     cache.observe(KEY, "MODIFIED", pod("web-0", rv="8"))
     got = cache.pods(KEY)
     assert got is not None
@@ -77,8 +78,8 @@ def test_an_event_older_than_the_list_is_overtaken_by_the_next_one() -> None:
 def test_events_before_the_mark_are_not_played_again() -> None:
     cache, _ = make()
     cache.observe(KEY, "MODIFIED", pod("web-0", rv="3"))
-    mark = cache.mark(KEY)
-    cache.seed(KEY, [pod("web-0", rv="4")], mark)
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", rv="4")])
     got = cache.pods(KEY)
     assert got is not None
     assert got[0]["metadata"]["resourceVersion"] == "4"
@@ -87,24 +88,26 @@ def test_events_before_the_mark_are_not_played_again() -> None:
 def test_too_many_events_during_the_list_leave_the_copy_untrusted(monkeypatch: Any) -> None:
     monkeypatch.setattr("scaleset_operator.controller.podcache.REPLAY_LIMIT", 2)
     cache, _ = make()
-    mark = cache.mark(KEY)
+    cache.mark(KEY)
     for rv in range(3):
         cache.observe(KEY, "MODIFIED", pod("web-0", rv=str(rv)))
-    cache.seed(KEY, [pod("web-0", rv="2")], mark)
+    cache.seed(KEY, [pod("web-0", rv="2")])
     assert cache.pods(KEY) is None
-    cache.seed(KEY, [pod("web-0", rv="2")], cache.mark(KEY))
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", rv="2")])
     assert names(cache.pods(KEY)) == ["web-0"]
 
 
 def test_a_list_without_a_mark_is_not_trusted() -> None:
     cache, _ = make()
-    cache.seed(KEY, [pod("web-0")], 0)
+    cache.seed(KEY, [pod("web-0")])
     assert cache.pods(KEY) is None
 
 
 def test_the_copy_expires() -> None:
     cache, clock = make()
-    cache.seed(KEY, [pod("web-0")], cache.mark(KEY))
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0")])
     clock[0] = 9.9
     assert cache.pods(KEY) is not None
     clock[0] = 10.1
@@ -113,10 +116,13 @@ def test_the_copy_expires() -> None:
 
 def test_forget_drops_everything() -> None:
     cache, _ = make()
-    cache.seed(KEY, [pod("web-0")], cache.mark(KEY))
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0")])
+    cache.mark(KEY)  # a LIST in flight when the scale set goes away
     cache.forget(KEY)
     assert cache.pods(KEY) is None
-    assert cache.mark(KEY) == 0
+    cache.seed(KEY, [pod("web-0")])  # its answer, after the forget: no mark, not trusted
+    assert cache.pods(KEY) is None
 
 
 def full_pod(instance_id: int = 1, rv: str = "5") -> dict[str, Any]:
@@ -225,13 +231,12 @@ def test_once_the_watch_passes_the_list_the_copy_is_the_truth(
 ) -> None:
     changes, mark_at, snapshot, seed_at = case
     cache, _ = make()
-    token = 0
     for position in range(len(changes) + 1):
         if position == mark_at:
-            token = cache.mark(KEY)
+            cache.mark(KEY)
         if position == seed_at:
             listed = [pod(n, rv) for n, rv in truth(changes, snapshot).items()]
-            cache.seed(KEY, listed, token)
+            cache.seed(KEY, listed)
         if position >= seed_at and position >= snapshot:
             got = cache.pods(KEY)
             assert got is not None

@@ -77,7 +77,7 @@ def _workers() -> Workers:
 
 
 def tune(settings: kopf.OperatorSettings) -> None:
-    """kopf settings: where it keeps state, which events reach us, how it retries."""
+    """kopf settings: where it keeps state (nowhere), how it watches and retries."""
     # Our handlers keep no kopf state; annotations under our group if kopf ever needs any.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = _NoDiffBase(prefix=GROUP)

@@ -60,7 +60,6 @@ class PodCache:
         self._lock = threading.Lock()
         self._pods: dict[Hashable, dict[str, Obj]] = {}
         self._seeded_at: dict[Hashable, float] = {}
-        self._events: dict[Hashable, int] = {}
         # Per scale set with a LIST in flight: the events since its mark (None: too many).
         self._replay: dict[Hashable, list[tuple[str, Obj]] | None] = {}
         # Per scale set: pod name -> (what its instance was parsed from, the instance).
@@ -70,8 +69,6 @@ class PodCache:
         """A watch event for a pod of `key`."""
         small = slim(pod)
         with self._lock:
-            number = self._events.get(key, 0) + 1
-            self._events[key] = number
             _apply(self._pods.setdefault(key, {}), event_type, small)
             if key in self._replay:
                 log = self._replay[key]
@@ -80,13 +77,12 @@ class PodCache:
                 else:
                     self._replay[key] = None
 
-    def mark(self, key: Hashable) -> int:
-        """Call before a LIST; hand the result to `seed` with the LIST's answer."""
+    def mark(self, key: Hashable) -> None:
+        """Call before a LIST, then `seed` with its answer: events in between are replayed."""
         with self._lock:
             self._replay[key] = []
-            return self._events.get(key, 0)
 
-    def seed(self, key: Hashable, pods: list[Obj], mark: int) -> None:
+    def seed(self, key: Hashable, pods: list[Obj]) -> None:
         with self._lock:
             fresh = {str(p["metadata"]["name"]): slim(p) for p in pods}
             log = self._replay.pop(key, None)
@@ -145,7 +141,6 @@ class PodCache:
             self._parsed.pop(key, None)
             self._pods.pop(key, None)
             self._seeded_at.pop(key, None)
-            self._events.pop(key, None)
             self._replay.pop(key, None)
 
 

@@ -227,10 +227,11 @@ def reconcile_once(
             # Nothing to act on, at most progress to record: the watch's copy is enough.
             result = quick
     if result is None:
-        mark = pod_cache.mark(key) if pod_cache is not None else 0
+        if pod_cache is not None:
+            pod_cache.mark(key)
         listed = cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}")
         if pod_cache is not None:
-            pod_cache.seed(key, listed, mark)
+            pod_cache.seed(key, listed)
         result = _plan_with(cluster, obj, spec, status, listed, settings, pod_cache)
     new_status = result.status
     held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0

@@ -65,21 +65,23 @@ class Cluster:
         self._zones_at = 0.0
         self._lock = threading.Lock()
 
-    def request(
+    def _open(
         self,
         method: str,
         path: str,
-        *,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> Obj:
+        query: list[tuple[str, str]],
+        body: Any,
+        content_type: str,
+        timeout: float | tuple[float, float],
+    ) -> Any:
+        """One request, its answer not read yet; an error status raises (classified)."""
+
         def send() -> Any:
             api: Any = self.api  # the stubs predate param_serialize/call_api
             method_, url, headers, body_, post = api.param_serialize(
                 method=method,
                 resource_path=path,
-                query_params=query or [],
+                query_params=query,
                 header_params={"Accept": "application/json", "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
@@ -90,14 +92,26 @@ class Cluster:
                 header_params=headers,
                 body=body_,
                 post_params=post,
-                _request_timeout=30,
+                _request_timeout=timeout,
             )
-            response.read()
             if response.status >= 400:
+                response.read()
                 raise ApiException(http_resp=response)
             return response
 
-        data = call(send).data
+        return call(send)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Obj:
+        response = self._open(method, path, query or [], body, content_type, 30)
+        data = call(response.read)
         return cast(Obj, json.loads(data)) if data else {}
 
     def stream_lines(
@@ -105,33 +119,16 @@ class Cluster:
     ) -> Iterator[bytes]:
         """A watch: the lines of a streamed GET as they come (one JSON event each). A watch
         that cannot start raises like `request`; 410 Gone raises `ExpiredError`."""
-
-        def send() -> Any:
-            api: Any = self.api
-            method_, url, headers, _body, _post = api.param_serialize(
-                method="GET",
-                resource_path=path,
-                query_params=query,
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(
-                method_, url, header_params=headers, _request_timeout=(10, read_timeout)
-            )
-            if response.status >= 400:
-                response.read()
-                raise ApiException(http_resp=response)
-            return response.response
-
-        stream = call(send)
+        stream = self._open("GET", path, query, None, "application/json", (10, read_timeout))
+        raw = stream.response
         try:
-            for line in stream:
+            for line in raw:
                 if line.strip():
                     yield line
         except (OSError, HTTPError, ProtocolError) as exc:
             raise UnavailableError(str(exc)) from exc
         finally:
-            stream.release_conn()
+            raw.release_conn()
 
     # --- reads ---------------------------------------------------------------------------
 
