@@ -50,7 +50,6 @@ class PodWatch:
         self.on_event = on_event
         self.timeout_seconds = timeout_seconds
         self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
         self.synced = threading.Event()
         self.lists = 0
         self.watches = 0
@@ -59,11 +58,9 @@ class PodWatch:
 
     def start(self) -> None:
         for path in self.paths:
-            thread = threading.Thread(
+            threading.Thread(
                 target=self._run, args=(path,), name=f"pod-watch {path}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+            ).start()
 
     def stop(self) -> None:
         """The threads end at their next event or server timeout; they hold nothing."""
