@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help demo test setup lint unit e2e crds cluster-up cluster-down testbin prometheus kind-up clean
+.PHONY: help demo test setup lint unit e2e crds cluster-up cluster-down testbin nodebin prometheus kind-up clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -18,10 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) testbin ## Python environment and control-plane binaries
+setup: $(STAMP) testbin nodebin ## Python environment, control-plane and real-node binaries
 
 testbin: ## Build (or reuse) kube-apiserver, etcd, kwok, helm ... from Go modules
 	hack/testbin.sh >/dev/null
+
+nodebin: ## Real nodes: containerd, runc, busybox (Debian); kubelet, CNI plugins, crane (Go)
+	hack/install-node-packages.sh
+	hack/testbin.sh node >/dev/null
 
 prometheus: ## Install Prometheus + promtool (Debian package) unless present
 	hack/install-prometheus.sh

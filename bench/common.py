@@ -253,7 +253,7 @@ def cpu_seconds(pid: int) -> float:
 def cpu_by_process(cluster: LocalCluster, operator_pid: int) -> dict[str, float]:
     """CPU seconds so far of each control-plane process, the operator and this benchmark; the
     whole machine's busy time under "machine" (from /proc/stat: kernel threads included)."""
-    pids = {name: rec.pid for name, rec in cluster._records().items()}
+    pids = {name: rec.pid for name, rec in cluster.records().items()}
     pids["operator"] = operator_pid
     pids["benchmark"] = os.getpid()
     out = {}

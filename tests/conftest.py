@@ -41,6 +41,18 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         local.down()
 
 
+REAL_NODES = 2
+
+
+@pytest.fixture(scope="session")
+def real_nodes(cluster: LocalCluster) -> LocalCluster:
+    """The session's cluster with real nodes (kubelet + containerd) and their image registry,
+    added the first time a test asks for them."""
+    if cluster.real_node_count() < REAL_NODES or cluster.registry is None:
+        cluster.add_real_nodes(REAL_NODES)
+    return cluster
+
+
 @pytest.fixture(scope="session")
 def kubeconfig(cluster: LocalCluster) -> Path:
     return cluster.kubeconfig_path

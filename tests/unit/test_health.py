@@ -34,6 +34,8 @@ def instance(
     ready: bool = True,
     phase: str | None = "Running",
     waiting: str | None = None,
+    message: str | None = None,
+    last_finished: str | None = None,
     **extra: Any,
 ) -> Instance:
     status = None
@@ -44,6 +46,8 @@ def instance(
             ready=ready,
             running=waiting is None,
             waiting_reason=waiting,
+            waiting_message=message,
+            last_finished_at=last_finished,
         )
     return Instance(
         instance_id=0,
@@ -88,6 +92,64 @@ def test_pull_and_crash_loop_failures_fail_fast(reason: str) -> None:
     assert v.state is HealthState.UNHEALTHY
     assert v.reason == reason
     assert v.fail_fast
+
+
+def _stamp(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize("reason", ["ErrImagePull", "ImagePullBackOff"])
+def test_a_pull_failure_reported_on_the_previous_image_fails_fast(reason: str) -> None:
+    """A real kubelet keeps the previous image in the status while the new tag fails to pull;
+    its message names the tag."""
+    failing = instance(
+        spec_image=NEW,
+        status_image=OLD,
+        ready=False,
+        waiting=reason,
+        message=f'Back-off pulling image "{NEW}": ErrImagePull: not found',
+    )
+    v = verdict(failing, POD_READY, T0, expected_image=NEW, since=T0, grace=GRACE)
+    assert v == HealthVerdict(HealthState.UNHEALTHY, reason, fail_fast=True)
+
+
+def test_a_pull_failure_of_the_abandoned_tag_does_not_fail_the_rollback() -> None:
+    """Rolled back to OLD, the pod may still show the pull failure of NEW for a moment."""
+    stale = instance(
+        spec_image=OLD,
+        status_image=OLD,
+        ready=False,
+        waiting="ImagePullBackOff",
+        message=f'Back-off pulling image "{NEW}"',
+    )
+    v = verdict(stale, POD_READY, T0, expected_image=OLD, since=T0, grace=GRACE)
+    assert not v.fail_fast
+    assert v.state is HealthState.INITIALIZING
+
+
+def test_a_crash_loop_left_from_before_the_rollback_does_not_fail_it() -> None:
+    """Seen on a real kubelet: rolled back after a failed pull, the pod reported
+    `CrashLoopBackOff` on the previous image (the old container ended when the upgrade
+    began), then ran Ready half a second later."""
+    stale = instance(
+        spec_image=OLD,
+        status_image=OLD,
+        ready=False,
+        waiting="CrashLoopBackOff",
+        last_finished=_stamp(-13),
+    )
+    v = verdict(stale, POD_READY, T0, expected_image=OLD, since=T0, grace=GRACE)
+    assert not v.fail_fast
+    assert v.state is HealthState.INITIALIZING
+
+
+def test_a_crash_after_the_change_fails_fast() -> None:
+    crashed = instance(ready=False, waiting="CrashLoopBackOff", last_finished=_stamp(2))
+    v = verdict(crashed, POD_READY, T0, expected_image=NEW, since=T0, grace=GRACE)
+    assert v == HealthVerdict(HealthState.UNHEALTHY, "CrashLoopBackOff", fail_fast=True)
+    # Within the same second as the change it cannot be told apart from a left-over.
+    same_second = instance(ready=False, waiting="CrashLoopBackOff", last_finished=_stamp(0))
+    assert not verdict(same_second, POD_READY, T0, since=T0, grace=GRACE).fail_fast
 
 
 def test_other_waiting_reasons_wait_for_the_health_timeout() -> None:

@@ -13,6 +13,8 @@ from scaleset_operator.localcluster import (
     LocalCluster,
     LocalClusterError,
 )
+from scaleset_operator.localcluster.pki import MAX_REAL_NODES
+from scaleset_operator.localcluster.realnodes import RealNodeError
 
 
 def _default_dir() -> Path:
@@ -36,7 +38,8 @@ _dir_option = click.option(
 @click.group()
 def cluster() -> None:
     """A local Kubernetes control plane (etcd, apiserver, controller-manager, scheduler) with
-    kwok-simulated nodes: pods become Running/Ready without containers."""
+    kwok-simulated nodes (pods become Running/Ready without containers) and, on request, real
+    nodes (kubelet + containerd) that run real containers."""
 
 
 @cluster.command()
@@ -49,26 +52,50 @@ def cluster() -> None:
     default=None,
     help="Seconds a simulated container takes to start [default: 0.7].",
 )
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for readiness.")
+@click.option(
+    "--real-nodes",
+    type=click.IntRange(0, MAX_REAL_NODES),
+    default=0,
+    show_default=True,
+    help="Also run this many real nodes (a kubelet and a containerd each; needs root), "
+    "labelled type=real and tainted scaleset.dev/real-node=true:NoSchedule, with an image "
+    "registry on 127.0.0.1 holding the test images.",
+)
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait for readiness.")
 def up(
-    directory: Path, nodes: int, zones: int, pod_start_delay: float | None, timeout: float
+    directory: Path,
+    nodes: int,
+    zones: int,
+    pod_start_delay: float | None,
+    real_nodes: int,
+    timeout: float,
 ) -> None:
     """Start the cluster (or reuse the one running in DIR)."""
     local = LocalCluster(
-        directory, nodes=nodes, zones=zones, pod_start_delay=pod_start_delay, log=_progress
+        directory,
+        nodes=nodes,
+        zones=zones,
+        pod_start_delay=pod_start_delay,
+        real_nodes=real_nodes,
+        log=_progress,
     )
     try:
         local.up(timeout=timeout)
-    except (LocalClusterError, BinaryNotFoundError) as exc:
+    except (LocalClusterError, BinaryNotFoundError, RealNodeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     kubeconfig = local.kubeconfig_path
     click.echo(
         f"\nCluster is up ({local.server}). Use it with:\n"
         f"  export KUBECONFIG={kubeconfig}\n"
-        f"  kubectl get nodes\n"
+        f"  kubectl get nodes -o wide\n"
         f"Logs: {local.logs_dir}/   Stop: cluster down --dir {local.directory}"
     )
+    if local.registry:
+        click.echo(
+            f"Real nodes pull from the registry {local.registry} (test images: "
+            f"{local.registry}/app:v1, v2, v3, unready-1, crash-1; tags bad* are never pushed)."
+        )
 
 
 @cluster.command()
@@ -79,7 +106,7 @@ def down(directory: Path, purge: bool) -> None:
     local = LocalCluster(directory, log=_progress)
     try:
         local.down(purge=purge)
-    except LocalClusterError as exc:
+    except (LocalClusterError, RealNodeError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"stopped the cluster in {local.directory}" + (" and removed it" if purge else ""))
@@ -96,6 +123,9 @@ def status(directory: Path) -> None:
     click.echo(f"directory:  {st.directory}")
     click.echo(f"server:     {st.server} ({'ready' if st.api_ready else 'NOT ready'})")
     click.echo(f"kubeconfig: {st.kubeconfig}")
+    local = LocalCluster(directory)
+    if local.registry:
+        click.echo(f"registry:   {local.registry} (real nodes: {local.real_node_count()})")
     for comp in st.components.values():
         state = "running" if comp.running else "STOPPED"
         click.echo(

@@ -50,7 +50,7 @@ def owner_reference(scaleset: Obj) -> Obj:
 
 
 def claim_name(template: Obj, pod: str) -> str:
-    return f"{template.get('metadata', {}).get('name', 'data')}-{pod}"
+    return f"{(template.get('metadata') or {}).get('name') or 'data'}-{pod}"
 
 
 def build_claims(scaleset: Obj, spec: ScaleSetSpec, instance_id: int) -> list[Obj]:
@@ -61,11 +61,14 @@ def build_claims(scaleset: Obj, spec: ScaleSetSpec, instance_id: int) -> list[Ob
     claims = []
     for template in spec.volume_claim_templates:
         claim = copy.deepcopy(template)
-        meta = claim.setdefault("metadata", {})
+        # The templates keep unknown fields, nulls included: `metadata: null` is possible.
+        meta = claim["metadata"] = dict(claim.get("metadata") or {})
         meta["name"] = claim_name(template, pod)
-        meta.setdefault("labels", {}).update(
-            {LABEL_SCALESET: name, LABEL_INSTANCE_ID: str(instance_id)}
-        )
+        meta["labels"] = {
+            **(meta.get("labels") or {}),
+            LABEL_SCALESET: name,
+            LABEL_INSTANCE_ID: str(instance_id),
+        }
         meta["ownerReferences"] = [owner_reference(scaleset) | {"controller": False}]
         claim.setdefault("apiVersion", "v1")
         claim.setdefault("kind", "PersistentVolumeClaim")
@@ -94,7 +97,7 @@ def build_pod(scaleset: Obj, spec: ScaleSetSpec, model_hash: str, action: Create
     pod_spec.setdefault("hostname", pname)
     volumes = list(pod_spec.get("volumes") or [])
     for claim in spec.volume_claim_templates:
-        vol = claim.get("metadata", {}).get("name", "data")
+        vol = (claim.get("metadata") or {}).get("name") or "data"
         if not any(v.get("name") == vol for v in volumes):
             volumes.append(
                 {"name": vol, "persistentVolumeClaim": {"claimName": claim_name(claim, pname)}}
@@ -144,14 +147,19 @@ def _container_state(pod: Obj, name: str | None) -> ContainerState | None:
             continue
         state = cs.get("state") or {}
         waiting = state.get("waiting") if isinstance(state, dict) else None
+        waiting = waiting if isinstance(waiting, dict) else {}
+        last = cs.get("lastState") or {}
+        ended = (last.get("terminated") or {}) if isinstance(last, dict) else {}
         try:
             return _state(
                 str(cs.get("name")),
                 str(cs.get("image") or ""),
                 bool(cs.get("ready")),
                 int(cs.get("restartCount") or 0),
-                (waiting or {}).get("reason") if isinstance(waiting, dict) else None,
+                waiting.get("reason"),
+                waiting.get("message"),
                 isinstance(state, dict) and "running" in state,
+                ended.get("finishedAt") if isinstance(ended, dict) else None,
             )
         except (TypeError, ValueError, ValidationError):
             return None
@@ -160,7 +168,14 @@ def _container_state(pod: Obj, name: str | None) -> ContainerState | None:
 
 @lru_cache(maxsize=1 << 12)
 def _state(
-    name: str, image: str, ready: bool, restarts: int, waiting: Any, running: bool
+    name: str,
+    image: str,
+    ready: bool,
+    restarts: int,
+    waiting: Any,
+    message: Any,
+    running: bool,
+    last_finished: Any,
 ) -> ContainerState:
     """Shared (frozen) copies: most containers of a scale set report the same state."""
     return ContainerState(
@@ -169,7 +184,9 @@ def _state(
         ready=ready,
         restart_count=restarts,
         waiting_reason=waiting,
+        waiting_message=message if isinstance(message, str) else None,
         running=running,
+        last_finished_at=last_finished if isinstance(last_finished, str) else None,
     )
 
 
@@ -204,7 +221,7 @@ def to_instance(
         return None
     os_name = os_container_name(spec)
     containers = (pod.get("spec") or {}).get("containers") or []
-    os_image = next((c.get("image", "") for c in containers if c.get("name") == os_name), "")
+    os_image = next((c.get("image") or "" for c in containers if c.get("name") == os_name), "")
     node = (pod.get("spec") or {}).get("nodeName")
     probe = spec.health_probe
     gate = _condition(pod, probe.condition_type) if probe.condition_type else None
@@ -215,8 +232,8 @@ def to_instance(
             ready_since = cond.get("lastTransitionTime")
     return Instance(
         instance_id=instance_id,
-        name=str(meta.get("name", "")),
-        uid=str(meta.get("uid", "")),
+        name=str(meta.get("name") or ""),
+        uid=str(meta.get("uid") or ""),
         os_image=str(os_image),
         image_urn=annotations.get(ANNOTATION_IMAGE_URN),
         model_hash=annotations.get(ANNOTATION_MODEL_HASH),

@@ -107,6 +107,7 @@ class LocalCluster:
         nodes: int = 6,
         zones: int = 3,
         pod_start_delay: float | None = None,
+        real_nodes: int = 0,
         binaries: Mapping[str, Path] | None = None,
         build_missing: bool = True,
         die_with_parent: bool = False,
@@ -116,6 +117,7 @@ class LocalCluster:
         self.nodes = nodes
         self.zones = zones
         self.pod_start_delay = pod_start_delay
+        self.real_nodes = real_nodes
         self._binaries = dict(binaries) if binaries is not None else None
         self.build_missing = build_missing
         self.die_with_parent = die_with_parent
@@ -136,30 +138,30 @@ class LocalCluster:
     def logs_dir(self) -> Path:
         return self.directory / "logs"
 
-    def _read_state(self) -> dict[str, Any]:
+    def read_state(self) -> dict[str, Any]:
         try:
             data: dict[str, Any] = json.loads(self.state_path.read_text())
         except FileNotFoundError:
             return {"ports": {}, "processes": {}}
         return data
 
-    def _write_state(self, state: Mapping[str, Any]) -> None:
+    def write_state(self, state: Mapping[str, Any]) -> None:
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.state_path)
 
-    def _records(self) -> dict[str, ProcessRecord]:
+    def records(self) -> dict[str, ProcessRecord]:
         return {
             name: ProcessRecord.from_json(rec)
-            for name, rec in self._read_state().get("processes", {}).items()
+            for name, rec in self.read_state().get("processes", {}).items()
         }
 
-    def _ports(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self._read_state().get("ports", {}).items()}
+    def ports(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.read_state().get("ports", {}).items()}
 
     @property
     def server(self) -> str:
-        port = self._ports().get("apiserver")
+        port = self.ports().get("apiserver")
         if port is None:
             raise LocalClusterError(f"no cluster state in {self.directory}")
         return f"https://127.0.0.1:{port}"
@@ -175,13 +177,13 @@ class LocalCluster:
     def api(self, identity: str = "admin") -> ApiClient:
         """A minimal API client (see kubeapi) for ``identity`` (a key of pki.IDENTITIES)."""
         return ApiClient(
-            "127.0.0.1", self._ports()["apiserver"], self.pki.tokens()[identity], self.pki.ca_cert
+            "127.0.0.1", self.ports()["apiserver"], self.pki.tokens()[identity], self.pki.ca_cert
         )
 
     # -- public operations ----------------------------------------------------------------------
 
     def status(self) -> ClusterStatus:
-        records = self._records()
+        records = self.records()
         stats = processes.all_stats()
         comps: dict[str, ComponentStatus] = {}
         for name, rec in records.items():
@@ -190,7 +192,7 @@ class LocalCluster:
             comps[name] = ComponentStatus(name, rec.pid, running, rss, rec.log)
         server = None
         ready = False
-        if "apiserver" in self._ports():
+        if "apiserver" in self.ports():
             server = self.server
             with contextlib.suppress(OSError, KeyError, ValueError, http.client.HTTPException):
                 ready = self.api().raw_get("/readyz", timeout=2.0)[0] == 200
@@ -198,17 +200,27 @@ class LocalCluster:
 
     def is_up(self) -> bool:
         st = self.status()
-        return st.running and st.api_ready and set(st.components) == set(COMPONENTS)
+        return st.running and st.api_ready and set(COMPONENTS) <= set(st.components)
+
+    def running(self, name: str) -> bool:
+        """Whether the component ``name`` (e.g. ``kubelet-real-node-0``) is running."""
+        record = self.records().get(name)
+        return record is not None and processes.is_running(record)
+
+    def real_node_count(self) -> int:
+        return int(self.read_state().get("real_nodes", 0))
 
     def up(self, timeout: float = 180.0) -> None:
         """Starts every component and waits until nodes are Ready; reuses a running cluster."""
+        deadline = time.monotonic() + timeout
         if self.is_up():
             self.log(f"cluster in {self.directory} is already running")
+            if self.real_nodes > self.real_node_count():
+                self.add_real_nodes(self.real_nodes, timeout=deadline - time.monotonic())
             return
-        if self._records():
+        if self.records():
             self.log("cleaning up leftovers of a previous run")
-            self._stop(COMPONENTS)
-        deadline = time.monotonic() + timeout
+            self._stop_all()
         started = time.monotonic()
         self.directory.mkdir(parents=True, exist_ok=True)
         gitignore = self.directory / ".gitignore"
@@ -218,7 +230,7 @@ class LocalCluster:
         self.log("preparing certificates and configuration")
         ensure_pki(self.pki.folder)
         ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))
-        self._write_state({"ports": ports, "processes": {}})
+        self.write_state({"ports": ports, "processes": {}})
         self._write_kubeconfigs()
         kwokconfig.write(self.directory / "kwok.yaml", self.pod_start_delay)
         try:
@@ -234,20 +246,42 @@ class LocalCluster:
             self._start("provisioner", self._provisioner_args())
             self._bootstrap_objects()
             self.log(f"waiting for {self.nodes} nodes and the default service account")
-            self._wait_for("nodes Ready and untainted", self._nodes_ready, deadline)
-            self._wait_for("kwok renewing node leases", lambda: self._leases_fresh(since), deadline)
-            self._wait_for("default service account", self._default_sa_exists, deadline)
-            self._wait_for("controller-manager and scheduler health", self._healthy, deadline)
+            self.wait_for("nodes Ready and untainted", self._nodes_ready, deadline)
+            self.wait_for("kwok renewing node leases", lambda: self._leases_fresh(since), deadline)
+            self.wait_for("default service account", self._default_sa_exists, deadline)
+            self.wait_for("controller-manager and scheduler health", self._healthy, deadline)
+            if self.real_nodes:
+                self.add_real_nodes(self.real_nodes, timeout=deadline - time.monotonic())
         except BaseException:
-            self._stop(COMPONENTS)
+            self._stop_all()
             raise
         self.log(f"cluster up in {time.monotonic() - started:.1f}s")
 
+    def add_real_nodes(self, count: int, timeout: float = 300.0) -> None:
+        """Brings the number of real nodes (kubelet + containerd each) up to ``count``, with the
+        image registry they pull from; see realnodes."""
+        from scaleset_operator.localcluster.realnodes import RealNodes
+
+        RealNodes(self, self.log).start(count, self.zones, time.monotonic() + timeout)
+
+    @property
+    def registry(self) -> str | None:
+        """``127.0.0.1:PORT`` of the image registry of the real nodes, if they run."""
+        port = self.ports().get("registry")
+        return f"127.0.0.1:{port}" if port and self.running("registry") else None
+
     def down(self, timeout: float = 20.0, *, purge: bool = False) -> None:
         """Stops all components (whole process groups) and checks that none is left."""
-        self._stop(COMPONENTS, timeout)
+        self._stop_all(timeout)
         if purge and self.directory.exists():
             shutil.rmtree(self.directory)
+
+    def _stop_all(self, timeout: float = 20.0) -> None:
+        from scaleset_operator.localcluster.realnodes import RealNodes
+
+        # Real nodes first: their kubelets and containers are clients of everything else.
+        RealNodes(self, self.log).stop(timeout)
+        self._stop(COMPONENTS, timeout)
 
     def restart_apiserver_and_etcd(self, timeout: float = 90.0) -> None:
         """Stops kube-apiserver and etcd and starts them again on the same ports and data."""
@@ -274,10 +308,21 @@ class LocalCluster:
             self._binaries = resolve_binaries(CONTROL_PLANE, build_missing=self.build_missing)
         return self._binaries
 
-    def _start(self, name: str, args: list[str]) -> ProcessRecord:
+    def python_command(self, module: str) -> list[str]:
+        """The command line that runs one of our modules as a component process."""
+        return [sys.executable, "-m", module]
+
+    def start_process(self, name: str, args: list[str], env_path: str | None = None) -> None:
+        """Starts a component recorded in the state (stopped by ``down``); ``env_path`` is put
+        first on its PATH."""
+        self._start(name, args, env_path)
+
+    def _start(self, name: str, args: list[str], env_path: str | None = None) -> ProcessRecord:
         env = dict(os.environ)
         env.pop("KUBECONFIG", None)
-        if name == "provisioner":
+        if env_path:
+            env["PATH"] = os.pathsep.join(p for p in (env_path, env.get("PATH")) if p)
+        if args[:2] == [sys.executable, "-m"]:
             package_root = str(Path(__file__).resolve().parents[2])
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (package_root, env.get("PYTHONPATH")) if p
@@ -289,13 +334,13 @@ class LocalCluster:
             env=env,
             die_with_parent=self.die_with_parent,
         )
-        state = self._read_state()
+        state = self.read_state()
         state["processes"][name] = record.to_json()
-        self._write_state(state)
+        self.write_state(state)
         return record
 
     def _stop(self, names: tuple[str, ...], timeout: float = 20.0) -> None:
-        state = self._read_state()
+        state = self.read_state()
         recs = [
             ProcessRecord.from_json(state["processes"][n])
             for n in names
@@ -315,17 +360,17 @@ class LocalCluster:
         for rec in recs:
             del state["processes"][rec.name]
         if self.state_path.exists():
-            self._write_state(state)
+            self.write_state(state)
 
-    def _check_alive(self, names: tuple[str, ...] = COMPONENTS) -> None:
-        for name, rec in self._records().items():
-            if name in names and not processes.is_running(rec):
+    def _check_alive(self) -> None:
+        for name, rec in self.records().items():
+            if not processes.is_running(rec):
                 raise LocalClusterError(
                     f"{name} exited during startup; last lines of {rec.log}:\n"
                     + processes.tail(rec.log)
                 )
 
-    def _wait_for(
+    def wait_for(
         self, what: str, predicate: Callable[[], bool], deadline: float, interval: float = 0.1
     ) -> None:
         last_error: Exception | None = None
@@ -339,7 +384,7 @@ class LocalCluster:
             if time.monotonic() > deadline:
                 logs = "\n".join(
                     f"--- {name} ---\n{processes.tail(rec.log, 15)}"
-                    for name, rec in self._records().items()
+                    for name, rec in self.records().items()
                 )
                 raise LocalClusterError(
                     f"timed out waiting for {what} (last error: {last_error})\n{logs}"
@@ -349,15 +394,15 @@ class LocalCluster:
     def _start_etcd_and_apiserver(self, bins: Mapping[str, Path], deadline: float) -> None:
         self.log("starting etcd")
         self._start("etcd", self._etcd_args(bins))
-        self._wait_for("etcd health", self._etcd_healthy, deadline)
+        self.wait_for("etcd health", self._etcd_healthy, deadline)
         self.log("starting kube-apiserver")
         self._start("kube-apiserver", self._apiserver_args(bins))
-        self._wait_for("kube-apiserver /readyz", self._apiserver_ready, deadline, 0.2)
+        self.wait_for("kube-apiserver /readyz", self._apiserver_ready, deadline, 0.2)
 
     # -- component command lines ----------------------------------------------------------------
 
     def _etcd_args(self, bins: Mapping[str, Path]) -> list[str]:
-        p = self._ports()
+        p = self.ports()
         client = f"http://127.0.0.1:{p['etcd-client']}"
         peer = f"http://127.0.0.1:{p['etcd-peer']}"
         return [
@@ -379,7 +424,7 @@ class LocalCluster:
         ]
 
     def _apiserver_args(self, bins: Mapping[str, Path]) -> list[str]:
-        p = self._ports()
+        p = self.ports()
         pki = self.pki
         return [
             str(bins["kube-apiserver"]),
@@ -419,7 +464,7 @@ class LocalCluster:
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--bind-address=127.0.0.1",
-            f"--secure-port={self._ports()[port_key]}",
+            f"--secure-port={self.ports()[port_key]}",
             f"--cert-dir={self.directory / 'pki' / name}",
             "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
             "--leader-elect=false",
@@ -452,7 +497,9 @@ class LocalCluster:
             str(bins["kwok"]),
             f"--kubeconfig={self.directory / 'kubeconfigs' / 'kwok.kubeconfig'}",
             f"--config={self.directory / 'kwok.yaml'}",
-            "--manage-all-nodes=true",
+            # Only the simulated nodes: a real node's kubelet owns its node and pods.
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         ]
 
     def _provisioner_args(self) -> list[str]:
@@ -470,7 +517,7 @@ class LocalCluster:
 
     # -- kubeconfigs ----------------------------------------------------------------------------
 
-    def _kubeconfig(self, identity: str, user: str) -> dict[str, Any]:
+    def kubeconfig_for(self, identity: str, user: str) -> dict[str, Any]:
         ca = base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
         return {
             "apiVersion": "v1",
@@ -491,15 +538,15 @@ class LocalCluster:
         folder.mkdir(parents=True, exist_ok=True)
         for identity in ("kube-controller-manager", "kube-scheduler", "kwok", "provisioner"):
             path = folder / f"{identity}.kubeconfig"
-            path.write_text(yaml.safe_dump(self._kubeconfig(identity, identity)))
+            path.write_text(yaml.safe_dump(self.kubeconfig_for(identity, identity)))
             path.chmod(0o600)
-        self.kubeconfig_path.write_text(yaml.safe_dump(self._kubeconfig("admin", "admin")))
+        self.kubeconfig_path.write_text(yaml.safe_dump(self.kubeconfig_for("admin", "admin")))
         self.kubeconfig_path.chmod(0o600)
 
     # -- readiness checks -----------------------------------------------------------------------
 
     def _etcd_healthy(self) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", self._ports()["etcd-client"], timeout=2)
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports()["etcd-client"], timeout=2)
         try:
             conn.request("GET", "/health")
             resp = conn.getresponse()
@@ -512,7 +559,7 @@ class LocalCluster:
 
     def _healthy(self) -> bool:
         for key in ("controller-manager", "scheduler"):
-            api = ApiClient("127.0.0.1", self._ports()[key], "", None)
+            api = ApiClient("127.0.0.1", self.ports()[key], "", None)
             if api.raw_get("/healthz")[0] != 200:
                 return False
         return True
@@ -540,12 +587,13 @@ class LocalCluster:
         return True
 
     def _nodes_ready(self) -> bool:
-        items: list[Obj] = self.api().get("/api/v1/nodes")["items"]
+        items: list[Obj] = self.api().get("/api/v1/nodes?labelSelector=type%3Dkwok")["items"]
         if len(items) < self.nodes:
             return False
         for node in items:
-            conds = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
-            if conds.get("Ready") != "True" or node.get("spec", {}).get("taints"):
+            status = node.get("status") or {}
+            conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+            if conds.get("Ready") != "True" or (node.get("spec") or {}).get("taints"):
                 return False
         return True
 

@@ -19,6 +19,20 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "kwok": ("kwok-controller", ("system:masters",)),
     "provisioner": ("local-provisioner", ("system:masters",)),
 }
+# Each real node's kubelet has a node identity of its own (bound to the system:node role).
+MAX_REAL_NODES = 8
+
+
+def real_node_name(index: int) -> str:
+    return f"real-node-{index}"
+
+
+IDENTITIES.update(
+    {
+        real_node_name(i): (f"system:node:{real_node_name(i)}", ("system:nodes",))
+        for i in range(MAX_REAL_NODES)
+    }
+)
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,11 @@ class ContainerState(ApiModel):
     ready: bool = False
     restart_count: int = 0
     waiting_reason: str | None = None
+    # The kubelet's message for the waiting reason: a pull failure names the image it concerns.
+    waiting_message: str | None = None
     running: bool = False
+    # When the container's previous run ended (lastState.terminated.finishedAt, RFC 3339).
+    last_finished_at: str | None = None
 
 
 class Instance(ApiModel):

@@ -11,20 +11,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
-from scaleset_operator.models.instance import Instance
+from scaleset_operator.models.instance import ContainerState, Instance
 from scaleset_operator.models.scaleset import HealthProbe, HealthSource
+from scaleset_operator.planner.timefmt import parse_stamp
 
 # Waiting reasons after which the container will not become healthy on its own in time;
 # waiting out the whole health window would only delay the rollback.
-FAIL_FAST_REASONS = frozenset(
-    {
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "CrashLoopBackOff",
-        "ErrImageNeverPull",
-    }
+PULL_FAILURES = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 )
+FAIL_FAST_REASONS = PULL_FAILURES | {"CrashLoopBackOff"}
 
 
 class HealthState(StrEnum):
@@ -88,11 +84,15 @@ def verdict(
     if not same_image(inst.os_image, expected):
         return HealthVerdict(HealthState.UNHEALTHY, "NotOnExpectedImage")
     if not same_image(status.image, expected):
+        # A kubelet goes on reporting the previous image while it fails to pull the new one;
+        # the waiting message says which image the failure is about.
+        if status.waiting_reason in PULL_FAILURES and _names(status, inst.os_image, absent=False):
+            return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "", fail_fast=True)
         # The restart onto the new image has not been reported yet.
         if in_grace:
             return HealthVerdict(HealthState.INITIALIZING, "ContainerRestarting")
         return HealthVerdict(HealthState.UNHEALTHY, "ContainerStillOnPreviousImage")
-    if status.waiting_reason in FAIL_FAST_REASONS:
+    if _failing_now(status, inst.os_image, since):
         return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "", fail_fast=True)
     if inst.phase == "Failed":
         return HealthVerdict(HealthState.UNHEALTHY, "PodFailed", fail_fast=True)
@@ -104,6 +104,35 @@ def verdict(
     if in_grace:
         return HealthVerdict(HealthState.INITIALIZING, "InGracePeriod")
     return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "NotReady")
+
+
+def _names(status: ContainerState, image: str, *, absent: bool) -> bool:
+    """Whether the waiting message is about ``image``; ``absent`` when there is no message."""
+    message = status.waiting_message
+    return absent if not message else image in message
+
+
+def _failing_now(status: ContainerState, image: str, since: datetime | None) -> bool:
+    """A fail-fast waiting reason that belongs to the container the spec asks for now.
+
+    Right after an image change a kubelet may still report the reason of the container it
+    replaces: rolled back from a tag that failed to pull, the pod shows `CrashLoopBackOff` (or
+    the pull failure naming the abandoned tag) for a moment, although the previous image starts
+    a second later. So a pull failure must name this image, and a crash loop counts only when
+    the container last ended after ``since`` (whole seconds: the kubelet's precision).
+    """
+    reason = status.waiting_reason
+    if reason in PULL_FAILURES:
+        return _names(status, image, absent=True)
+    if reason != "CrashLoopBackOff":
+        return False
+    if since is None or not status.last_finished_at:
+        return True
+    try:
+        ended = parse_stamp(status.last_finished_at)
+    except ValueError:
+        return True
+    return ended.replace(microsecond=0) > since.replace(microsecond=0)
 
 
 def _source_ready(inst: Instance, probe: HealthProbe) -> bool | None:
