@@ -21,6 +21,7 @@ its own.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -60,6 +61,7 @@ REGISTRY_PORT = 5000
 _DEBIAN_PACKAGES = {"containerd": "containerd", "runc": "runc", "busybox": "busybox-static"}
 _CGROUP_ROOT = "/sys/fs/cgroup"
 _OWNER_FILE = "real-nodes.owner"
+_RUN_ROOT = "/run/scaleset-operator"
 
 
 class RealNodeError(RuntimeError):
@@ -81,6 +83,8 @@ class RealNode:
     index: int
     zone: str
     folder: Path
+    # Sockets live apart from the folder: a unix socket path may not exceed 104 bytes.
+    run_dir: Path
 
     @property
     def name(self) -> str:
@@ -100,7 +104,7 @@ class RealNode:
 
     @property
     def socket(self) -> Path:
-        return self.folder / "containerd" / "containerd.sock"
+        return self.run_dir / self.name / "containerd.sock"
 
     @property
     def cgroup_root(self) -> str:
@@ -108,7 +112,8 @@ class RealNode:
 
     @property
     def kubelet_dir(self) -> Path:
-        return self.folder / "kubelet"
+        # The kubelet serves sockets under its root folder (pod resources, device plugins).
+        return self.run_dir / self.name / "kubelet"
 
 
 def nodebin_dir() -> Path:
@@ -385,7 +390,10 @@ def _cgroup_pids(name: str) -> set[int]:
 
 
 def _remove_cgroup_root(name: str) -> None:
-    for hierarchy in _controllers():
+    # Every hierarchy, the hybrid layout's unified one too: runc creates the cgroup there as well.
+    root = Path(_CGROUP_ROOT)
+    hierarchies = [root, *(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())]
+    for hierarchy in hierarchies:
         top = hierarchy / name
         if not top.exists():
             continue
@@ -449,8 +457,14 @@ class RealNodes:
         self.log = log
         self.folder = cluster.directory / "nodes"
 
+    @property
+    def run_dir(self) -> Path:
+        digest = hashlib.sha256(str(self.cluster.directory).encode()).hexdigest()[:12]
+        return Path(_RUN_ROOT) / digest
+
     def node(self, index: int, zones: int) -> RealNode:
-        return RealNode(index, f"zone-{index % zones + 1}", self.folder / real_node_name(index))
+        folder = self.folder / real_node_name(index)
+        return RealNode(index, f"zone-{index % zones + 1}", folder, self.run_dir)
 
     @property
     def owner_file(self) -> Path:
@@ -554,8 +568,9 @@ class RealNodes:
 
     def _start_node(self, node: RealNode, bins: NodeBinaries, registry: str) -> None:
         containerd_name, kubelet_name = f"containerd-{node.name}", f"kubelet-{node.name}"
-        for sub in ("containerd", "cni", "kubelet", "ipam", "volume-plugins", "logs"):
+        for sub in ("containerd", "cni", "ipam", "volume-plugins"):
             (node.folder / sub).mkdir(parents=True, exist_ok=True)
+        node.kubelet_dir.mkdir(parents=True, exist_ok=True)
         _ensure_bridge(node.bridge, f"{node.gateway}/24")
         _make_cgroup_root(node.cgroup_root)
         wrapper = node.folder / "runc-wrapper"
@@ -630,7 +645,8 @@ class RealNodes:
         _stop_containers(nodes)
         processes.stop_all(containerds, timeout)
         processes.stop_all(others, timeout)
-        _unmount_all([self.folder])
+        _unmount_all([self.folder, self.run_dir])
+        shutil.rmtree(self.run_dir, ignore_errors=True)
         for node in nodes:
             _remove_cgroup_root(node.cgroup_root)
         for bridge in our_bridges():
@@ -661,11 +677,12 @@ def _stop_containers(nodes: Iterable[RealNode]) -> None:
 
 def stop_leftovers() -> None:
     """Clean-up after a cluster that died without ``down``: shims, containers, bridges."""
-    nodes = [RealNode(i, "", Path("/nonexistent")) for i in range(MAX_REAL_NODES)]
+    nodes = [RealNode(i, "", Path("/nonexistent"), Path(_RUN_ROOT)) for i in range(MAX_REAL_NODES)]
     for node in nodes:
         _kill(_cgroup_pids(node.cgroup_root))
         _remove_cgroup_root(node.cgroup_root)
-    _kill(_pids_with_arg("containerd-shim-runc-v2"))
+    # Shims of our containerds only: their -address names a socket under our run folder.
+    _kill(_pids_with_arg(_RUN_ROOT))
     for bridge in our_bridges():
         _ip("link", "del", bridge, check=False)
 
