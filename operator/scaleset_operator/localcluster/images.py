@@ -220,9 +220,9 @@ def build_test_images(
     """Pushes ``pause:local`` and ``app:<tag>`` for each tag but ``bad…`` ones (so that pulling
     those fails for real); returns ``name:tag`` -> reference, the unpushed ones included."""
     say = log or _quiet
+    workdir.mkdir(parents=True, exist_ok=True)
     base = _layer(workdir, "busybox", _busybox())
-    name, tag = PAUSE_IMAGE.split(":")
-    refs = {PAUSE_IMAGE: registry.ref(name, tag)}
+    refs = {PAUSE_IMAGE: registry.ref(*PAUSE_IMAGE.split(":"))}
     pause = ImageConfig(entrypoint=("/bin/pause",), user=_NONROOT, env={"PATH": "/bin"})
     _ensure(crane, refs[PAUSE_IMAGE], [base], pause, say)
     for tag in tags:
@@ -328,6 +328,7 @@ def build_operator_image(
     root = repo_root()
     if root is None:
         raise ImageError("the operator image is built from a source checkout; this is none")
+    workdir.mkdir(parents=True, exist_ok=True)
     wheel = _build_wheel(root, workdir / "wheel")
     # Pinned to the versions of the build's environment, which the tests ran against.
     constraints = workdir / "constraints.txt"
