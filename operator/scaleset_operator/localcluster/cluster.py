@@ -452,6 +452,8 @@ class LocalCluster:
             "--allow-privileged=true",
             # A loopback address cannot be published as the endpoint of the kubernetes service.
             "--endpoint-reconciler-type=none",
+            # Real nodes' names resolve nowhere; their InternalIP is their bridge's address.
+            "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
             # Close watches at shutdown instead of waiting (60 s) for connected clients to leave.
             "--shutdown-watch-termination-grace-period=2s",

@@ -56,6 +56,7 @@ CRANE_VERSION = os.environ.get("CRANE_VERSION", "0.22.1")
 NODE_TYPE_LABEL = "real"
 TAINT_KEY = "scaleset.dev/real-node"
 SERVICE_IP = "10.96.0.1"
+SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_BRIDGE = "sssvc0"
 REGISTRY_PORT = 5000
 _DEBIAN_PACKAGES = {"containerd": "containerd", "runc": "runc", "busybox": "busybox-static"}
@@ -314,6 +315,9 @@ def _cni_config(node: RealNode) -> dict[str, Any]:
                 "ipam": {
                     "type": "host-local",
                     "ranges": [[{"subnet": node.subnet, "gateway": node.gateway}]],
+                    # A route to the service network only (the API relay lives there): a pod
+                    # has no default route, so nothing it sends can leave this machine.
+                    "routes": [{"dst": SERVICE_CIDR}],
                     "dataDir": str(node.folder / "ipam"),
                 },
             }
@@ -346,6 +350,7 @@ def _kubelet_config(node: RealNode) -> dict[str, Any]:
         "serializeImagePulls": False,
         "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
         "volumePluginDir": str(node.folder / "volume-plugins"),
+        "podLogsDir": str(node.folder / "pod-logs"),
         "shutdownGracePeriod": "0s",
         "nodeStatusUpdateFrequency": "4s",
         "nodeStatusReportFrequency": "1m",
@@ -568,7 +573,7 @@ class RealNodes:
 
     def _start_node(self, node: RealNode, bins: NodeBinaries, registry: str) -> None:
         containerd_name, kubelet_name = f"containerd-{node.name}", f"kubelet-{node.name}"
-        for sub in ("containerd", "cni", "ipam", "volume-plugins"):
+        for sub in ("containerd", "cni", "ipam", "volume-plugins", "pod-logs"):
             (node.folder / sub).mkdir(parents=True, exist_ok=True)
         node.kubelet_dir.mkdir(parents=True, exist_ok=True)
         _ensure_bridge(node.bridge, f"{node.gateway}/24")
