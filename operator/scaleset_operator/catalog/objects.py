@@ -24,7 +24,9 @@ def catalog_entries(items: Iterable[dict[str, Any]]) -> tuple[CatalogEntry, ...]
         meta = item.get("metadata") or {}
         entries.append(
             CatalogEntry(
-                name=str(meta.get("name", "")), spec=spec, created_at=meta.get("creationTimestamp")
+                name=str(meta.get("name") or ""),
+                spec=spec,
+                created_at=meta.get("creationTimestamp"),
             )
         )
     return tuple(entries)

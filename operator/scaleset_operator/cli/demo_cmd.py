@@ -23,7 +23,8 @@ from rich.live import Live
 from rich.table import Table
 
 from scaleset_operator.cli.plugin_watch import progress_view
-from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.k8s.client import Cluster, condition, make_api_client
+from scaleset_operator.k8s.crds import apply_crds, wait_established
 from scaleset_operator.k8s.errors import AlreadyExistsError, KubeApiError
 from scaleset_operator.localcluster import LocalCluster, LocalClusterError
 from scaleset_operator.models.crd import render_all
@@ -46,25 +47,9 @@ def _free_port() -> int:
 
 
 def _install_crds(cluster: Cluster) -> None:
-    for text in render_all().values():
-        crd = yaml.safe_load(text)
-        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-        try:
-            cluster.request("POST", path, body=crd)
-        except AlreadyExistsError:
-            current = cluster.request("GET", f"{path}/{crd['metadata']['name']}")
-            crd["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            cluster.request("PUT", f"{path}/{crd['metadata']['name']}", body=crd)
-    deadline = time.monotonic() + 30
-    for name in ("scalesets.scaleset.dev", "imageversions.scaleset.dev"):
-        while time.monotonic() < deadline:
-            crd = cluster.request(
-                "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-            )
-            conds = {c["type"]: c["status"] for c in crd.get("status", {}).get("conditions", [])}
-            if conds.get("Established") == "True":
-                break
-            time.sleep(0.2)
+    documents = [yaml.safe_load(text) for text in render_all().values()]
+    apply_crds(cluster, documents)
+    wait_established(cluster, [d["metadata"]["name"] for d in documents])
 
 
 def _publish(cluster: Cluster, version: str, image: str) -> None:
@@ -131,20 +116,34 @@ def _get(cluster: Cluster) -> dict[str, Any]:
     return cluster.get_scaleset(NAMESPACE, "web")
 
 
+def _instance_id(pod: dict[str, Any]) -> int:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    try:
+        return int(labels.get("scaleset.dev/instance-id") or 0)
+    except ValueError:
+        return 0
+
+
+def _start_time(rolling_upgrade: dict[str, Any] | None) -> str | None:
+    """`runningStatus.startTime` of a raw `status.rollingUpgrade`, either of which may be
+    absent or null."""
+    running = (rolling_upgrade or {}).get("runningStatus") or {}
+    start = running.get("startTime")
+    return str(start) if start is not None else None
+
+
 def _instances_table(cluster: Cluster) -> Table:
     table = Table(title="instances", title_justify="left")
     for col in ("instance", "node", "image", "ready"):
         table.add_column(col)
-    for pod in sorted(
-        cluster.list_pods(NAMESPACE, "scaleset.dev/scaleset=web"),
-        key=lambda p: int(p["metadata"]["labels"].get("scaleset.dev/instance-id", 0)),
-    ):
-        conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+    for pod in sorted(cluster.list_pods(NAMESPACE, "scaleset.dev/scaleset=web"), key=_instance_id):
+        spec = pod.get("spec") or {}
+        containers = spec.get("containers") or [{}]
         table.add_row(
-            pod["metadata"]["name"],
-            pod["spec"].get("nodeName", "-"),
-            pod["spec"]["containers"][0]["image"],
-            "yes" if conds.get("Ready") == "True" else "no",
+            (pod.get("metadata") or {}).get("name") or "-",
+            spec.get("nodeName") or "-",
+            containers[0].get("image") or "-",
+            "yes" if condition(pod, "Ready") == "True" else "no",
         )
     return table
 
@@ -167,7 +166,7 @@ def _follow_upgrade(cluster: Cluster, since: str | None, timeout: float = 180) -
         while time.monotonic() < deadline:
             status = _get(cluster).get("status") or {}
             raw = status.get("rollingUpgrade")
-            if raw and raw.get("runningStatus", {}).get("startTime") != since:
+            if raw and _start_time(raw) != since:
                 ru = RollingUpgradeStatus.model_validate(raw)
                 live.update(progress_view("web", ru))
                 code = ru.running_status.code if ru.running_status else None
@@ -266,15 +265,15 @@ def demo(directory: Path, capacity: int, keep: bool) -> None:
         before = (_get(cluster).get("status") or {}).get("rollingUpgrade") or {}
         _publish(cluster, "1.1.0", "registry.example/webos:1.1.0")
         _say("the platform starts a rolling OS upgrade after a 2 s delay:")
-        status = _follow_upgrade(cluster, before.get("runningStatus", {}).get("startTime"))
+        status = _follow_upgrade(cluster, _start_time(before))
         _say(f"upgrade {status['rollingUpgrade']['runningStatus']['code']}: all instances on 1.1.0")
         console.print(_instances_table(cluster))
 
         before = status["rollingUpgrade"]
         _publish(cluster, "1.2.0", "registry.example/webos:bad-1.2.0")
         _say("1.2.0 is a bad image (never pulls): watch the batch fail and roll back")
-        status = _follow_upgrade(cluster, before["runningStatus"]["startTime"])
-        entry = status["osUpgradeHistory"][0]
+        status = _follow_upgrade(cluster, _start_time(before))
+        entry = (status.get("osUpgradeHistory") or [{}])[0]
         _say("the newest history entry, in Azure's shape:")
         console.print_json(json.dumps(entry))
         _wait(

@@ -150,6 +150,7 @@ def run(
     from scaleset_operator.planner.observed import PlannerSettings
 
     _check_credentials(kubeconfig, context)
+    _check_start(kubeconfig, context, namespaces, metrics_port, health_port)
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig
     CONFIG.kubeconfig = kubeconfig
@@ -197,6 +198,35 @@ def _check_credentials(kubeconfig: str | None, context: str | None) -> None:
             "Set KUBECONFIG or --kubeconfig, or run inside a pod; "
             "`scaleset-operator cluster up` starts a local cluster."
         ) from exc
+
+
+def _check_start(
+    kubeconfig: str | None,
+    context: str | None,
+    namespaces: tuple[str, ...],
+    metrics_port: int,
+    health_port: int,
+) -> None:
+    """Ports, CRDs and permissions, before kopf starts: kopf would retry each of these
+    failures forever in a process that looks alive."""
+    from scaleset_operator.controller.preflight import (
+        Listener,
+        StartupError,
+        check_api,
+        check_ports,
+    )
+    from scaleset_operator.k8s.client import Cluster, make_api_client
+
+    try:
+        check_ports(
+            [
+                Listener(metrics_port, "metrics", "--metrics-port"),
+                Listener(health_port, "health", "--health-port"),
+            ]
+        )
+        check_api(Cluster(make_api_client(kubeconfig, context)), namespaces)
+    except StartupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 main.add_command(crds)

@@ -137,7 +137,7 @@ def load_scaleset(name: str) -> LoadedScaleSet:
 
 
 def parse_scaleset(obj: Obj) -> LoadedScaleSet:
-    name = obj.get("metadata", {}).get("name", "?")
+    name = (obj.get("metadata") or {}).get("name") or "?"
     try:
         spec = ScaleSetSpec.model_validate(obj.get("spec") or {})
         status = ScaleSetStatus.model_validate(obj.get("status") or {})

@@ -142,7 +142,7 @@ def update(name: str, **values: Any) -> None:
     updated = settings().api().patch_scaleset(name, patch)
     changes = _changes(values)
     emit(
-        updated.get("spec", {}),
+        updated.get("spec") or {},
         settings().output,
         lambda: f'Updated scale set "{name}":\n' + key_values([(f"  {k}", v) for k, v in changes]),
     )

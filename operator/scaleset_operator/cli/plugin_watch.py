@@ -1,9 +1,12 @@
 """`kubectl scaleset rolling-upgrade watch`: a live view of the latest rolling upgrade, one
-progress bar per instance state, until it ends. Reads status only; changes nothing."""
+progress bar per instance state, until it ends; right after a publish, of the platform's upgrade
+once it starts. Reads status and the catalog only; changes nothing."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import click
 from rich.console import Console, Group, RenderableType
@@ -12,6 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.cli.azure import latest_info
 from scaleset_operator.cli.output import document
 from scaleset_operator.cli.plugin_context import (
@@ -23,7 +27,20 @@ from scaleset_operator.cli.plugin_context import (
     settings,
 )
 from scaleset_operator.cli.views import error_text, progress_text
-from scaleset_operator.models.status import Progress, RollingUpgradeStatus, RunningStatusCode
+from scaleset_operator.k8s.errors import ForbiddenError
+from scaleset_operator.models.imageversion import CatalogEntry
+from scaleset_operator.models.scaleset import ScaleSetSpec
+from scaleset_operator.models.status import (
+    Progress,
+    RollingUpgradeStatus,
+    RunningStatusCode,
+    ScaleSetStatus,
+)
+from scaleset_operator.planner.schedule import platform_target
+
+# Platform upgrades start seconds after a publish by default, but a deployment may delay them
+# for minutes (--upgrade-delay, maintenance windows); five minutes covers the usual settings.
+START_TIMEOUT = 300.0
 
 _STATES = (
     ("successful", "successful_instance_count", "green"),
@@ -67,6 +84,81 @@ def _finished(ru: RollingUpgradeStatus) -> bool:
     return rs is not None and rs.code is not RunningStatusCode.ROLLING_FORWARD
 
 
+def run_to_follow(status: ScaleSetStatus, before: str | None) -> RollingUpgradeStatus | None:
+    """The run to follow at once: one in progress, or one that started after `before` (the
+    start time of the latest run when the watch began)."""
+    ru = status.rolling_upgrade
+    rs = ru.running_status if ru else None
+    if rs is None:
+        return None
+    if rs.code is RunningStatusCode.ROLLING_FORWARD or rs.start_time != before:
+        return ru
+    return None
+
+
+def awaited_version(
+    spec: ScaleSetSpec, status: ScaleSetStatus, catalog: Sequence[CatalogEntry], now: datetime
+) -> str | None:
+    """The version a platform upgrade is due to move the scale set to, if any: the one the
+    operator recorded as pending, or the one it will decide on (the planner's own
+    `platform_target`) when it has not seen a just-published version yet."""
+    if status.pending_upgrade is not None:
+        return status.pending_upgrade.version
+    entry = platform_target(spec, status, catalog, now).entry
+    return entry.spec.version if entry is not None else None
+
+
+def _catalog() -> tuple[CatalogEntry, ...]:
+    try:
+        return catalog_entries(settings().api().list_imageversions())
+    except ForbiddenError:
+        # Image versions are cluster-scoped; a user of one namespace may not list them.
+        # Then only the pending upgrade the operator recorded tells that one is coming.
+        return ()
+
+
+def _start_time(status: ScaleSetStatus) -> str | None:
+    ru = status.rolling_upgrade
+    return ru.running_status.start_time if ru and ru.running_status else None
+
+
+def _await_run(
+    name: str, wait: float, interval: float
+) -> tuple[LoadedScaleSet, RollingUpgradeStatus]:
+    """The run to watch. Right after a newer version is published the platform's upgrade
+    has not started yet (the operator waits out its delay and maintenance windows): then
+    this waits up to `wait` seconds for it rather than report the previous run, or none."""
+    loaded = load_scaleset(name)
+    before = _start_time(loaded.status)
+    deadline = time.monotonic() + wait
+    announced = False
+    while True:
+        ru = run_to_follow(loaded.status, before)
+        if ru is not None:
+            return loaded, ru
+        version = awaited_version(loaded.spec, loaded.status, _catalog(), datetime.now(UTC))
+        if version is None:
+            last = loaded.status.rolling_upgrade
+            if last is None or last.running_status is None:
+                raise NotFound(f'no rolling upgrade has run on scale set "{name}" yet')
+            return loaded, last
+        if not announced:
+            click.echo(
+                f"waiting for a rolling upgrade of {name} to {version} to start "
+                f"(up to {wait:g}s)...",
+                err=True,
+            )
+            announced = True
+        if time.monotonic() >= deadline:
+            raise CommandFailed(
+                f"no rolling upgrade of {name} started within {wait:g}s, though {version} is "
+                "due; the operator may not be running, or waits for a maintenance window "
+                f"(see `kubectl describe vmss {name}`)"
+            )
+        time.sleep(interval)
+        loaded = load_scaleset(name)
+
+
 def _latest(name: str) -> tuple[LoadedScaleSet, RollingUpgradeStatus]:
     loaded = load_scaleset(name)
     ru = loaded.status.rolling_upgrade
@@ -80,13 +172,16 @@ def _line(ru: RollingUpgradeStatus) -> str:
     return f"{code}: {progress_text(ru.progress or Progress())}"
 
 
-def follow(name: str, timeout: float, interval: float) -> None:
+def follow(
+    name: str, timeout: float, interval: float, start_timeout: float = START_TIMEOUT
+) -> None:
     """Watches until the upgrade ends; exits 0 on Completed, 1 on Faulted, Cancelled or
-    when `timeout` (seconds, 0 = none) passes first."""
+    when `timeout` (seconds, 0 = none) passes first. An upgrade that is due but has not
+    started is waited for, up to `start_timeout` (and within `timeout`)."""
     fmt = settings().output
     deadline = time.monotonic() + timeout if timeout > 0 else None
     console = Console()
-    loaded, ru = _latest(name)
+    loaded, ru = _await_run(name, min(start_timeout, timeout or start_timeout), interval)
     live = Live(progress_view(name, ru), console=console, auto_refresh=False)
     interactive = fmt == "table" and console.is_terminal
     last = ""
@@ -144,22 +239,33 @@ def _outcome(loaded: LoadedScaleSet, ru: RollingUpgradeStatus) -> None:
     show_default=True,
     help="Seconds between status reads.",
 )
+@click.option(
+    "--start-timeout",
+    type=click.FloatRange(min=0),
+    default=START_TIMEOUT,
+    show_default=True,
+    help="When a newer image version is published but the platform's upgrade has not "
+    "started yet, wait this many seconds for it to start (exit 1 if it does not).",
+)
 @common_options
-def watch(name: str, timeout: float, interval: float) -> None:
+def watch(name: str, timeout: float, interval: float, start_timeout: float) -> None:
     """Follow the latest rolling upgrade of scale set NAME until it ends.
 
     Shows one progress bar per instance state (successful, failed, in progress,
     pending). Without a terminal it prints a line whenever the progress changes;
     with -o json|yaml it prints only the final rollingUpgrades/latest document.
-    An upgrade that already ended is reported at once.
+    An upgrade that already ended is reported at once, unless a newer image
+    version is due: then the platform's upgrade to it is awaited
+    (--start-timeout) and followed.
 
-    Exit code 0 when the upgrade Completed, 1 when it ended Faulted or Cancelled
-    or --timeout passed first.
+    Exit code 0 when the upgrade Completed, 1 when it ended Faulted or Cancelled,
+    --timeout passed first or a due upgrade did not start in time.
 
     \b
     Examples:
       kubectl scaleset rolling-upgrade watch web
       kubectl scaleset rolling-upgrade watch web --timeout 900 -n shop
       kubectl scaleset rolling-upgrade start web && kubectl scaleset rolling-upgrade watch web
+      kubectl scaleset image publish ... && kubectl scaleset rolling-upgrade watch web
     """
-    follow(name, timeout, interval)
+    follow(name, timeout, interval, start_timeout)

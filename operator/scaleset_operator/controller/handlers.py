@@ -102,7 +102,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     if CONFIG.leader_elect:
         _start_leadership(STATE.cluster, STATE.workers)
     if CONFIG.metrics_port is not None:
-        STATE.metrics = _start_metrics(CONFIG.metrics_port)
+        try:
+            STATE.metrics = _start_metrics(CONFIG.metrics_port)
+        except OSError as exc:
+            # Retrying cannot free the port: end the operator instead of idling in retries.
+            raise kopf.PermanentError(
+                f"cannot serve metrics on port {CONFIG.metrics_port}: {exc.strerror}"
+            ) from exc
 
 
 def _start_pod_watch(cluster: Cluster, workers: Workers) -> PodWatch:

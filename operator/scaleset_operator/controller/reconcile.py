@@ -145,7 +145,7 @@ def _plan_with(
     pod_cache: PodCache | None,
 ) -> _Planned:
     pods = [p for p in pods if _owned_by(p, obj)]
-    nodes = {p.get("spec", {}).get("nodeName") for p in pods} - {None}
+    nodes = {(p.get("spec") or {}).get("nodeName") for p in pods} - {None}
     zones = cluster.node_zones({str(n) for n in nodes})
     endpoints = None
     if spec.health_probe.source is HealthSource.LOAD_BALANCER and spec.health_probe.service_name:
@@ -275,5 +275,5 @@ def _after(requeue_after: float | None, held: float) -> Outcome:
 
 def _owned_by(pod: Obj, scaleset: Obj) -> bool:
     uid = scaleset["metadata"].get("uid")
-    refs = pod.get("metadata", {}).get("ownerReferences") or []
-    return any(r.get("uid") == uid for r in refs)
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(r, dict) and r.get("uid") == uid for r in refs)

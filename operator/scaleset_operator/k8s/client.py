@@ -53,6 +53,17 @@ def make_api_client(kubeconfig: str | None = None, context: str | None = None) -
 _CRD_BASE = f"/apis/{GROUP}/{VERSION}"
 
 
+def condition(obj: Obj, type_: str) -> str | None:
+    """The status ("True", "False", "Unknown") of one condition of any API object; None
+    while it has no such condition. Objects fresh from a create often carry
+    `status: null` or `conditions: null`, so neither is assumed present."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == type_:
+            status = cond.get("status")
+            return str(status) if status is not None else None
+    return None
+
+
 class Cluster:
     """The operator's view of the API: a few calls, each one request, JSON in and out."""
 

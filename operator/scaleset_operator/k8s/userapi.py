@@ -177,7 +177,7 @@ class UserApi:
             answer = self._custom.list_cluster_custom_object(
                 GROUP, VERSION, IMAGEVERSIONS, _request_timeout=_TIMEOUT
             )
-        return [dict(item) for item in answer.get("items", [])]
+        return [dict(item) for item in answer.get("items") or []]
 
     def create_imageversion(self, name: str, spec: Obj) -> Obj:
         body = {

@@ -40,7 +40,7 @@ from scaleset_operator.planner.health import HealthVerdict, counts_as_unhealthy,
 from scaleset_operator.planner.history import record_history, rolling_upgrade_status
 from scaleset_operator.planner.model import model_hash
 from scaleset_operator.planner.observed import Observed, Plan
-from scaleset_operator.planner.schedule import ripe_at, window_state
+from scaleset_operator.planner.schedule import platform_target, window_state
 from scaleset_operator.planner.timefmt import parse_stamp, stamp
 
 NORMAL = "Normal"
@@ -491,33 +491,11 @@ def _start_run(
 def _maybe_start_platform_upgrade(work: _Pass) -> None:
     obs, status = work.obs, work.status
     spec = obs.spec
-    auto = spec.upgrade_policy.automatic_os_upgrade_policy
-    model = status.model_image
-    if (
-        not auto.enable_automatic_os_upgrade
-        or spec.image_reference.version != LATEST
-        or model is None
-    ):
-        if status.pending_upgrade is not None:
-            work.status = status.model_copy(update={"pending_upgrade": None})
-        return
-    schedule = spec.upgrade_policy.automatic_upgrade_schedule
-    # Versions younger than the minimum image age wait; wake when the first one ripens.
-    young = []
-    for candidate in obs.catalog:
-        ripe = ripe_at(candidate, schedule)
-        if ripe is not None and ripe > work.now:
-            young.append(candidate.spec.version)
-            if is_newer(candidate.spec.version, model.version):
-                work.wake(ripe)
-    # A version whose automatic upgrade faulted is never retried automatically.
-    entry = resolve_latest(
-        obs.catalog,
-        spec.image_reference,
-        spec.location,
-        skip_versions=[*status.faulted_versions, *young],
-    )
-    if entry is None or not is_newer(entry.spec.version, model.version):
+    target = platform_target(spec, status, obs.catalog, work.now)
+    for ripe in target.ripens_at:
+        work.wake(ripe)
+    entry = target.entry
+    if entry is None:
         if status.pending_upgrade is not None:
             work.status = status.model_copy(update={"pending_upgrade": None})
         return
@@ -532,11 +510,12 @@ def _maybe_start_platform_upgrade(work: _Pass) -> None:
     if work.now < due:
         work.wake(due)
         return
-    inside, opens = window_state(schedule, work.now)
+    inside, opens = window_state(spec.upgrade_policy.automatic_upgrade_schedule, work.now)
     if not inside:
         if opens is not None:
             work.wake(opens)
         return
+    auto = spec.upgrade_policy.automatic_os_upgrade_policy
     _start_run(
         work,
         pin(entry, spec.image_reference),

@@ -1,12 +1,22 @@
-"""When a platform upgrade may begin: minimum image age and maintenance windows (UTC)."""
+"""Platform (automatic) upgrades: which version one would move a scale set to, and when it may
+begin (minimum image age, maintenance windows in UTC)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from scaleset_operator.catalog.resolve import is_newer, resolve_latest
 from scaleset_operator.models.durations import parse_duration
 from scaleset_operator.models.imageversion import CatalogEntry
-from scaleset_operator.models.scaleset import AutomaticUpgradeSchedule, MaintenanceWindow
+from scaleset_operator.models.scaleset import (
+    LATEST,
+    AutomaticUpgradeSchedule,
+    MaintenanceWindow,
+    ScaleSetSpec,
+)
+from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.planner.timefmt import parse_stamp
 
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -50,3 +60,46 @@ def window_state(schedule: AutomaticUpgradeSchedule, now: datetime) -> tuple[boo
             if opens > now:
                 upcoming.append(opens)
     return False, min(upcoming, default=None)
+
+
+@dataclass(frozen=True)
+class PlatformTarget:
+    """What a platform upgrade would move a scale set to now (None: nothing newer that may
+    be adopted), and when versions too young to adopt yet ripen."""
+
+    entry: CatalogEntry | None
+    ripens_at: tuple[datetime, ...] = ()
+
+
+def platform_target(
+    spec: ScaleSetSpec, status: ScaleSetStatus, catalog: Sequence[CatalogEntry], now: datetime
+) -> PlatformTarget:
+    """The one decision of what the platform upgrades to; the planner acts on it, and
+    `rolling-upgrade watch` uses it to know an upgrade is coming before the operator has
+    seen the newly published version."""
+    auto = spec.upgrade_policy.automatic_os_upgrade_policy
+    model = status.model_image
+    if not auto.enable_automatic_os_upgrade or spec.image_reference.version != LATEST:
+        return PlatformTarget(None)
+    if model is None:
+        # Instances are created on the latest version directly: no upgrade to speak of.
+        return PlatformTarget(None)
+    schedule = spec.upgrade_policy.automatic_upgrade_schedule
+    young: list[str] = []
+    ripens: list[datetime] = []
+    for candidate in catalog:
+        ripe = ripe_at(candidate, schedule)
+        if ripe is not None and ripe > now:
+            young.append(candidate.spec.version)
+            if is_newer(candidate.spec.version, model.version):
+                ripens.append(ripe)
+    # A version whose automatic upgrade faulted is never retried automatically.
+    entry = resolve_latest(
+        catalog,
+        spec.image_reference,
+        spec.location,
+        skip_versions=[*status.faulted_versions, *young],
+    )
+    if entry is None or not is_newer(entry.spec.version, model.version):
+        return PlatformTarget(None, tuple(ripens))
+    return PlatformTarget(entry, tuple(ripens))

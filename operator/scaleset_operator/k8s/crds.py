@@ -1,0 +1,77 @@
+"""Our CustomResourceDefinitions on a cluster: installing them, waiting until they are served,
+and telling which are missing. The CRD documents themselves come from `models.crd`.
+
+A CRD read right after its creation has no conditions yet (`status.conditions: null`), so
+nothing here assumes that any field of it is present.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from scaleset_operator.k8s.client import Cluster, condition
+from scaleset_operator.k8s.errors import NotFoundError, UnavailableError
+
+Obj = dict[str, Any]
+_CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+_FIELD_MANAGER = "scaleset-operator"
+
+
+class NotEstablishedError(UnavailableError):
+    """A CRD was applied but the API server did not start serving it in time."""
+
+
+def is_established(crd: Obj) -> bool:
+    return condition(crd, "Established") == "True"
+
+
+def apply_crds(cluster: Cluster, documents: Iterable[Obj]) -> None:
+    """Server-side apply, as `kubectl apply --server-side` does: one idempotent request per
+    CRD whether or not it exists, instead of a create-or-replace that can race."""
+    for crd in documents:
+        cluster.request(
+            "PATCH",
+            f"{_CRDS}/{crd['metadata']['name']}",
+            query=[("fieldManager", _FIELD_MANAGER), ("force", "true")],
+            body=crd,
+            content_type="application/apply-patch+yaml",
+        )
+
+
+def wait_established(
+    cluster: Cluster, names: Sequence[str], timeout: float = 30.0, interval: float = 0.2
+) -> None:
+    """Returns once every named CRD is Established; raises `NotEstablishedError` after
+    `timeout` seconds. A CRD not found yet counts as not established (a create may still be
+    on its way through an aggregated or slow API server)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while True:
+        waiting = [name for name in waiting if not _established_now(cluster, name)]
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise NotEstablishedError(
+                f"CRD {', '.join(waiting)} not established after {timeout:g}s"
+            )
+        time.sleep(interval)
+
+
+def _established_now(cluster: Cluster, name: str) -> bool:
+    try:
+        return is_established(cluster.request("GET", f"{_CRDS}/{name}"))
+    except NotFoundError:
+        return False
+
+
+def missing_resources(cluster: Cluster, group_version: str, plurals: Iterable[str]) -> list[str]:
+    """Which of these resources the API server does not serve, by API discovery. Discovery
+    needs no RBAC grant (every authenticated user may read it), unlike reading the CRDs."""
+    try:
+        listing = cluster.request("GET", f"/apis/{group_version}")
+    except NotFoundError:
+        return list(plurals)
+    served = {str(r.get("name")) for r in listing.get("resources") or [] if isinstance(r, dict)}
+    return [plural for plural in plurals if plural not in served]
