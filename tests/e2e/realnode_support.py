@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes import client
 
-from scaleset_operator.localcluster.realnodes import NODE_TYPE_LABEL, TAINT_KEY
+from scaleset_operator.localcluster.realnodes import pod_spec
 from tests.e2e.support import World
 
 PROBE_PORT = 8080
@@ -20,29 +20,7 @@ PROBE_PORT = 8080
 
 def on_real_nodes(template_spec: dict[str, Any], image: str = "placeholder") -> dict[str, Any]:
     """A pod spec for the real nodes: selector, toleration, an HTTP readiness probe."""
-    spec = dict(template_spec)
-    spec.update(
-        {
-            "nodeSelector": {"type": NODE_TYPE_LABEL},
-            "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-            # The image switch restarts the container: 2 s is enough for our test server.
-            "terminationGracePeriodSeconds": 2,
-            "containers": [
-                {
-                    "name": "os",
-                    "image": image,
-                    "ports": [{"containerPort": PROBE_PORT, "name": "http"}],
-                    "readinessProbe": {
-                        "httpGet": {"path": "/ready", "port": PROBE_PORT},
-                        "periodSeconds": 1,
-                        "failureThreshold": 1,
-                        "timeoutSeconds": 1,
-                    },
-                }
-            ],
-        }
-    )
-    return spec
+    return {**template_spec, **pod_spec(image, probe_port=PROBE_PORT)}
 
 
 def real_scaleset(world: World, **kwargs: Any) -> dict[str, Any]:

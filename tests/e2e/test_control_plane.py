@@ -353,7 +353,10 @@ def test_patch_to_bad_image_then_back_to_good_recovers(pods: Pods) -> None:
     pod = pods.wait("flip", _waiting("ImagePullBackOff"), "ImagePullBackOff")
     main = _main(pod)
     assert main is not None
-    assert main.image == BAD
+    # As a real kubelet reports it: the status keeps the image of the container it replaced,
+    # and the waiting message names the tag that failed.
+    assert main.image == GOOD
+    assert BAD in main.state.waiting.message
     assert not _ready(pod)
     assert pod.status.phase == "Running"  # it had been running; the kubelet keeps the phase
     pods.settled("flip")

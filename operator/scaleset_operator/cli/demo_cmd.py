@@ -2,7 +2,9 @@
 
 Brings up the control plane, installs the CRDs, starts the operator, creates a scale set,
 publishes a good image version (a rolling upgrade runs) and then a bad one (instances are
-rolled back and the upgrade ends Faulted), and says how to look around.
+rolled back and the upgrade ends Faulted), and says how to look around. With ``--real-nodes``
+the instances are real containers on real nodes (kubelet + containerd) and the operator runs as
+a pod installed by its chart.
 """
 
 from __future__ import annotations
@@ -22,15 +24,23 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from scaleset_operator.cli.demo_realnodes import (
+    OPERATOR_NAMESPACE,
+    RELEASE,
+    install_operator,
+    served_version,
+)
 from scaleset_operator.cli.plugin_watch import progress_view
 from scaleset_operator.k8s.client import Cluster, condition, make_api_client
 from scaleset_operator.k8s.crds import apply_crds, wait_established
 from scaleset_operator.k8s.errors import AlreadyExistsError, KubeApiError
-from scaleset_operator.localcluster import LocalCluster, LocalClusterError
+from scaleset_operator.localcluster import BinaryNotFoundError, LocalCluster, LocalClusterError
+from scaleset_operator.localcluster.realnodes import RealNodeError, pod_spec
 from scaleset_operator.models.crd import render_all
 from scaleset_operator.models.status import RollingUpgradeStatus, RunningStatusCode
 
 NAMESPACE = "demo"
+REAL_NODES = 2
 console = Console()
 
 
@@ -71,7 +81,7 @@ def _publish(cluster: Cluster, version: str, image: str) -> None:
     _say(f"published ImageVersion {version} ({image})")
 
 
-def _scaleset(capacity: int) -> dict[str, Any]:
+def _scaleset(capacity: int, real: bool) -> dict[str, Any]:
     return {
         "apiVersion": "scaleset.dev/v1alpha1",
         "kind": "ScaleSet",
@@ -93,11 +103,13 @@ def _scaleset(capacity: int) -> dict[str, Any]:
                     "enableCrossZoneUpgrade": True,
                     "pauseTimeBetweenBatches": "PT1S",
                 },
-                "healthTimeout": "PT10S",
+                "healthTimeout": "PT30S" if real else "PT10S",
             },
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "os", "image": "set-by-the-operator"}]},
+                "spec": pod_spec("set-by-the-operator")
+                if real
+                else {"containers": [{"name": "os", "image": "set-by-the-operator"}]},
             },
             "volumeClaimTemplates": [
                 {
@@ -110,6 +122,17 @@ def _scaleset(capacity: int) -> dict[str, Any]:
             ],
         },
     }
+
+
+def _images(registry: str | None) -> tuple[str, str, str]:
+    """The three versions' images: real test images on real nodes, else simulated ones."""
+    if registry:
+        return (f"{registry}/app:v1", f"{registry}/app:v2", f"{registry}/app:bad-3")
+    return (
+        "registry.example/webos:1.0.0",
+        "registry.example/webos:1.1.0",
+        "registry.example/webos:bad-1.2.0",
+    )
 
 
 def _get(cluster: Cluster) -> dict[str, Any]:
@@ -132,19 +155,31 @@ def _start_time(rolling_upgrade: dict[str, Any] | None) -> str | None:
     return str(start) if start is not None else None
 
 
-def _instances_table(cluster: Cluster) -> Table:
+def _instances_table(cluster: Cluster, real: bool = False) -> Table:
     table = Table(title="instances", title_justify="left")
-    for col in ("instance", "node", "image", "ready"):
+    columns = ["instance", "node", "image", "ready"]
+    if real:
+        columns += ["pod IP", "restarts", "serves"]
+    for col in columns:
         table.add_column(col)
     for pod in sorted(cluster.list_pods(NAMESPACE, "scaleset.dev/scaleset=web"), key=_instance_id):
         spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
         containers = spec.get("containers") or [{}]
-        table.add_row(
+        row = [
             (pod.get("metadata") or {}).get("name") or "-",
             spec.get("nodeName") or "-",
             containers[0].get("image") or "-",
             "yes" if condition(pod, "Ready") == "True" else "no",
-        )
+        ]
+        if real:
+            statuses = status.get("containerStatuses") or [{}]
+            row += [
+                str(status.get("podIP") or "-"),
+                str(statuses[0].get("restartCount", "-")),
+                served_version(status.get("podIP")),
+            ]
+        table.add_row(*row)
     return table
 
 
@@ -218,22 +253,36 @@ def _start_operator(
     is_flag=True,
     help="Leave the cluster and the operator running afterwards, for exploring.",
 )
-def demo(directory: Path, capacity: int, keep: bool) -> None:
+@click.option(
+    "--real-nodes",
+    "real",
+    is_flag=True,
+    help="Run the instances as real containers on two real nodes (kubelet + containerd; "
+    "needs root), and the operator as a pod installed by its Helm chart.",
+)
+def demo(directory: Path, capacity: int, keep: bool, real: bool) -> None:
     """Run the whole story live: an automatic OS upgrade, then a bad image rolled back.
 
     \b
     Examples:
-      scaleset-operator demo            # about a minute, cleans up after itself
-      scaleset-operator demo --keep     # then: export KUBECONFIG=.cluster/kubeconfig
+      scaleset-operator demo               # about a minute, cleans up after itself
+      scaleset-operator demo --keep        # then: export KUBECONFIG=.cluster/kubeconfig
+      scaleset-operator demo --real-nodes  # real containers, the operator from its chart
     """
-    local = LocalCluster(directory, log=lambda m: console.print(f"   [dim]{m}[/]"))
+    local = LocalCluster(
+        directory,
+        real_nodes=REAL_NODES if real else 0,
+        zones=REAL_NODES if real else 3,
+        log=lambda m: console.print(f"   [dim]{m}[/]"),
+    )
+    extra = f" and {REAL_NODES} real nodes (kubelet + containerd)" if real else ""
     _say(
         f"starting a local control plane in {directory}/ (etcd, kube-apiserver, "
-        "controller-manager, scheduler, kwok)"
+        f"controller-manager, scheduler, kwok){extra}"
     )
     try:
-        local.up()
-    except LocalClusterError as exc:
+        local.up(timeout=600)
+    except (LocalClusterError, BinaryNotFoundError, RealNodeError) as exc:
         raise click.ClickException(str(exc)) from exc
     operator: subprocess.Popen[bytes] | None = None
     try:
@@ -241,37 +290,50 @@ def demo(directory: Path, capacity: int, keep: bool) -> None:
         _say("installing the ScaleSet and ImageVersion CRDs")
         _install_crds(cluster)
         metrics_port = _free_port()
-        operator = _start_operator(directory, local.kubeconfig_path, metrics_port)
-        _say(f"operator started (pid {operator.pid}), log: {directory}/logs/operator.log")
+        if real:
+            _say(
+                "building the operator's image from this checkout and installing its chart "
+                f"into the namespace {OPERATOR_NAMESPACE} (Pod Security: restricted)"
+            )
+            pod = install_operator(local, cluster, lambda m: console.print(f"   [dim]{m}[/]"))
+            _say(f"operator pod {OPERATOR_NAMESPACE}/{pod} is Ready on a real node")
+        else:
+            operator = _start_operator(directory, local.kubeconfig_path, metrics_port)
+            _say(f"operator started (pid {operator.pid}), log: {directory}/logs/operator.log")
         with contextlib.suppress(AlreadyExistsError):
             cluster.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
-        _publish(cluster, "1.0.0", "registry.example/webos:1.0.0")
+        images = _images(local.registry if real else None)
+        _publish(cluster, "1.0.0", images[0])
         with contextlib.suppress(AlreadyExistsError):
             cluster.request(
                 "POST",
                 f"/apis/scaleset.dev/v1alpha1/namespaces/{NAMESPACE}/scalesets",
-                body=_scaleset(capacity),
+                body=_scaleset(capacity, real),
             )
+        probe = "an HTTP readiness probe" if real else "readiness"
         _say(
             f"created ScaleSet demo/web: {capacity} instances, automatic OS upgrades on, "
-            "20 % per batch, health timeout 10 s"
+            f"20 % per batch, health by {probe}"
         )
         _wait(
             f"waiting for {capacity} healthy instances",
             lambda: (_get(cluster).get("status") or {}).get("readyInstances") == capacity,
+            timeout=300,
         )
-        console.print(_instances_table(cluster))
+        console.print(_instances_table(cluster, real))
 
         before = (_get(cluster).get("status") or {}).get("rollingUpgrade") or {}
-        _publish(cluster, "1.1.0", "registry.example/webos:1.1.0")
+        _publish(cluster, "1.1.0", images[1])
         _say("the platform starts a rolling OS upgrade after a 2 s delay:")
         status = _follow_upgrade(cluster, _start_time(before))
         _say(f"upgrade {status['rollingUpgrade']['runningStatus']['code']}: all instances on 1.1.0")
-        console.print(_instances_table(cluster))
+        if real:
+            _say("same pods, same IPs: each container was restarted in place on the new image")
+        console.print(_instances_table(cluster, real))
 
         before = status["rollingUpgrade"]
-        _publish(cluster, "1.2.0", "registry.example/webos:bad-1.2.0")
-        _say("1.2.0 is a bad image (never pulls): watch the batch fail and roll back")
+        _publish(cluster, "1.2.0", images[2])
+        _say("1.2.0 is a bad image (its tag was never pushed): watch it fail and roll back")
         status = _follow_upgrade(cluster, _start_time(before))
         entry = (status.get("osUpgradeHistory") or [{}])[0]
         _say("the newest history entry, in Azure's shape:")
@@ -280,16 +342,21 @@ def demo(directory: Path, capacity: int, keep: bool) -> None:
             "waiting for rolled-back instances to be healthy again",
             lambda: (_get(cluster).get("status") or {}).get("readyInstances") == capacity,
         )
-        console.print(_instances_table(cluster))
+        console.print(_instances_table(cluster, real))
         _say("look around:")
         kc = local.kubeconfig_path
+        metrics = (
+            f"  kubectl -n {OPERATOR_NAMESPACE} logs deploy/{RELEASE}\n  kubectl get nodes -o wide"
+            if real
+            else f"  curl -s localhost:{metrics_port}/metrics | grep ^scaleset_"
+        )
         console.print(
             f"  export KUBECONFIG={kc} PATH={Path(sys.executable).parent}:$PATH\n"
             f"  kubectl -n {NAMESPACE} get vmss\n"
             f"  kubectl scaleset -n {NAMESPACE} get-os-upgrade-history web\n"
             f"  kubectl scaleset -n {NAMESPACE} get web\n"
             f"  kubectl -n {NAMESPACE} get events --sort-by=.lastTimestamp\n"
-            f"  curl -s localhost:{metrics_port}/metrics | grep ^scaleset_"
+            f"{metrics}"
         )
     except KubeApiError as exc:
         raise click.ClickException(f"the API server refused: {exc}") from exc

@@ -210,6 +210,30 @@ def resolve_node_binaries(*, build_missing: bool = True) -> NodeBinaries:
     )
 
 
+def pod_spec(image: str, *, probe_port: int = 8080) -> dict[str, Any]:
+    """A pod spec for the real nodes running one of the test images: the node selector and
+    toleration that let it there, and an HTTP readiness probe on the image's /ready."""
+    return {
+        "nodeSelector": {"type": NODE_TYPE_LABEL},
+        "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+        # The test server stops at once on SIGTERM; 2 s bounds an image switch all the same.
+        "terminationGracePeriodSeconds": 2,
+        "containers": [
+            {
+                "name": "os",
+                "image": image,
+                "ports": [{"containerPort": probe_port, "name": "http"}],
+                "readinessProbe": {
+                    "httpGet": {"path": "/ready", "port": probe_port},
+                    "periodSeconds": 1,
+                    "failureThreshold": 1,
+                    "timeoutSeconds": 1,
+                },
+            }
+        ],
+    }
+
+
 # -- network ------------------------------------------------------------------------------------
 
 
