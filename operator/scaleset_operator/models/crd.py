@@ -106,7 +106,6 @@ def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
     elif not node:
         return {"x-kubernetes-preserve-unknown-fields": True}
     for key in (
-        "description",
         "enum",
         "minimum",
         "maximum",
@@ -130,10 +129,15 @@ def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
             # The expression alone would accept the empty designators `P` and `PT`.
             rule += " && self != 'P' && !self.endsWith('T')"
         out["x-kubernetes-validations"] = [{"rule": rule, "message": _PATTERN_MESSAGES[pattern]}]
+    if "description" in node:
+        # Right after the type, so the YAML reads like `kubectl explain`; a docstring's line
+        # breaks would show in `kubectl explain` as blank lines, so the text is unwrapped.
+        head = {"type": out.pop("type")} if "type" in out else {}
+        out = {**head, "description": " ".join(node["description"].split()), **out}
     return out
 
 
-def _pod_template_schema() -> Schema:
+def _pod_template_schema(description: str) -> Schema:
     """Open schema for the pod template, with just enough structure for CEL to see the
     containers (CEL cannot look inside a field that only preserves unknown fields)."""
     container = {
@@ -141,28 +145,37 @@ def _pod_template_schema() -> Schema:
         "x-kubernetes-preserve-unknown-fields": True,
         "required": ["name"],
         "properties": {
-            "name": {"type": "string", "maxLength": 63},
-            "image": {"type": "string", "maxLength": 1024},
+            "name": {"type": "string", "description": "Container name.", "maxLength": 63},
+            "image": {
+                "type": "string",
+                "description": "Container image; the OS container's is set from imageReference.",
+                "maxLength": 1024,
+            },
         },
     }
     return {
         "type": "object",
-        "description": "Pod template of every instance (Azure's virtualMachineProfile). The OS "
-        "container's image is set by the operator from imageReference.",
+        "description": description,
         "required": ["spec"],
         "properties": {
-            "metadata": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            "metadata": {
+                "type": "object",
+                "description": "Labels and annotations of every instance's pod.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
             "spec": {
                 "type": "object",
+                "description": "Pod spec of every instance.",
                 "x-kubernetes-preserve-unknown-fields": True,
                 "required": ["containers"],
                 "properties": {
                     "containers": {
                         "type": "array",
+                        "description": "The instance's containers, 1 to 32; one of them is "
+                        "the OS container (osContainerName).",
                         "minItems": 1,
                         "maxItems": 32,
                         "items": container,
-                        "description": "At least one container: the OS container.",
                     }
                 },
             },
@@ -234,7 +247,7 @@ def scaleset_crd() -> Schema:
             },
         ],
     )
-    props["template"] = _pod_template_schema()
+    props["template"] = _pod_template_schema(props["template"]["description"])
     _add_rules(
         spec,
         [
@@ -254,6 +267,7 @@ def scaleset_crd() -> Schema:
     return _crd(
         plural=scaleset.PLURAL,
         kind=scaleset.KIND,
+        description=scaleset.DESCRIPTION,
         scope="Namespaced",
         short_names=["vmss"],
         spec=spec,
@@ -290,6 +304,7 @@ def imageversion_crd() -> Schema:
     return _crd(
         plural=imageversion.PLURAL,
         kind=imageversion.KIND,
+        description=imageversion.DESCRIPTION,
         scope="Cluster",
         short_names=["imgver"],
         spec=spec,
@@ -311,6 +326,7 @@ def _crd(
     *,
     plural: str,
     kind: str,
+    description: str,
     scope: str,
     short_names: list[str],
     spec: Schema,
@@ -336,6 +352,7 @@ def _crd(
         "schema": {
             "openAPIV3Schema": {
                 "type": "object",
+                "description": description,
                 "required": ["spec"],
                 "properties": properties,
             }

@@ -1,4 +1,7 @@
-"""The ScaleSet resource: spec (the scale set model and its upgrade policy) and status."""
+"""The ScaleSet resource: spec (the scale set model and its upgrade policy) and status.
+
+Field descriptions here become the CRD's OpenAPI descriptions (`kubectl explain vmss.spec…`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,11 @@ VERSION = "v1alpha1"
 PLURAL = "scalesets"
 KIND = "ScaleSet"
 LATEST = "latest"
+DESCRIPTION = (
+    "A group of identical instances (pods) made from one model, whose OS image is upgraded in "
+    "rolling batches, on its own when a newer version is published: the Kubernetes "
+    "counterpart of an Azure virtual machine scale set."
+)
 
 
 class UpgradeMode(StrEnum):
@@ -24,17 +32,49 @@ class UpgradeMode(StrEnum):
 
 
 class ImageReference(ApiModel):
-    """A platform image (publisher/offer/sku) or a gallery image (gallery/image), plus a version."""
+    """The OS image of every instance: a platform image (publisher, offer, sku) or a gallery
+    image (gallery, image), plus a version. Only sku and version may change after creation."""
 
-    publisher: str | None = Field(default=None, min_length=1, max_length=253)
-    offer: str | None = Field(default=None, min_length=1, max_length=253)
-    sku: str | None = Field(default=None, min_length=1, max_length=253)
-    gallery: str | None = Field(default=None, min_length=1, max_length=253)
-    image: str | None = Field(default=None, min_length=1, max_length=253)
+    publisher: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Platform image: who publishes it. Goes with offer and sku, never with "
+        "gallery. Fixed after creation.",
+    )
+    offer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Platform image: the publisher's product, a family of related images. "
+        "Fixed after creation.",
+    )
+    sku: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Platform image: the edition of the offer, such as a major release. May "
+        "change, but only by a user: automatic upgrades never switch sku.",
+    )
+    gallery: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Gallery image: the gallery that holds the image definition. Goes with "
+        "image, never with publisher, offer or sku. Fixed after creation.",
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Gallery image: the image definition inside the gallery. Fixed after creation.",
+    )
     version: str = Field(
         default=LATEST,
         pattern=r"^(latest|[0-9]{1,9}(\.[0-9]{1,9}){0,3})$",
-        description="`latest` or an exact dotted numeric version such as 1.2.3.",
+        description="`latest` (default) or an exact dotted numeric version such as 1.2.3. "
+        "`latest` is resolved at creation and when sku changes; after that only OS upgrades "
+        "move it. Must be `latest` when automatic OS upgrades are enabled.",
     )
 
     @property
@@ -58,21 +98,79 @@ class ImageReference(ApiModel):
 
 
 class AutomaticOSUpgradePolicy(ApiModel):
-    enable_automatic_os_upgrade: bool = Field(default=False, alias="enableAutomaticOSUpgrade")
-    disable_automatic_rollback: bool = False
+    """Whether the platform moves instances to a newer OS image version on its own."""
+
+    enable_automatic_os_upgrade: bool = Field(
+        default=False,
+        alias="enableAutomaticOSUpgrade",
+        description="When true, publishing a newer `latest` version starts a rolling OS "
+        "upgrade by itself (startedBy Platform). Needs imageReference.version `latest`. "
+        "Default false.",
+    )
+    disable_automatic_rollback: bool = Field(
+        default=False,
+        description="When true, an instance that fails an automatic OS upgrade stays on the "
+        "new image instead of getting its previous one back. Default false. Upgrades a user "
+        "starts never roll back.",
+    )
 
 
 class RollingUpgradePolicy(ApiModel):
-    """Azure's rolling upgrade knobs, with Azure's defaults."""
+    """How a rolling upgrade proceeds, with Azure's ranges and defaults. OS image upgrades use
+    every knob; model changes in Rolling mode use the batch size."""
 
-    max_batch_instance_percent: int = Field(default=20, ge=5, le=100)
-    max_unhealthy_instance_percent: int = Field(default=20, ge=5, le=100)
-    max_unhealthy_upgraded_instance_percent: int = Field(default=20, ge=0, le=100)
-    pause_time_between_batches: str = Field(default="PT0S", pattern=ISO8601_DURATION)
-    prioritize_unhealthy_instances: bool = False
-    enable_cross_zone_upgrade: bool = False
-    max_surge: bool = False
-    rollback_failed_instances_on_policy_breach: bool = False
+    max_batch_instance_percent: int = Field(
+        default=20,
+        ge=5,
+        le=100,
+        description="Largest share of all instances upgraded together in one batch, 5 to 100, "
+        "default 20. A batch holds at least one instance and may be smaller so the unhealthy "
+        "limit holds. Not above maxUnhealthyInstancePercent.",
+    )
+    max_unhealthy_instance_percent: int = Field(
+        default=20,
+        ge=5,
+        le=100,
+        description="Largest share of all instances that may be unhealthy at once, for any "
+        "reason, 5 to 100, default 20. Checked before the upgrade starts and before each batch: "
+        "above it the upgrade does not start, or stops.",
+    )
+    max_unhealthy_upgraded_instance_percent: int = Field(
+        default=20,
+        ge=0,
+        le=100,
+        description="Largest share of the instances upgraded so far that may turn out "
+        "unhealthy, 0 to 100, default 20. Checked after each batch: above it the upgrade is "
+        "aborted (Faulted).",
+    )
+    pause_time_between_batches: str = Field(
+        default="PT0S",
+        pattern=ISO8601_DURATION,
+        description="Wait between the end of one batch and the start of the next, an ISO 8601 "
+        "duration such as PT30S. Default PT0S: no pause.",
+    )
+    prioritize_unhealthy_instances: bool = Field(
+        default=False,
+        description="When true, unhealthy instances go into the first batches, ahead of the "
+        "healthy ones. Default false.",
+    )
+    enable_cross_zone_upgrade: bool = Field(
+        default=False,
+        description="When true, a batch may mix instances of several zones (the node label "
+        "topology.kubernetes.io/zone). Default false: each batch stays in one zone.",
+    )
+    max_surge: bool = Field(
+        default=False,
+        description="When true, each batch first creates new instances on the new image and "
+        "removes the old ones only once their replacements are healthy, instead of upgrading "
+        "in place. Default false.",
+    )
+    rollback_failed_instances_on_policy_breach: bool = Field(
+        default=False,
+        description="When true and the upgrade aborts because a limit above was exceeded, "
+        "every instance that failed its upgrade is also put back on its previous image. "
+        "Default false.",
+    )
 
 
 TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -92,29 +190,45 @@ class MaintenanceWindow(ApiModel):
     """A recurring time (UTC) in which platform upgrades may start."""
 
     days: list[Weekday] = Field(
-        default_factory=list, max_length=7, description="Days it opens on; empty: every day."
+        default_factory=list,
+        max_length=7,
+        description="Weekdays it opens on, Monday to Sunday; empty: every day.",
     )
     start: str = Field(pattern=TIME_OF_DAY, description="Opening time, HH:MM in UTC.")
-    duration: str = Field(pattern=ISO8601_DURATION, description="How long it stays open.")
+    duration: str = Field(
+        pattern=ISO8601_DURATION,
+        description="How long it stays open, an ISO 8601 duration such as PT4H. An upgrade "
+        "that began inside goes on after the window closes.",
+    )
 
 
 class AutomaticUpgradeSchedule(ApiModel):
-    """When platform (automatic) OS upgrades may begin; user-started ones ignore it."""
+    """When platform (automatic) OS upgrades may begin; user-started ones ignore it. An
+    addition to Azure's API."""
 
     minimum_image_age: str = Field(
         default="PT0S",
         pattern=ISO8601_DURATION,
-        description="A version is adopted only this long after it was published.",
+        description="A version is adopted only this long after it was published (its "
+        "publishedDate, else its creation), an ISO 8601 duration. Default PT0S.",
     )
     maintenance_windows: list[MaintenanceWindow] | None = Field(
         default=None,
         max_length=16,
-        description="Platform upgrades start only inside one of these; empty: any time.",
+        description="Platform upgrades start only inside one of these, at most 16; "
+        "empty: any time.",
     )
 
 
 class UpgradePolicy(ApiModel):
-    mode: UpgradeMode = UpgradeMode.MANUAL
+    """How changes of the model reach the instances, and how OS image upgrades run."""
+
+    mode: UpgradeMode = Field(
+        default=UpgradeMode.MANUAL,
+        description="How model changes (template, data disks, sku, a pinned version) reach "
+        "the instances. Manual (default): only when a user updates them. Rolling: in batches "
+        "of maxBatchInstancePercent. Automatic: all at once. OS image upgrades run in any mode.",
+    )
     automatic_os_upgrade_policy: AutomaticOSUpgradePolicy = Field(
         default_factory=AutomaticOSUpgradePolicy, alias="automaticOSUpgradePolicy"
     )
@@ -125,7 +239,9 @@ class UpgradePolicy(ApiModel):
     health_timeout: str = Field(
         default="PT5M",
         pattern=ISO8601_DURATION,
-        description="How long an upgraded instance may take to become healthy (Azure: 5 min).",
+        description="How long an upgraded instance may take to become healthy on its new "
+        "image before it counts as failed, an ISO 8601 duration. Default PT5M, the 5 minutes "
+        "Azure uses.",
     )
 
 
@@ -138,27 +254,65 @@ class HealthSource(StrEnum):
 class HealthProbe(ApiModel):
     """Where an instance's health comes from; by default the pod's Ready condition."""
 
-    source: HealthSource = HealthSource.POD_READY
+    source: HealthSource = Field(
+        default=HealthSource.POD_READY,
+        description="PodReady (default): the pod's Ready condition. LoadBalancer: ready in "
+        "the EndpointSlices of serviceName, like Azure's load balancer probe. "
+        "ApplicationHealth: a condition the instance sets itself, like Azure's Application "
+        "Health extension.",
+    )
     service_name: str | None = Field(
-        default=None, description="LoadBalancer: the Service whose EndpointSlices list the pod."
+        default=None,
+        description="LoadBalancer: the Service whose EndpointSlices list the pod. Required "
+        "with that source.",
     )
     condition_type: str | None = Field(
         default=None,
-        description="ApplicationHealth: the readiness-gate condition the instance sets itself.",
+        description="ApplicationHealth: the readiness-gate condition the instance sets "
+        "itself. Required with that source.",
     )
     grace_period: str = Field(
         default="PT0S",
         pattern=ISO8601_DURATION,
-        description="Time after (re)start during which an unready instance is Initializing.",
+        description="Time after an instance (re)starts during which being unready counts as "
+        "Initializing, not unhealthy; an ISO 8601 duration. Default PT0S.",
     )
 
 
 class ScaleSetSpec(ApiModel):
-    capacity: int = Field(default=1, ge=0, le=10000)
-    location: str = Field(min_length=1, max_length=63)
+    """The scale set model: how many instances, where, on which image, and how changes and
+    OS image upgrades reach them."""
+
+    capacity: int = Field(
+        default=1,
+        ge=0,
+        le=10000,
+        description="Number of instances wanted, 0 to 10000, default 1. Also the scale "
+        "subresource's replicas, so `kubectl scale vmss/NAME --replicas=N` works.",
+    )
+    location: str = Field(
+        min_length=1,
+        max_length=63,
+        description="Region the scale set lives in, such as westeurope. Only image versions "
+        "replicated to it (ImageVersion targetRegions) are used.",
+    )
     image_reference: ImageReference
     upgrade_policy: UpgradePolicy = Field(default_factory=UpgradePolicy)
     health_probe: HealthProbe = Field(default_factory=HealthProbe)
-    os_container_name: str | None = Field(default=None, min_length=1, max_length=63)
-    template: dict[str, Any]
-    volume_claim_templates: list[dict[str, Any]] = Field(default_factory=list)
+    os_container_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="The container of template.spec.containers that plays the OS disk: its "
+        "image comes from imageReference. Default: the first container.",
+    )
+    template: dict[str, Any] = Field(
+        description="Pod template of every instance (Azure's virtualMachineProfile). The "
+        "operator sets the OS container's image from imageReference; init containers play "
+        "the extensions, run in order."
+    )
+    volume_claim_templates: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="PersistentVolumeClaim templates, as in a StatefulSet: the data disks. "
+        "Each instance gets its own claims, kept through upgrades, rollbacks and restarts.",
+    )

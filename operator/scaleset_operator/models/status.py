@@ -2,6 +2,7 @@
 
 `rollingUpgrade` and `osUpgradeHistory` carry exactly Azure's fields (SPEC section 3);
 `upgradeRun` is where the controller keeps what it needs to resume after a crash.
+Field descriptions here become the CRD's OpenAPI descriptions (`kubectl explain vmss.status…`).
 """
 
 from __future__ import annotations
@@ -37,92 +38,186 @@ class ErrorCode(StrEnum):
     TIMEOUT = "RollingUpgradeTimeoutError"
 
 
+_STAMP = "(RFC 3339, UTC)"
+_CODE = "RollingForward while it runs, then Completed, Cancelled or Faulted."
+
+
 class ApiErrorBase(ApiModel):
-    code: str | None = None
-    target: str | None = None
-    message: str | None = None
+    """One detail of an error, in Azure's error shape."""
+
+    code: str | None = Field(default=None, description="Short machine-readable error code.")
+    target: str | None = Field(
+        default=None, description="What the error is about, such as one instance."
+    )
+    message: str | None = Field(default=None, description="Explanation for people.")
 
 
 class InnerError(ApiModel):
-    exceptiontype: str | None = None
-    errordetail: str | None = None
+    """Low-level detail behind an error, in Azure's shape (field names all lower case)."""
+
+    exceptiontype: str | None = Field(default=None, description="Kind of the underlying failure.")
+    errordetail: str | None = Field(
+        default=None, description="Full text of the underlying failure."
+    )
 
 
 class ApiError(ApiModel):
-    code: str | None = None
-    target: str | None = None
-    message: str | None = None
-    details: list[ApiErrorBase] | None = None
+    """An error in Azure's shape: a code, what it concerns, a message and optional details."""
+
+    code: str | None = Field(
+        default=None,
+        description="Azure's error code, such as "
+        "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade.",
+    )
+    target: str | None = Field(
+        default=None, description="What the error is about: the scale set or an instance."
+    )
+    message: str | None = Field(default=None, description="Explanation for people.")
+    details: list[ApiErrorBase] | None = Field(
+        default=None, description="The errors behind this one, such as one per failed instance."
+    )
     innererror: InnerError | None = None
 
 
 class Progress(ApiModel):
-    successful_instance_count: int = 0
-    failed_instance_count: int = 0
-    in_progress_instance_count: int = 0
-    pending_instance_count: int = 0
+    """How many instances are in each upgrade state."""
+
+    successful_instance_count: int = Field(
+        default=0, description="Instances upgraded and healthy on the new image."
+    )
+    failed_instance_count: int = Field(
+        default=0,
+        description="Instances that did not become healthy on the new image in time, "
+        "whether rolled back or not.",
+    )
+    in_progress_instance_count: int = Field(
+        default=0, description="Instances of the current batch that are still being upgraded."
+    )
+    pending_instance_count: int = Field(
+        default=0,
+        description="Instances the upgrade has not reached yet; once it has ended, those it "
+        "never reached.",
+    )
 
 
 class RollingRunningStatus(ApiModel):
-    code: RunningStatusCode
-    start_time: str | None = None
-    last_action: str | None = None
-    last_action_time: str | None = None
+    """Where the upgrade stands."""
+
+    code: RunningStatusCode = Field(description=_CODE)
+    start_time: str | None = Field(default=None, description=f"When it started {_STAMP}.")
+    last_action: str | None = Field(
+        default=None, description="The last action taken on it: Start or Cancel."
+    )
+    last_action_time: str | None = Field(
+        default=None, description=f"When lastAction happened {_STAMP}."
+    )
 
 
 class HistoryRunningStatus(ApiModel):
-    code: RunningStatusCode
-    start_time: str | None = None
-    end_time: str | None = None
+    """How the attempt went, and when."""
+
+    code: RunningStatusCode = Field(description=_CODE)
+    start_time: str | None = Field(default=None, description=f"When it started {_STAMP}.")
+    end_time: str | None = Field(
+        default=None, description=f"When it ended {_STAMP}; absent while it runs."
+    )
 
 
 class TargetImageReference(ApiModel):
-    """Azure's ImageReference; gallery images are written as an `id` path."""
+    """The image version the upgrade moved to, as an Azure image reference; a gallery image
+    is written as an `id` path instead of publisher, offer and sku."""
 
-    id: str | None = None
-    publisher: str | None = None
-    offer: str | None = None
-    sku: str | None = None
-    version: str | None = None
-    exact_version: str | None = None
+    id: str | None = Field(
+        default=None,
+        description="Gallery image: galleries/GALLERY/images/IMAGE/versions/VERSION.",
+    )
+    publisher: str | None = Field(default=None, description="Platform image: its publisher.")
+    offer: str | None = Field(default=None, description="Platform image: its offer.")
+    sku: str | None = Field(default=None, description="Platform image: its sku.")
+    version: str | None = Field(default=None, description="The exact target version.")
+    exact_version: str | None = Field(
+        default=None,
+        description="Azure's exact version for a reference that says `latest`; not written "
+        "here, since version is always exact.",
+    )
 
 
 class RollbackInfo(ApiModel):
-    successfully_rolledback_instance_count: int = 0
-    failed_rolledback_instance_count: int = 0
-    rollback_error: ApiError | None = None
+    """Instances put back on their previous image after failing the upgrade."""
+
+    successfully_rolledback_instance_count: int = Field(
+        default=0, description="Instances healthy again on their previous image."
+    )
+    failed_rolledback_instance_count: int = Field(
+        default=0, description="Instances that did not recover on their previous image in time."
+    )
+    rollback_error: ApiError | None = Field(
+        default=None, description="Why some rollbacks failed; absent when all succeeded."
+    )
 
 
 class RollingUpgradeStatus(ApiModel):
-    """`status.rollingUpgrade`: the shape of Azure's rollingUpgrades/latest `properties`."""
+    """The current or latest OS upgrade, shaped like the `properties` of Azure's
+    rollingUpgrades/latest answer."""
 
-    policy: RollingUpgradePolicy | None = None
+    policy: RollingUpgradePolicy | None = Field(
+        default=None, description="The rolling upgrade policy this upgrade runs with."
+    )
     running_status: RollingRunningStatus | None = None
     progress: Progress | None = None
-    error: ApiError | None = None
+    error: ApiError | None = Field(
+        default=None,
+        description="Why the upgrade faulted, or which instances failed; absent when all "
+        "went well.",
+    )
 
 
 class HistoryEntry(ApiModel):
-    """One `status.osUpgradeHistory` item: Azure's history `properties` object."""
+    """One OS upgrade attempt, shaped like the `properties` of an entry of Azure's OS
+    upgrade history."""
 
     running_status: HistoryRunningStatus | None = None
     progress: Progress | None = None
-    error: ApiError | None = None
-    started_by: StartedBy | None = None
+    error: ApiError | None = Field(
+        default=None,
+        description="Why the upgrade faulted, or which instances failed; absent when all "
+        "went well.",
+    )
+    started_by: StartedBy | None = Field(
+        default=None,
+        description="Who started it: Platform (an automatic OS upgrade), User, or Unknown.",
+    )
     target_image_reference: TargetImageReference | None = None
-    rollback_info: RollbackInfo | None = None
+    rollback_info: RollbackInfo | None = Field(
+        default=None,
+        description="Rollback of the instances that failed; absent when rollback was off "
+        "(a user-started upgrade, or disableAutomaticRollback) and nothing was rolled back.",
+    )
 
 
 class ResolvedImage(ApiModel):
-    """An image reference pinned to one catalog entry: what instances of the model run."""
+    """An image reference pinned to one catalog entry (ImageVersion)."""
 
-    publisher: str | None = None
-    offer: str | None = None
-    sku: str | None = None
-    gallery: str | None = None
-    image: str | None = None
-    version: str
-    container_image: str
+    publisher: str | None = Field(
+        default=None, description="Platform image publisher; absent for a gallery image."
+    )
+    offer: str | None = Field(
+        default=None, description="Platform image offer; absent for a gallery image."
+    )
+    sku: str | None = Field(
+        default=None, description="Platform image sku; absent for a gallery image."
+    )
+    gallery: str | None = Field(
+        default=None, description="Gallery of a gallery image; absent for a platform image."
+    )
+    image: str | None = Field(
+        default=None,
+        description="Image definition of a gallery image; absent for a platform image.",
+    )
+    version: str = Field(description="The exact version picked from the catalog.")
+    container_image: str = Field(
+        description="The container image of that version (the ImageVersion's spec.image)."
+    )
 
     @property
     def family(self) -> str:
@@ -150,72 +245,192 @@ class ResolvedImage(ApiModel):
 
 
 class Batch(ApiModel):
-    number: int
-    instance_ids: list[int]
-    zone: str | None = None
-    started_at: str
-    surge_ids: list[int] | None = None
+    """One batch of an OS upgrade, or of the rollback after a policy breach."""
+
+    number: int = Field(description="Batch number, counted from 1.")
+    instance_ids: list[int] = Field(description="Ids of the instances in the batch.")
+    zone: str | None = Field(
+        default=None,
+        description="The one zone the batch stays in; absent with enableCrossZoneUpgrade or "
+        "when nodes have no zone.",
+    )
+    started_at: str = Field(description=f"When the batch started {_STAMP}.")
+    surge_ids: list[int] | None = Field(
+        default=None,
+        description="maxSurge: ids of the new instances, in the order of the instanceIds "
+        "they replace.",
+    )
 
 
 class UpgradeRun(ApiModel):
-    """The controller's memory of the current or last OS upgrade; instance ids, not counts,
-    so that replaying a step after a crash never counts an instance twice."""
+    """The operator's own record of the current or last OS upgrade, from which it resumes
+    after a restart. It keeps instance ids, not counts, so that replaying a step after a crash
+    never counts an instance twice. Not part of Azure's API."""
 
-    started_by: StartedBy
-    start_time: str
-    target: ResolvedImage
-    previous: ResolvedImage | None = None
-    code: RunningStatusCode = RunningStatusCode.ROLLING_FORWARD
-    end_time: str | None = None
-    last_action: str = "Start"
-    last_action_time: str | None = None
-    automatic_rollback: bool = True
-    policy: RollingUpgradePolicy = Field(default_factory=RollingUpgradePolicy)
-    batch: Batch | None = None
-    batches_done: int = 0
-    last_batch_end: str | None = None
-    succeeded: list[int] = Field(default_factory=list)
-    failed: list[int] = Field(default_factory=list)
-    rolled_back: list[int] = Field(default_factory=list)
-    rollback_failed: list[int] = Field(default_factory=list)
-    rolling_back: list[int] = Field(default_factory=list)
-    failure_reasons: dict[str, str] = Field(default_factory=dict)
-    stop_reason: ApiError | None = None
-    error: ApiError | None = None
+    started_by: StartedBy = Field(description="Platform (automatic) or User.")
+    start_time: str = Field(
+        description=f"When the run started {_STAMP}; pods upgraded by it carry this time too."
+    )
+    target: ResolvedImage = Field(description="The image version the run moves instances to.")
+    previous: ResolvedImage | None = Field(
+        default=None,
+        description="The model image before the run: where failed instances go back to, and "
+        "the model image again if the run faults.",
+    )
+    code: RunningStatusCode = Field(default=RunningStatusCode.ROLLING_FORWARD, description=_CODE)
+    end_time: str | None = Field(default=None, description=f"When the run ended {_STAMP}.")
+    last_action: str = Field(
+        default="Start",
+        description="Start, or Cancel once a user cancels: the run then ends before the next "
+        "batch.",
+    )
+    last_action_time: str | None = Field(
+        default=None, description=f"When lastAction happened {_STAMP}."
+    )
+    automatic_rollback: bool = Field(
+        default=True,
+        description="Whether failed instances go back to their previous image: true for a "
+        "platform upgrade unless disableAutomaticRollback, false when a user started it.",
+    )
+    policy: RollingUpgradePolicy = Field(
+        default_factory=RollingUpgradePolicy,
+        description="The spec's rolling upgrade policy when the run started; later edits do "
+        "not change a running upgrade.",
+    )
+    batch: Batch | None = Field(
+        default=None, description="The batch in flight; absent between batches."
+    )
+    batches_done: int = Field(default=0, description="Batches finished so far.")
+    last_batch_end: str | None = Field(
+        default=None,
+        description=f"When the last batch finished {_STAMP}; the next one waits "
+        "pauseTimeBetweenBatches from then.",
+    )
+    succeeded: list[int] = Field(
+        default_factory=list, description="Ids of the instances upgraded and healthy on the target."
+    )
+    failed: list[int] = Field(
+        default_factory=list,
+        description="Ids of the instances that did not become healthy in time.",
+    )
+    rolled_back: list[int] = Field(
+        default_factory=list,
+        description="Ids of failed instances healthy again on their old image.",
+    )
+    rollback_failed: list[int] = Field(
+        default_factory=list,
+        description="Ids of failed instances that did not recover on their old image.",
+    )
+    rolling_back: list[int] = Field(
+        default_factory=list,
+        description="Ids of failed instances going back to their old image now.",
+    )
+    failure_reasons: dict[str, str] = Field(
+        default_factory=dict,
+        description="Why each failed instance failed, by instance id, such as "
+        "ImagePullBackOff or HealthTimeout (...).",
+    )
+    stop_reason: ApiError | None = Field(
+        default=None,
+        description="The limit that was exceeded; the run ends Faulted once the instances in "
+        "flight settle.",
+    )
+    error: ApiError | None = Field(
+        default=None, description="The error the run ended with, if any."
+    )
 
 
 class Condition(ApiModel):
-    type: str
-    status: str
-    reason: str
-    message: str = ""
-    last_transition_time: str
-    observed_generation: int | None = None
+    """A standard Kubernetes status condition."""
+
+    type: str = Field(description="Ready, ImageResolved, Upgrading or UpgradeFaulted.")
+    status: str = Field(description="True, False or Unknown.")
+    reason: str = Field(description="Why, in one CamelCase word.")
+    message: str = Field(default="", description="Details for people.")
+    last_transition_time: str = Field(description=f"When status last changed {_STAMP}.")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this condition was computed from."
+    )
 
 
 class PendingUpgrade(ApiModel):
     """A newer version seen by the platform, waiting out the configured delay."""
 
-    version: str
-    detected_at: str
+    version: str = Field(description="The newer version.")
+    detected_at: str = Field(
+        description=f"When it was first seen {_STAMP}; the operator's upgrade delay counts "
+        "from then."
+    )
 
 
 class ScaleSetStatus(ApiModel):
-    observed_generation: int | None = None
-    capacity: int = 0
-    selector: str | None = None
-    ready_instances: int = 0
-    latest_model_instances: int = 0
-    protected_instances: int = 0
-    model_image: ResolvedImage | None = None
-    model_hash: str | None = None
-    current_image_version: str | None = None
-    upgrade_state: str | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    """What the operator observed and decided; only the operator writes it."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status was computed from."
+    )
+    capacity: int = Field(
+        default=0,
+        description="Instances that exist and are not being deleted (the scale subresource's "
+        "replicas).",
+    )
+    selector: str | None = Field(
+        default=None,
+        description="Label selector of the scale set's pods, for the scale subresource.",
+    )
+    ready_instances: int = Field(default=0, description="Instances healthy by spec.healthProbe.")
+    latest_model_instances: int = Field(
+        default=0,
+        description="Instances on the latest model, template and image (Azure's "
+        "latestModelApplied).",
+    )
+    protected_instances: int = Field(
+        default=0,
+        description="Instances protected from scale set actions (pod annotation "
+        "scaleset.dev/protect-from-scale-set-actions): never upgraded or scaled in.",
+    )
+    model_image: ResolvedImage | None = Field(
+        default=None,
+        description="The image version the model stands at: what new and recreated "
+        "instances get. Moves to the target when an OS upgrade starts.",
+    )
+    model_hash: str | None = Field(
+        default=None,
+        description="Hash of the model apart from the OS image (template, volume claim "
+        "templates, OS container); an instance with another hash is out of date.",
+    )
+    current_image_version: str | None = Field(
+        default=None, description="The version of modelImage."
+    )
+    upgrade_state: str | None = Field(
+        default=None,
+        description="Code of the current or last OS upgrade: RollingForward, Completed, "
+        "Cancelled or Faulted; absent before the first.",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Standard conditions: Ready, ImageResolved, Upgrading, UpgradeFaulted.",
+    )
     rolling_upgrade: RollingUpgradeStatus | None = None
-    os_upgrade_history: list[HistoryEntry] = Field(default_factory=list)
+    os_upgrade_history: list[HistoryEntry] = Field(
+        default_factory=list,
+        description="The latest OS upgrade attempts, newest first; five by default, as Azure "
+        "keeps.",
+    )
     upgrade_run: UpgradeRun | None = None
     pending_upgrade: PendingUpgrade | None = None
-    faulted_versions: list[str] = Field(default_factory=list)
-    handled_requests: list[str] = Field(default_factory=list)
-    returning_instances: list[int] = Field(default_factory=list)
+    faulted_versions: list[str] = Field(
+        default_factory=list,
+        description="Quarantined versions: their OS upgrade ended Faulted, so `latest` skips "
+        "them until a user clears them (kubectl scaleset quarantine clear). The last 20.",
+    )
+    handled_requests: list[str] = Field(
+        default_factory=list,
+        description="Ids of the user requests (annotations the kubectl plugin writes) already "
+        "carried out, so none runs twice. The last 20.",
+    )
+    returning_instances: list[int] = Field(
+        default_factory=list,
+        description="Ids of deleted or failed instances that come back under the same id, "
+        "with the same data disks, once their old pod is gone.",
+    )
