@@ -44,6 +44,7 @@ from scaleset_operator.models.status import (
 )
 from scaleset_operator.planner.actions import EmitEvent
 from scaleset_operator.planner.health import FAIL_FAST_REASONS
+from scaleset_operator.planner.refusal import is_refusal
 from scaleset_operator.planner.timefmt import parse_stamp
 
 __all__ = [
@@ -56,12 +57,15 @@ __all__ = [
 
 # Outcomes of an OS upgrade run. Azure reports a run whose failed instances stayed within the
 # budget as Completed with RollingUpgradeInProgressWithFailedUpgradedVMs; for change failure
-# rate that run is a failed change, so it gets an outcome of its own.
+# rate that run is a failed change, so it gets an outcome of its own. A start refused at the
+# pre-start gate is Faulted in Azure's terms but changed nothing: it is no failed change
+# either, and gets an outcome of its own too.
 COMPLETED = "completed"
 COMPLETED_WITH_FAILURES = "completed_with_failures"
 FAULTED = "faulted"
 CANCELLED = "cancelled"
-OUTCOMES = (COMPLETED, COMPLETED_WITH_FAILURES, FAULTED, CANCELLED)
+REFUSED = "refused"
+OUTCOMES = (COMPLETED, COMPLETED_WITH_FAILURES, FAULTED, CANCELLED, REFUSED)
 
 # Why an upgraded instance failed: the planner fails an instance either at the end of the
 # health window or at once on a fail-fast reason. Anything else is grouped, which keeps the
@@ -111,6 +115,8 @@ def cause_of(reason: str | None) -> str:
 
 def outcome_of(run: UpgradeRun) -> str | None:
     """None while the run is still rolling forward."""
+    if is_refusal(run):
+        return REFUSED
     if run.code is RunningStatusCode.FAULTED:
         return FAULTED
     if run.code is RunningStatusCode.CANCELLED:

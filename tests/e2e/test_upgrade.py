@@ -97,6 +97,41 @@ def test_pre_start_gate_refuses_when_too_many_are_unhealthy(world: World) -> Non
     assert "1.1.0" not in " ".join(world.images().values())
 
 
+def test_refused_start_is_retried_once_the_set_is_healthy(world: World) -> None:
+    """A health blip at publish time: the start is refused and recorded, the version is not
+    quarantined, and the platform upgrades to it once the instances are healthy again."""
+    world.publish("1.0.0")
+    world.create(world.scaleset_body(capacity=5))
+    world.wait_ready(capacity=5)
+    blip = ("web-0", "web-1")  # 40 % unhealthy, above the 20 % allowed
+    for pod in blip:
+        world.set_image(pod, "example.test/os:unready-1")
+    eventually(lambda: world.status().get("readyInstances") == 3, 30, what="2 unready")
+
+    world.publish("1.1.0")
+    status = world.wait_upgrade_code("Faulted")
+    refusal = _history(world)[0]
+    assert refusal["error"]["code"] == "MaxUnhealthyInstancePercentExceededBeforeRollingUpgrade"
+    assert "the platform tries 1.1.0 again at" in refusal["error"]["message"]
+    assert not status.get("faultedVersions")
+    assert status["pendingUpgrade"]["version"] == "1.1.0"
+    faulted = next(c for c in status["conditions"] if c["type"] == "UpgradeFaulted")
+    assert faulted["reason"] == "MaxUnhealthyInstancePercentExceededBeforeRollingUpgrade"
+    assert faulted["message"] == refusal["error"]["message"]
+
+    for pod in blip:
+        world.set_image(pod, "example.test/os:1.0.0")
+    status = world.wait_upgrade_code("Completed", timeout=60)
+    history = _history(world)
+    runs = [(h["targetImageReference"]["version"], h["runningStatus"]["code"]) for h in history]
+    assert runs == [("1.1.0", "Completed"), ("1.1.0", "Faulted")]
+    assert history[1]["error"]["code"] == refusal["error"]["code"]
+    assert history[0]["progress"]["successfulInstanceCount"] == 5
+    assert set(world.images().values()) == {"example.test/os:1.1.0"}
+    assert not status.get("faultedVersions")
+    assert not status.get("pendingUpgrade")
+
+
 def test_disruption_mid_upgrade_stops_after_the_batch(world: World) -> None:
     world.publish("1.0.0")
     world.create(world.scaleset_body(rolling={"pauseTimeBetweenBatches": "PT4S"}))

@@ -25,8 +25,10 @@ from scaleset_operator.metrics import (
 )
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.status import (
+    ApiError,
     Batch,
     Condition,
+    ErrorCode,
     PendingUpgrade,
     Progress,
     ResolvedImage,
@@ -436,6 +438,24 @@ def test_run_that_faults_before_any_patch_has_no_publish_latency(
     assert value(registry, "scaleset_publish_to_first_patch_seconds_count", **ours()) == 0
     assert value(registry, "scaleset_upgrades_total", **ours(outcome="faulted")) == 1
     assert value(registry, "scaleset_upgrade_duration_seconds_sum", **ours(outcome="faulted")) == 0
+
+
+def test_a_start_refused_at_the_pre_start_gate_is_no_failed_change(
+    metrics: OperatorMetrics, registry: CollectorRegistry
+) -> None:
+    metrics.observe(NS, NAME, status(), FOUR_OLD, capacity=4)
+    gate = ApiError(code=ErrorCode.UNHEALTHY_BEFORE.value, message="2 of 4 instances unhealthy")
+    refused = run(code=RunningStatusCode.FAULTED, end_time=at(10), error=gate)
+    metrics.observe(NS, NAME, status(refused), FOUR_OLD, capacity=4)
+    # The platform tries again later: a second refusal is a second ended run.
+    again = run(code=RunningStatusCode.FAULTED, start_time=at(20), end_time=at(20), error=gate)
+    metrics.observe(NS, NAME, status(again), FOUR_OLD, capacity=4)
+
+    assert value(registry, "scaleset_upgrades_total", **ours(outcome="refused")) == 2
+    assert value(registry, "scaleset_upgrades_total", **ours(outcome="faulted")) == 0
+    per_version = "scaleset_image_version_upgrades_total"
+    assert value(registry, per_version, image=FAMILY, version="1.1.0", outcome="refused") == 2
+    assert value(registry, per_version, image=FAMILY, version="1.1.0", outcome="faulted") == 0
 
 
 def test_run_started_and_ended_between_observations_counts_once(

@@ -24,6 +24,7 @@ from scaleset_operator.planner.batches import batch_size, exceeds, percent_of
 from scaleset_operator.planner.health import counts_as_unhealthy, verdict
 from scaleset_operator.planner.observed import Observed, Plan, PlannerSettings
 from scaleset_operator.planner.plan import plan
+from scaleset_operator.planner.refusal import is_refusal, is_refusal_entry
 from tests.unit.simworld import FINISHED, Sim, World, spec_of, version_entry
 
 HEALTH_TIMEOUT = 4  # seconds; small so that examples stay fast
@@ -130,6 +131,9 @@ def check_pass(case: Case, obs: Observed, result: Plan) -> None:
     assert len(history) <= 5
     starts = [h.running_status.start_time or "" for h in history if h.running_status]
     assert starts == sorted(starts, reverse=True)
+    # Retried refusals replace each other: at most one entry per refused version.
+    refused = [h.target_image_reference for h in history if is_refusal_entry(h)]
+    assert len({r.version for r in refused if r}) == len(refused)
     if run is None:
         assert not any(isinstance(a, SetInstanceImage) for a in result.actions)
         return
@@ -254,7 +258,15 @@ def check_end(case: Case, sim: Sim) -> None:
     if run.error is not None and run.error.code == ErrorCode.UPGRADED_UNHEALTHY.value:
         upgraded = len(run.succeeded) + len(run.failed)
         assert exceeds(len(run.failed), upgraded, policy.max_unhealthy_upgraded_instance_percent)
-    if run.code is RunningStatusCode.FAULTED and run.started_by is StartedBy.PLATFORM:
+    if is_refusal(run):
+        # Refused at the pre-start gate: nothing touched, no verdict on the version, which
+        # stays pending for the platform to try again.
+        assert set(sim.world.tags().values()) == {"1.0.0"}
+        assert sim.status.faulted_versions == []
+        if run.started_by is StartedBy.PLATFORM:
+            assert sim.status.pending_upgrade is not None
+            assert sim.status.pending_upgrade.version == "1.1.0"
+    elif run.code is RunningStatusCode.FAULTED and run.started_by is StartedBy.PLATFORM:
         assert sim.status.faulted_versions == ["1.1.0"]
     if case.tag == "1.1.0" and not case.disrupted:
         assert run.code is RunningStatusCode.COMPLETED

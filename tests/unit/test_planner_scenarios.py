@@ -483,6 +483,77 @@ def test_pre_start_gate_refuses_an_unhealthy_scale_set() -> None:
     assert sim.world.on("1.0.0") == list(range(10))
 
 
+def test_a_refused_start_is_retried_with_back_off_and_completes_once_healthy() -> None:
+    """A refusal touched nothing: no quarantine; the platform tries the same version again,
+    waiting longer each time, and one history entry stands for all the refusals."""
+    sim = settled(10)
+    sim.world.disrupted |= {3, 4, 5}
+    sim.tick()
+    sim.publish(version_entry("1.1.0"))
+    refused = until_started(sim)
+    first = sim.now - timedelta(seconds=1)
+    assert seen(refused).code == "Faulted"
+    assert seen(refused).sets == []
+    assert refused.status.faulted_versions == []
+    assert refused.status.pending_upgrade is not None
+    assert refused.status.pending_upgrade.version == "1.1.0"
+    assert refused.requeue_after == pytest.approx(5)  # woken for the retry, not by chance
+    condition = next(c for c in refused.status.conditions if c.type == UPGRADE_FAULTED)
+    assert condition.reason == ErrorCode.UNHEALTHY_BEFORE.value
+    assert f"tries 1.1.0 again at {stamp(first + timedelta(seconds=5))}" in condition.message
+
+    # Still unhealthy: each retry is refused again, and the waits double.
+    retries = []
+    for _ in range(40):
+        plan = sim.step()
+        if "RollingUpgradeStarted" in seen(plan).events:
+            assert seen(plan).code == "Faulted"
+            retries.append(sim.now - timedelta(seconds=1))
+    gaps = [(b - a).total_seconds() for a, b in zip([first, *retries], retries, strict=False)]
+    assert gaps == [5, 10, 20]
+    (entry,) = sim.status.os_upgrade_history
+    assert entry.error is not None
+    assert entry.error.code == ErrorCode.UNHEALTHY_BEFORE.value
+    assert entry.running_status is not None
+    assert entry.running_status.start_time == stamp(retries[-1])
+    assert sim.world.on("1.0.0") == list(range(10))
+
+    # Healthy again: the next retry upgrades the same version to the end.
+    sim.world.disrupted.clear()
+    until_started(sim, limit=60)
+    finish(sim)
+    assert sim.code is RunningStatusCode.COMPLETED
+    assert sim.world.on("1.1.0") == list(range(10))
+    done, refusal = sim.status.os_upgrade_history
+    assert done.target_image_reference is not None
+    assert done.target_image_reference.version == "1.1.0"
+    assert done.error is None
+    assert refusal.error is not None
+    assert refusal.error.code == ErrorCode.UNHEALTHY_BEFORE.value
+    assert sim.status.faulted_versions == []
+    assert sim.status.pending_upgrade is None
+
+
+def test_a_refused_user_start_is_not_quarantined_either() -> None:
+    sim = settled(10, automatic=False)
+    sim.world.disrupted |= {3, 4, 5}
+    sim.tick()
+    sim.publish(version_entry("1.1.0"))
+    sim.request("start")
+    refused = sim.step()
+    assert seen(refused).code == "Faulted"
+    assert refused.status.faulted_versions == []
+    # Automatic upgrades are off: nobody retries on their own, and nothing says one is due.
+    assert refused.status.pending_upgrade is None
+    run = refused.status.upgrade_run
+    assert run is not None
+    assert run.error is not None
+    assert (run.error.message or "").endswith("nothing was upgraded")
+    sim.world.disrupted.clear()
+    for _ in range(20):
+        assert "RollingUpgradeStarted" not in seen(sim.step()).events
+
+
 def test_pre_start_gate_allows_exactly_the_budget() -> None:
     sim = settled(10)
     sim.world.disrupted |= {3, 4}  # 20 %: not above the limit
@@ -511,6 +582,124 @@ def test_external_disruption_mid_upgrade_stops_after_the_current_batch() -> None
     assert entry.error.code == ErrorCode.UNHEALTHY_DURING.value
     assert sim.world.on("1.1.0") == [0, 1, 2, 3]
     assert sim.world.on("1.0.0") == [4, 5, 6, 7, 8, 9]
+
+
+def test_instances_that_pass_and_then_fail_count_towards_the_upgraded_budget() -> None:
+    """Azure stops when too many upgraded instances *become* unhealthy: instances of the first
+    batch that go unready while the third is in flight count, though they passed their check."""
+    sim = settled(10)
+    sim.publish(version_entry("1.1.0"))
+    until_started(sim)
+    assert seen(sim.step()).batch == [2, 3]
+    assert seen(sim.step()).batch == [4, 5]
+    sim.world.disrupted |= {0, 1}  # 20 % of the set: within maxUnhealthyInstancePercent
+    sim.tick(0)
+    stopped = sim.step()
+    got = seen(stopped)
+    assert got.code == "Faulted"
+    assert got.sets == []
+    assert got.progress == (6, 0, 0, 4)
+    entry = stopped.status.os_upgrade_history[0]
+    assert entry.error is not None
+    assert entry.error.code == ErrorCode.UPGRADED_UNHEALTHY.value
+    assert (entry.error.message or "").startswith(
+        "2 of 6 upgraded instances are unhealthy (2 of them after passing their health check)"
+    )
+    assert [(d.target, d.code, d.message) for d in entry.error.details or []] == [
+        ("instance 0", "NotReady", "NotReady after passing its health check on 1.1.0"),
+        ("instance 1", "NotReady", "NotReady after passing its health check on 1.1.0"),
+    ]
+    assert stopped.status.faulted_versions == ["1.1.0"]
+    # They did run the new image healthily: counted as upgraded, not rolled back.
+    assert sim.world.on("1.1.0") == [0, 1, 2, 3, 4, 5]
+    assert sim.world.on("1.0.0") == [6, 7, 8, 9]
+
+
+def test_cause_of_every_failed_instance_when_completed_with_failures() -> None:
+    sim = settled(10, health_timeout="PT10S", rolling={"maxUnhealthyUpgradedInstancePercent": 50})
+    sim.world.disrupted.add(3)
+    sim.tick()
+    sim.publish(version_entry("1.1.0"))
+    finish(sim, advance=2)
+    assert sim.code is RunningStatusCode.COMPLETED
+    error = sim.status.os_upgrade_history[0].error
+    assert error is not None
+    assert error.code == ErrorCode.FAILED_UPGRADED_VMS.value
+    assert [(d.target, d.code, d.message) for d in error.details or []] == [
+        (
+            "instance 3",
+            "HealthTimeout",
+            "HealthTimeout (NotReady); rolled back to 1.0.0, still unhealthy there",
+        )
+    ]
+
+
+def test_cause_of_every_failed_instance_when_cancelled() -> None:
+    sim = settled(10, rolling={"maxUnhealthyUpgradedInstancePercent": 100})
+    sim.publish(version_entry("1.1.0", "crash-1.1.0"))
+    until_started(sim)
+    sim.request("cancel")
+    finish(sim)
+    assert sim.code is RunningStatusCode.CANCELLED
+    (entry,) = sim.status.os_upgrade_history
+    assert entry.running_status is not None
+    assert entry.running_status.code is RunningStatusCode.CANCELLED
+    assert entry.error is not None
+    assert entry.error.code == ErrorCode.FAILED_UPGRADED_VMS.value
+    assert entry.error.message == "cancelled after 2 instance(s) failed to upgrade"
+    assert [(d.target, d.code, d.message) for d in entry.error.details or []] == [
+        ("instance 0", "CrashLoopBackOff", "CrashLoopBackOff; rolled back to 1.0.0"),
+        ("instance 1", "CrashLoopBackOff", "CrashLoopBackOff; rolled back to 1.0.0"),
+    ]
+    assert sim.world.on("1.0.0") == list(range(10))
+
+
+def test_cause_and_real_rollback_version_of_every_instance_when_faulted() -> None:
+    """Instances on different versions go back to their own: the rollback annotation and the
+    history name the version each one really returned to, not the run's previous model."""
+    everything = {"maxBatchInstancePercent": 100, "maxUnhealthyInstancePercent": 100}
+    sim = settled(2, health_timeout="PT10S", rolling=everything)
+    sim.world.protected.add(1)  # left on 1.0.0 by the upgrade to 1.1.0
+    sim.publish(version_entry("1.1.0"))
+    finish(sim)
+    sim.world.protected.clear()
+    assert sim.world.tags() == {0: "1.1.0", 1: "1.0.0"}
+    sim.publish(version_entry("1.2.0", "unready-1.2.0"))
+    until_started(sim)
+    rollbacks: dict[str, str] = {}
+    for _ in range(30):
+        plan = sim.step()
+        for action in plan.actions:
+            mark = action.upgrade if isinstance(action, SetInstanceImage) else None
+            if mark is not None and mark.phase is UpgradePhase.ROLLING_BACK:
+                rollbacks[action.name] = action.image_urn
+        if sim.code in FINISHED:
+            break
+    assert sim.code is RunningStatusCode.FAULTED
+    family = "Canonical:ubuntu-24_04-lts:server"
+    assert rollbacks == {"web-0": f"{family}:1.1.0", "web-1": f"{family}:1.0.0"}
+    assert sim.world.tags() == {0: "1.1.0", 1: "1.0.0"}
+    entry = sim.status.os_upgrade_history[0]
+    assert entry.error is not None
+    assert entry.error.code == ErrorCode.UPGRADED_UNHEALTHY.value
+    assert [(d.target, d.code, d.message) for d in entry.error.details or []] == [
+        ("instance 0", "HealthTimeout", "HealthTimeout (NotReady); rolled back to 1.1.0"),
+        ("instance 1", "HealthTimeout", "HealthTimeout (NotReady); rolled back to 1.0.0"),
+    ]
+
+
+def test_a_user_start_names_where_failed_instances_were_left() -> None:
+    sim = settled(10, automatic=False)
+    sim.publish(version_entry("1.1.0", "bad-1.1.0"))
+    sim.request("start")
+    finish(sim)
+    assert sim.code is RunningStatusCode.FAULTED
+    error = sim.status.os_upgrade_history[0].error
+    assert error is not None
+    assert [(d.target, d.code, d.message) for d in error.details or []] == [
+        ("instance 0", "ImagePullBackOff", "ImagePullBackOff; left on 1.1.0"),
+        ("instance 1", "ImagePullBackOff", "ImagePullBackOff; left on 1.1.0"),
+    ]
 
 
 def test_cancel_ends_the_run_once_the_in_flight_batch_settles() -> None:
@@ -721,6 +910,30 @@ def test_rollback_failed_instances_on_policy_breach() -> None:
     assert entry.rollback_info.successfully_rolledback_instance_count == 2
     assert entry.error is not None
     assert entry.error.code == ErrorCode.UPGRADED_UNHEALTHY.value
+
+
+def test_breach_rollbacks_are_named_in_the_details_while_and_after_they_run() -> None:
+    sim = settled(
+        10, disable_rollback=True, rolling={"rollbackFailedInstancesOnPolicyBreach": True}
+    )
+    sim.publish(version_entry("1.1.0", "bad-1.1.0"))
+    until_started(sim)
+    breach = sim.step()
+    rolling = breach.status.rolling_upgrade
+    assert rolling is not None
+    assert rolling.error is not None
+    assert [d.message for d in rolling.error.details or []] == [
+        "ImagePullBackOff; rolling back to 1.0.0",
+        "ImagePullBackOff; rolling back to 1.0.0",
+    ]
+    sim.step()
+    assert sim.code is RunningStatusCode.FAULTED
+    error = sim.status.os_upgrade_history[0].error
+    assert error is not None
+    assert [(d.target, d.message) for d in error.details or []] == [
+        ("instance 0", "ImagePullBackOff; rolled back to 1.0.0"),
+        ("instance 1", "ImagePullBackOff; rolled back to 1.0.0"),
+    ]
 
 
 # --- the scale set model ---------------------------------------------------------------------

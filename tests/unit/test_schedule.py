@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from scaleset_operator.models.scaleset import AutomaticUpgradeSchedule, ScaleSetSpec
+from scaleset_operator.planner.refusal import RETRY_FLOOR, retry_at
 from scaleset_operator.planner.schedule import window_state
 from scaleset_operator.planner.timefmt import stamp
 from tests.unit.simworld import Sim, version_entry
@@ -86,3 +87,19 @@ def test_a_user_start_ignores_the_schedule() -> None:
     sim.publish(version_entry("1.1.0"))
     sim.request("start")
     assert _started(sim, 2, 1)
+
+
+def test_retries_of_a_refused_start_back_off_from_the_delay_to_ten_minutes() -> None:
+    detected = MONDAY_3AM
+    delay = timedelta(seconds=30)
+    refused = detected + delay
+    waits = []
+    for _ in range(8):
+        again = retry_at(refused, detected, delay)
+        waits.append((again - refused).total_seconds())
+        refused = again
+    assert waits == [30, 60, 120, 240, 480, 600, 600, 600]
+    # A zero delay is not a retry on every pass; a delay above the cap is kept.
+    assert retry_at(detected, detected, timedelta(0)) - detected == RETRY_FLOOR
+    hour = timedelta(hours=1)
+    assert retry_at(detected + hour, detected, hour) - detected == 2 * hour

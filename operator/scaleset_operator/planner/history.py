@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from scaleset_operator.models.status import (
     ApiError,
+    ApiErrorBase,
     HistoryEntry,
     HistoryRunningStatus,
     Progress,
@@ -13,6 +16,7 @@ from scaleset_operator.models.status import (
     StartedBy,
     UpgradeRun,
 )
+from scaleset_operator.planner.refusal import is_refusal, is_refusal_entry
 
 
 def progress_of(run: UpgradeRun, pending: int) -> Progress:
@@ -74,11 +78,51 @@ def history_entry(run: UpgradeRun, pending: int) -> HistoryEntry:
 def record_history(
     history: list[HistoryEntry], run: UpgradeRun, pending: int, limit: int
 ) -> list[HistoryEntry]:
-    """Newest first; the entry of the current run (same start time) is replaced in place."""
+    """Newest first; the entry of the current run (same start time) is replaced.
+
+    A refusal also replaces the earlier refusal of the same version: the platform retries
+    while the set stays unhealthy, and one entry per retry would push the real upgrades out
+    of the five Azure keeps.
+    """
     entry = history_entry(run, pending)
+    refused = is_refusal(run)
     rest = [
         h
         for h in history
-        if h.running_status is None or h.running_status.start_time != run.start_time
+        if (h.running_status is None or h.running_status.start_time != run.start_time)
+        and not (
+            refused
+            and is_refusal_entry(h)
+            and h.target_image_reference == entry.target_image_reference
+        )
     ]
     return [entry, *rest][:limit]
+
+
+def failure_details(run: UpgradeRun, back_to: Mapping[int, str | None]) -> list[ApiErrorBase]:
+    """One `error.details` item per failed instance: why it failed, and where it ended up.
+
+    `back_to` holds the version each rolled-back instance really went back to (its own
+    previous version, which need not be the run's previous model).
+    """
+    details = []
+    for iid in sorted(run.failed):
+        reason = run.failure_reasons.get(str(iid), "Unknown")
+        version = back_to.get(iid)
+        onto = f" to {version}" if version else ""
+        if iid in run.rolled_back:
+            outcome = f"rolled back{onto}"
+        elif iid in run.rollback_failed:
+            outcome = f"rolled back{onto}, still unhealthy there"
+        elif iid in run.rolling_back:
+            outcome = f"rolling back{onto}"
+        else:
+            outcome = f"left on {run.target.version}"
+        details.append(
+            ApiErrorBase(
+                code=reason.split(" ")[0],
+                target=f"instance {iid}",
+                message=f"{reason}; {outcome}",
+            )
+        )
+    return details

@@ -37,9 +37,14 @@ from scaleset_operator.planner.actions import (
 )
 from scaleset_operator.planner.batches import batch_size, exceeds, next_batch
 from scaleset_operator.planner.health import HealthVerdict, counts_as_unhealthy, verdict
-from scaleset_operator.planner.history import record_history, rolling_upgrade_status
+from scaleset_operator.planner.history import (
+    failure_details,
+    record_history,
+    rolling_upgrade_status,
+)
 from scaleset_operator.planner.model import model_hash
 from scaleset_operator.planner.observed import Observed, Plan
+from scaleset_operator.planner.refusal import is_refusal, retry_at
 from scaleset_operator.planner.schedule import platform_target, window_state
 from scaleset_operator.planner.timefmt import parse_stamp, stamp
 
@@ -507,6 +512,14 @@ def _maybe_start_platform_upgrade(work: _Pass) -> None:
             NORMAL, "NewImageVersion", f"version {entry.spec.version} published; upgrade scheduled"
         )
     due = parse_stamp(pending.detected_at) + obs.settings.automatic_upgrade_delay
+    last = status.upgrade_run
+    if (
+        last is not None
+        and last.end_time is not None
+        and is_refusal(last)
+        and last.target.version == entry.spec.version
+    ):
+        due = max(due, _retry_at(work, last.end_time, pending))
     if work.now < due:
         work.wake(due)
         return
@@ -673,10 +686,12 @@ def _settle_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> Up
     ]
     if open_members:
         return run
-    return _close_batch(work, run, batch.number)
+    return _close_batch(work, run, batch.number, live)
 
 
-def _close_batch(work: _Pass, run: UpgradeRun, number: int) -> UpgradeRun:
+def _close_batch(
+    work: _Pass, run: UpgradeRun, number: int, live: dict[int, Instance]
+) -> UpgradeRun:
     """Step 5 after every batch, in place or surge: abort above the upgraded-unhealthy share."""
     run = run.model_copy(
         update={"batch": None, "batches_done": run.batches_done + 1, "last_batch_end": work.now_s}
@@ -689,15 +704,48 @@ def _close_batch(work: _Pass, run: UpgradeRun, number: int) -> UpgradeRun:
     )
     upgraded = succeeded + failed
     limit = run.policy.max_unhealthy_upgraded_instance_percent
-    if run.stop_reason is None and exceeds(failed, upgraded, limit):
+    relapsed = _unhealthy_after_passing(work, run, live)
+    unhealthy = failed + len(relapsed)
+    if run.stop_reason is None and exceeds(unhealthy, upgraded, limit):
+        later = f" ({len(relapsed)} of them after passing their health check)" if relapsed else ""
         run = _stop(
             work,
             run,
             ErrorCode.UPGRADED_UNHEALTHY,
-            f"{failed} of {upgraded} upgraded instances are unhealthy, above "
+            f"{unhealthy} of {upgraded} upgraded instances are unhealthy{later}, above "
             f"maxUnhealthyUpgradedInstancePercent {limit}%",
+            also=relapsed,
         )
     return _finish_stopping(work, run)
+
+
+def _unhealthy_after_passing(
+    work: _Pass, run: UpgradeRun, live: dict[int, Instance]
+) -> list[ApiErrorBase]:
+    """Upgraded instances that passed their health check and are unhealthy now.
+
+    Azure stops when too many upgraded instances *become* unhealthy, so an instance that broke
+    after its check counts too. It stays counted as upgraded (it did run the new image
+    healthily) and is not rolled back: automatic rollback is for instances that never became
+    healthy. Surge runs cannot be followed this way: the instance that took over has a new id.
+    """
+    probe = work.obs.spec.health_probe
+    grace = _grace(work)
+    found = []
+    for iid in sorted(run.succeeded):
+        inst = live.get(iid)
+        if inst is None or inst.deleting or inst.os_image != run.target.container_image:
+            continue
+        v = verdict(inst, probe, work.now, since=_since(inst), grace=grace)
+        if counts_as_unhealthy(v):
+            found.append(
+                ApiErrorBase(
+                    code=v.reason,
+                    target=f"instance {iid}",
+                    message=f"{v.reason} after passing its health check on {run.target.version}",
+                )
+            )
+    return found
 
 
 def _kept_ids(work: _Pass, live: dict[int, Instance]) -> set[int]:
@@ -735,7 +783,7 @@ def _version_of(inst: Instance) -> str | None:
 
 def _roll_back(work: _Pass, run: UpgradeRun, inst: Instance, mark: UpgradeMark) -> None:
     back = mark.model_copy(update={"phase": UpgradePhase.ROLLING_BACK, "started_at": work.now_s})
-    urn = run.previous.urn if run.previous else (inst.image_urn or "")
+    urn = _urn_back(run, inst, mark)
     work.act(
         SetInstanceImage(inst.name, inst.uid, mark.previous_image, urn, back), inst.instance_id
     )
@@ -746,16 +794,59 @@ def _roll_back(work: _Pass, run: UpgradeRun, inst: Instance, mark: UpgradeMark) 
     )
 
 
-def _stop(work: _Pass, run: UpgradeRun, code: ErrorCode, message: str) -> UpgradeRun:
-    """A policy breach: the run ends Faulted, after optional rollback of failed instances."""
-    details = [
-        ApiErrorBase(code=reason.split(" ")[0], target=f"instance {iid}", message=reason)
-        for iid, reason in sorted(run.failure_reasons.items(), key=lambda kv: int(kv[0]))
-    ]
-    error = ApiError(
-        code=code.value, message=message, target=work.obs.name, details=details or None
-    )
-    run = run.model_copy(update={"stop_reason": error})
+def _urn_back(run: UpgradeRun, inst: Instance, mark: UpgradeMark) -> str:
+    """The urn of the version the instance really goes back to, for its annotation: its own
+    previous version, not the run's previous model, which differs when instances ran mixed
+    versions (Manual mode, instances protected during an earlier upgrade)."""
+    if mark.previous_version is not None:
+        return f"{(run.previous or run.target).family}:{mark.previous_version}"
+    return run.previous.urn if run.previous else (inst.image_urn or "")
+
+
+def _rolled_back_to(work: _Pass, run: UpgradeRun) -> dict[int, str | None]:
+    """The version each instance sent back went to, as its own upgrade mark remembers it."""
+    live = _live_instances(work.obs.instances)
+    versions: dict[int, str | None] = {}
+    for iid in (*run.rolled_back, *run.rollback_failed, *run.rolling_back):
+        inst = live.get(iid)
+        if inst is None:
+            continue
+        mark = _mark(run, inst)
+        # A surge run never touched the old instance: its own version is where it stayed.
+        own = mark.previous_version if mark is not None else None
+        versions[iid] = own or _version_of(inst)
+    return versions
+
+
+def _with_causes(work: _Pass, run: UpgradeRun, error: ApiError | None) -> ApiError | None:
+    """Every failed instance's cause in `error.details`, whatever ended the run; details that
+    name other instances (those unhealthy after passing) are kept."""
+    causes = failure_details(run, _rolled_back_to(work, run))
+    if not causes:
+        return error
+    if error is None:
+        # A cancel leaves no error of its own; Azure's code for a run with failed instances
+        # says what the user should look at.
+        error = ApiError(
+            code=ErrorCode.FAILED_UPGRADED_VMS.value,
+            message=f"cancelled after {len(run.failed)} instance(s) failed to upgrade",
+            target=work.obs.name,
+        )
+    named = {d.target for d in causes}
+    others = [d for d in error.details or [] if d.target not in named]
+    return error.model_copy(update={"details": [*causes, *others]})
+
+
+def _stop(
+    work: _Pass,
+    run: UpgradeRun,
+    code: ErrorCode,
+    message: str,
+    *,
+    also: list[ApiErrorBase] | None = None,
+) -> UpgradeRun:
+    """A policy breach: the run ends Faulted, after optional rollback of failed instances.
+    `also`: details of instances that are not failed but count towards the breach."""
     work.event(WARNING, "RollingUpgradeFaulted", f"{code.value}: {message}")
     if run.policy.rollback_failed_instances_on_policy_breach:
         rolling_back = list(run.rolling_back)
@@ -778,7 +869,9 @@ def _stop(work: _Pass, run: UpgradeRun, code: ErrorCode, message: str) -> Upgrad
                     )
                 }
             )
-    return run
+    # After the rollbacks above, so that the details say where those instances are going.
+    base = ApiError(code=code.value, message=message, target=work.obs.name, details=also or None)
+    return run.model_copy(update={"stop_reason": _with_causes(work, run, base)})
 
 
 def _finish_stopping(work: _Pass, run: UpgradeRun) -> UpgradeRun:
@@ -790,23 +883,30 @@ def _finish_stopping(work: _Pass, run: UpgradeRun) -> UpgradeRun:
 def _end(
     work: _Pass, run: UpgradeRun, code: RunningStatusCode, error: ApiError | None
 ) -> UpgradeRun:
-    update: dict[str, object] = {
-        "code": code,
-        "end_time": work.now_s,
-        "error": error,
-        "batch": None,
-    }
+    ended = run.model_copy(
+        update={
+            "code": code,
+            "end_time": work.now_s,
+            "error": _with_causes(work, run, error),
+            "batch": None,
+        }
+    )
     status_update: dict[str, object] = {}
-    if code is RunningStatusCode.FAULTED:
-        # Not retried automatically, even when refused at the pre-start gate: retrying on a
-        # timer would fill the five-entry history with refusals. A newer version or a user
-        # start moves on.
+    if is_refusal(ended):
+        # It touched nothing, so it is no verdict on the version: quarantining it would let a
+        # health blip at publish time block a good version for good. It stays pending and
+        # the platform tries it again after a back-off.
+        pending = _pending_after_refusal(work, run)
+        status_update["pending_upgrade"] = pending
+        if pending is not None:
+            work.wake(_retry_at(work, work.now_s, pending))
+    elif code is RunningStatusCode.FAULTED:
         faulted = [v for v in work.status.faulted_versions if v != run.target.version]
         status_update["faulted_versions"] = [*faulted, run.target.version][-_FAULTED_MEMORY:]
-        if run.previous is not None:
-            # New instances must not get an image whose upgrade just faulted.
-            status_update["model_image"] = run.previous
-            status_update["current_image_version"] = run.previous.version
+    if code is RunningStatusCode.FAULTED and run.previous is not None:
+        # New instances must not get an image whose upgrade faulted or never began.
+        status_update["model_image"] = run.previous
+        status_update["current_image_version"] = run.previous.version
     if status_update:
         work.status = work.status.model_copy(update=status_update)
     kind = WARNING if code is RunningStatusCode.FAULTED else NORMAL
@@ -816,7 +916,38 @@ def _end(
         f"OS upgrade to {run.target.urn} {code.value.lower()}: {len(run.succeeded)} upgraded, "
         f"{len(run.failed)} failed, {len(run.rolled_back)} rolled back",
     )
-    return run.model_copy(update=update)
+    return ended
+
+
+def _pending_after_refusal(work: _Pass, run: UpgradeRun) -> PendingUpgrade | None:
+    """What is pending once a start was refused: whatever was pending before it (a refusal
+    changed nothing), else the refused platform version, detected when the run started."""
+    before = work.obs.status.pending_upgrade
+    if before is not None:
+        return before
+    if run.started_by is StartedBy.PLATFORM:
+        return PendingUpgrade(version=run.target.version, detected_at=run.start_time)
+    return None
+
+
+def _retry_at(work: _Pass, refused_at: str, pending: PendingUpgrade) -> datetime:
+    return retry_at(
+        parse_stamp(refused_at),
+        parse_stamp(pending.detected_at),
+        work.obs.settings.automatic_upgrade_delay,
+    )
+
+
+def _refusal_note(work: _Pass, run: UpgradeRun) -> str:
+    """Status says why nothing happens and when the platform tries again."""
+    pending = _pending_after_refusal(work, run)
+    if pending is None:
+        return "; nothing was upgraded"
+    at = _retry_at(work, work.now_s, pending)
+    return (
+        f"; nothing was upgraded, and the platform tries {pending.version} again at "
+        f"{stamp(at)} at the earliest"
+    )
 
 
 def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) -> UpgradeRun:
@@ -879,6 +1010,8 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
             f"{unhealthy} of {total} instances are unhealthy, above maxUnhealthyInstancePercent "
             f"{policy.max_unhealthy_instance_percent}%"
         )
+        if code is ErrorCode.UNHEALTHY_BEFORE:
+            message += _refusal_note(work, run)
         run = _stop(work, run, code, message)
         return _finish_stopping(work, run)
     candidates = [
@@ -1129,7 +1262,7 @@ def _settle_surge_batch(work: _Pass, run: UpgradeRun, live: dict[int, Instance])
     _tidy_surges(work, run)
     if open_pairs:
         return run
-    return _close_batch(work, run, batch.number)
+    return _close_batch(work, run, batch.number, live)
 
 
 def _tidy_surges(work: _Pass, run: UpgradeRun | None = None) -> None:
