@@ -9,15 +9,17 @@ previous container back.
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from kubernetes import client
 
-from scaleset_operator.localcluster import LocalCluster
+from scaleset_operator.localcluster import LocalCluster, find_binary
 from scaleset_operator.localcluster.realnodes import TAINT_KEY
 from tests.e2e.realnode_support import os_status, real_scaleset, served_version
-from tests.e2e.support import World
+from tests.e2e.support import REPO, World
 
 pytestmark = pytest.mark.realnodes
 
@@ -163,3 +165,28 @@ def test_crashing_version_fails_fast_and_rolls_back(real_nodes: LocalCluster, wo
     assert entry["rollbackInfo"]["failedRolledbackInstanceCount"] == 0
     world.wait_ready(capacity=2, timeout=60)
     assert set(world.images().values()) == {f"{registry}/app:v1"}
+
+
+def test_real_nodes_example_applies_and_upgrades(
+    real_nodes: LocalCluster, world: World, kubeconfig: Path
+) -> None:
+    text = (REPO / "examples" / "scaleset-real-nodes.yaml").read_text()
+    text = text.replace("127.0.0.1:5000", str(real_nodes.registry))
+    # ImageVersions are cluster-scoped: one name per test, under the test's own publisher.
+    text = text.replace("contoso-realos-2024-1.0.0", f"{world.publisher}-1-0-0")
+    text = text.replace("publisher: contoso", f"publisher: {world.publisher}")
+    kubectl = find_binary("kubectl")
+    assert kubectl is not None
+    subprocess.run(
+        [str(kubectl), "--kubeconfig", str(kubeconfig), "-n", world.namespace, "apply", "-f", "-"],
+        input=text,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    world.published.append(f"{world.publisher}-1-0-0")
+    world.wait_ready(capacity=4, timeout=120)
+    world.publish("1.1.0", image=f"{real_nodes.registry}/app:v2", offer="realos", sku="2024")
+    world.wait_upgrade_code("Completed", timeout=120)
+    for pod in world.pods():
+        assert served_version(pod.status.pod_ip) == "v2"
