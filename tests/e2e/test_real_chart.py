@@ -158,8 +158,10 @@ def test_operator_pod_upgrades_and_survives_its_deletion(
         core.delete_namespaced_pod(first.metadata.name, in_cluster.namespace)
 
         status = world.wait_upgrade_code("Completed", timeout=180)
-        replacement = _ready_pod(core, in_cluster)
-        assert replacement is not None
+        # The new pod may finish the upgrade before its readiness probe (every 10 s) passes.
+        replacement = eventually(
+            lambda: _ready_pod(core, in_cluster), 60, 1, "the replacement operator pod Ready"
+        )
         assert replacement.metadata.uid != first.metadata.uid
         assert status["currentImageVersion"] == "1.1.0"
         assert set(world.images().values()) == {f"{registry}/app:v2"}
