@@ -24,10 +24,7 @@ from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 
-from scaleset_operator.localcluster.binaries import K8S_VERSION, cache_root, env_var_for, repo_root
-
-CNI_VERSION = os.environ.get("CNI_VERSION", "1.10.0")
-CRANE_VERSION = os.environ.get("CRANE_VERSION", "0.22.1")
+from scaleset_operator.localcluster.binaries import env_var_for, nodebin_dir, repo_root
 
 PAUSE_IMAGE = "pause:local"
 APP_REPOSITORY = "app"
@@ -156,11 +153,6 @@ def _pairs(rest: str) -> dict[str, str]:
     if words and "=" not in words[0]:  # the legacy form: ENV KEY the value
         return {words[0]: rest.split(None, 1)[1]}
     return dict(word.split("=", 1) for word in words)
-
-
-def nodebin_dir() -> Path:
-    """The folder ``hack/testbin.sh node`` builds into (same naming rule as the script)."""
-    return cache_root() / f"nodebin-k8s{K8S_VERSION}-cni{CNI_VERSION}-crane{CRANE_VERSION}"
 
 
 def find_crane() -> Path:

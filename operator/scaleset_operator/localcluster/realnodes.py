@@ -25,454 +25,67 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
 from scaleset_operator.localcluster import processes
 from scaleset_operator.localcluster.binaries import (
-    K8S_VERSION,
-    BinaryNotFoundError,
-    build_testbin,
     cache_root,
-    env_var_for,
-    repo_root,
+    resolve_node_binaries,
 )
-from scaleset_operator.localcluster.kubeapi import ApiError, Obj
+from scaleset_operator.localcluster.kubeapi import ApiError
+from scaleset_operator.localcluster.nodeconfig import (
+    NODE_TYPE_LABEL,
+    SERVICE_BRIDGE,
+    SERVICE_IP,
+    TAINT_KEY,
+    NodeBinaries,
+    RealNode,
+    RealNodeError,
+    cni_config,
+    containerd_config,
+    kubelet_config,
+    pod_spec,
+    runc_wrapper,
+)
+from scaleset_operator.localcluster.nodehost import (
+    bridges,
+    cgroup_pids,
+    ensure_bridge,
+    ip,
+    kill,
+    make_cgroup_root,
+    pids_with_arg,
+    remove_cgroup_root,
+    unmount_all,
+)
 from scaleset_operator.localcluster.pki import MAX_REAL_NODES, real_node_name
+
+__all__ = [
+    "NODE_TYPE_LABEL",
+    "TAINT_KEY",
+    "RealNodeError",
+    "RealNodes",
+    "our_bridges",
+    "pod_spec",
+    "resolve_node_binaries",
+]
 
 if TYPE_CHECKING:
     from scaleset_operator.localcluster.cluster import LocalCluster
 
-CNI_VERSION = os.environ.get("CNI_VERSION", "1.10.0")
-CRANE_VERSION = os.environ.get("CRANE_VERSION", "0.22.1")
-
-NODE_TYPE_LABEL = "real"
-TAINT_KEY = "scaleset.dev/real-node"
-SERVICE_IP = "10.96.0.1"
-SERVICE_CIDR = "10.96.0.0/16"
-SERVICE_BRIDGE = "sssvc0"
 REGISTRY_PORT = 5000
-_DEBIAN_PACKAGES = {"containerd": "containerd", "runc": "runc", "busybox": "busybox-static"}
-_CGROUP_ROOT = "/sys/fs/cgroup"
 _OWNER_FILE = "real-nodes.owner"
 _RUN_ROOT = "/run/scaleset-operator"
 
 
-class RealNodeError(RuntimeError):
-    """Real nodes could not be set up, started or stopped."""
-
-
-@dataclass(frozen=True)
-class NodeBinaries:
-    kubelet: Path
-    cni_dir: Path
-    crane: Path
-    containerd: Path
-    shim: Path
-    runc: Path
-
-
-@dataclass(frozen=True)
-class RealNode:
-    index: int
-    zone: str
-    folder: Path
-    # Sockets live apart from the folder: a unix socket path may not exceed 104 bytes.
-    run_dir: Path
-
-    @property
-    def name(self) -> str:
-        return real_node_name(self.index)
-
-    @property
-    def bridge(self) -> str:
-        return f"ssbr{self.index}"
-
-    @property
-    def gateway(self) -> str:
-        return f"10.250.{self.index}.1"
-
-    @property
-    def subnet(self) -> str:
-        return f"10.250.{self.index}.0/24"
-
-    @property
-    def socket(self) -> Path:
-        return self.run_dir / self.name / "containerd.sock"
-
-    @property
-    def cgroup_root(self) -> str:
-        return f"scaleset-{self.name}"
-
-    @property
-    def kubelet_dir(self) -> Path:
-        # The kubelet serves sockets under its root folder (pod resources, device plugins).
-        return self.run_dir / self.name / "kubelet"
-
-
-def nodebin_dir() -> Path:
-    """The folder ``hack/testbin.sh node`` builds into (same naming rule as the script)."""
-    return cache_root() / f"nodebin-k8s{K8S_VERSION}-cni{CNI_VERSION}-crane{CRANE_VERSION}"
-
-
-def _lookup(name: str, cached: Path) -> Path | None:
-    explicit = os.environ.get(env_var_for(name))
-    if explicit:
-        if not (Path(explicit).is_file() and os.access(explicit, os.X_OK)):
-            raise BinaryNotFoundError(f"{env_var_for(name)}={explicit} is not an executable file")
-        return Path(explicit)
-    candidates = []
-    if assets := os.environ.get("KUBEBUILDER_ASSETS"):
-        candidates.append(Path(assets) / name)
-    candidates.append(cached)
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-    found = shutil.which(name)
-    return Path(found) if found else None
-
-
-def _cni_dir() -> Path | None:
-    explicit = os.environ.get("CNI_BIN_DIR")
-    for folder in (
-        Path(explicit) if explicit else None,
-        nodebin_dir() / "cni",
-        Path("/opt/cni/bin"),
-    ):
-        if folder is not None and all((folder / p).is_file() for p in ("bridge", "host-local")):
-            return folder
-    return None
-
-
-def install_packages() -> None:
-    """Installs containerd, runc and busybox-static from Debian when missing (needs root)."""
-    missing = [pkg for cmd, pkg in _DEBIAN_PACKAGES.items() if shutil.which(cmd) is None]
-    if not missing:
-        return
-    root = repo_root()
-    script = root / "hack" / "install-node-packages.sh" if root else None
-    if script is None or not script.is_file():
-        raise RealNodeError(
-            f"real nodes need the Debian packages {', '.join(missing)}: install them "
-            f"(apt-get install {' '.join(missing)})"
-        )
-    result = subprocess.run(["bash", str(script)], check=False)
-    if result.returncode != 0:
-        raise RealNodeError(f"{script} failed (exit code {result.returncode})")
-
-
-def resolve_node_binaries(*, build_missing: bool = True) -> NodeBinaries:
-    """kubelet, CNI plugins and crane (built from Go modules), containerd and runc (Debian)."""
-    if os.geteuid() != 0:
-        raise RealNodeError(
-            "real nodes need root: the kubelet and containerd mount file systems, create "
-            "network namespaces and bridges, and manage cgroups"
-        )
-    install_packages()
-    cached = nodebin_dir()
-
-    def find() -> tuple[Path | None, Path | None, Path | None]:
-        return (
-            _lookup("kubelet", cached / "kubelet"),
-            _lookup("crane", cached / "crane"),
-            _cni_dir(),
-        )
-
-    kubelet, crane, cni = find()
-    if (kubelet is None or crane is None or cni is None) and build_missing:
-        build_testbin(["node"])
-        kubelet, crane, cni = find()
-    if kubelet is None or crane is None or cni is None:
-        raise BinaryNotFoundError(
-            "kubelet, crane or the CNI plugins are missing: run `hack/testbin.sh node`, or set "
-            "TEST_ASSET_KUBELET, TEST_ASSET_CRANE and CNI_BIN_DIR"
-        )
-    system = {
-        name: shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-        for name in ("containerd", "containerd-shim-runc-v2", "runc")
-    }
-    if any(p is None for p in system.values()):
-        raise RealNodeError(f"not found after installing the Debian packages: {system}")
-    return NodeBinaries(
-        kubelet=kubelet,
-        cni_dir=cni,
-        crane=crane,
-        containerd=Path(str(system["containerd"])),
-        shim=Path(str(system["containerd-shim-runc-v2"])),
-        runc=Path(str(system["runc"])),
-    )
-
-
-def pod_spec(image: str, *, probe_port: int = 8080) -> dict[str, Any]:
-    """A pod spec for the real nodes running one of the test images: the node selector and
-    toleration that let it there, and an HTTP readiness probe on the image's /ready."""
-    return {
-        "nodeSelector": {"type": NODE_TYPE_LABEL},
-        "tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-        # The test server stops at once on SIGTERM; 2 s bounds an image switch all the same.
-        "terminationGracePeriodSeconds": 2,
-        "containers": [
-            {
-                "name": "os",
-                "image": image,
-                "ports": [{"containerPort": probe_port, "name": "http"}],
-                "readinessProbe": {
-                    "httpGet": {"path": "/ready", "port": probe_port},
-                    "periodSeconds": 1,
-                    "failureThreshold": 1,
-                    "timeoutSeconds": 1,
-                },
-            }
-        ],
-    }
-
-
-# -- network ------------------------------------------------------------------------------------
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
-    if check and result.returncode != 0:
-        raise RealNodeError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
-    return result
-
-
-def link_exists(name: str) -> bool:
-    return _ip("link", "show", name, check=False).returncode == 0
-
-
-def _ensure_bridge(name: str, address: str) -> None:
-    if not link_exists(name):
-        _ip("link", "add", name, "type", "bridge")
-    if address.split("/")[0] not in _ip("-o", "addr", "show", "dev", name).stdout:
-        _ip("addr", "add", address, "dev", name)
-    _ip("link", "set", name, "up")
-
-
 def our_bridges() -> list[str]:
-    out = _ip("-o", "link", "show", "type", "bridge", check=False).stdout
-    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
-    return [n for n in names if n == SERVICE_BRIDGE or n.startswith("ssbr")]
-
-
-# -- configuration files ------------------------------------------------------------------------
-
-
-def _containerd_config(node: RealNode, bins: NodeBinaries, registry: str) -> str:
-    base = node.folder / "containerd"
-    cri = 'plugins."io.containerd.grpc.v1.cri"'
-    return "\n".join(
-        [
-            "version = 2",
-            f'root = "{base / "root"}"',
-            f'state = "{base / "state"}"',
-            'disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", '
-            '"io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", '
-            '"io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]',
-            "[grpc]",
-            f'  address = "{node.socket}"',
-            "[ttrpc]",
-            f'  address = "{node.socket}.ttrpc"',
-            '[plugins."io.containerd.internal.v1.opt"]',
-            f'  path = "{base / "opt"}"',
-            f"[{cri}]",
-            f'  sandbox_image = "{registry}/pause:local"',
-            '  stream_server_address = "127.0.0.1"',
-            '  stream_server_port = "0"',
-            "  netns_mounts_under_state_dir = true",
-            f"[{cri}.cni]",
-            f'  bin_dir = "{bins.cni_dir}"',
-            f'  conf_dir = "{node.folder / "cni"}"',
-            f"[{cri}.containerd]",
-            '  default_runtime_name = "runc"',
-            '  snapshotter = "overlayfs"',
-            f"[{cri}.containerd.runtimes.runc]",
-            '  runtime_type = "io.containerd.runc.v2"',
-            f"[{cri}.containerd.runtimes.runc.options]",
-            f'  BinaryName = "{node.folder / "runc-wrapper"}"',
-            "  SystemdCgroup = false",
-            f'[{cri}.registry.mirrors."{registry}"]',
-            f'  endpoint = ["http://{registry}"]',
-            "",
-        ]
-    )
-
-
-def _runc_wrapper(runc: Path) -> str:
-    # The kubelet asks for oom_score_adj -998 (sandboxes) and -997 (Guaranteed pods); root here
-    # may not lower it, and runc would fail the container. Raise negative values to 0 in the
-    # bundle's config.json (containerd writes it compact) before runc reads it.
-    return (
-        "#!/bin/sh\n"
-        'bundle=""\n'
-        'prev=""\n'
-        'for arg in "$@"; do\n'
-        '  if [ "$prev" = "--bundle" ] || [ "$prev" = "-b" ]; then bundle="$arg"; fi\n'
-        '  prev="$arg"\n'
-        "done\n"
-        'if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then\n'
-        '  sed -i \'s/"oomScoreAdj":-[0-9]*/"oomScoreAdj":0/\' "$bundle/config.json"\n'
-        "fi\n"
-        f'exec {runc} "$@"\n'
-    )
-
-
-def _cni_config(node: RealNode) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": f"scaleset-{node.name}",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": node.bridge,
-                "isGateway": True,
-                # Both need iptables, and pods need no way out of this machine.
-                "ipMasq": False,
-                "hairpinMode": False,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": node.subnet, "gateway": node.gateway}]],
-                    # A route to the service network only (the API relay lives there): a pod
-                    # has no default route, so nothing it sends can leave this machine.
-                    "routes": [{"dst": SERVICE_CIDR}],
-                    "dataDir": str(node.folder / "ipam"),
-                },
-            }
-        ],
-    }
-
-
-def _kubelet_config(node: RealNode) -> dict[str, Any]:
-    low = {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"}
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        # Bound to the node's own gateway address: unique per node, reachable from the API
-        # server (logs, exec) and from nothing beyond this machine.
-        "address": node.gateway,
-        "port": 10250,
-        "readOnlyPort": 0,
-        "healthzBindAddress": node.gateway,
-        "healthzPort": 10248,
-        "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-        "authorization": {"mode": "AlwaysAllow"},
-        "failCgroupV1": False,
-        "failSwapOn": False,
-        "cgroupDriver": "cgroupfs",
-        "cgroupRoot": f"/{node.cgroup_root}",
-        "containerRuntimeEndpoint": f"unix://{node.socket}",
-        "evictionHard": low,
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "serializeImagePulls": False,
-        "registerWithTaints": [{"key": TAINT_KEY, "value": "true", "effect": "NoSchedule"}],
-        "volumePluginDir": str(node.folder / "volume-plugins"),
-        "podLogsDir": str(node.folder / "pod-logs"),
-        "shutdownGracePeriod": "0s",
-        "nodeStatusUpdateFrequency": "4s",
-        "nodeStatusReportFrequency": "1m",
-    }
-
-
-def _kubeconfig(cluster: LocalCluster, node: RealNode) -> dict[str, Any]:
-    config = cluster.kubeconfig_for(node.name, f"system:node:{node.name}")
-    return config
-
-
-# -- cgroups ------------------------------------------------------------------------------------
-
-
-def _controllers() -> list[Path]:
-    root = Path(_CGROUP_ROOT)
-    if (root / "cgroup.controllers").exists():
-        return [root]  # cgroup v2: one hierarchy
-    return [p for p in root.iterdir() if p.is_dir() and p.name != "unified" and not p.is_symlink()]
-
-
-def _make_cgroup_root(name: str) -> None:
-    for hierarchy in _controllers():
-        folder = hierarchy / name
-        folder.mkdir(exist_ok=True)
-        if hierarchy.name == "cpuset":
-            # A new v1 cpuset has no CPUs and no memory nodes; a task cannot join it so.
-            for knob in ("cpuset.cpus", "cpuset.mems"):
-                if not (folder / knob).read_text().strip():
-                    (folder / knob).write_text((hierarchy / knob).read_text())
-
-
-def _cgroup_pids(name: str) -> set[int]:
-    pids: set[int] = set()
-    for hierarchy in _controllers():
-        for procs in (
-            (hierarchy / name).rglob("cgroup.procs") if (hierarchy / name).exists() else ()
-        ):
-            with contextlib.suppress(OSError):
-                pids.update(int(p) for p in procs.read_text().split())
-    return pids
-
-
-def _remove_cgroup_root(name: str) -> None:
-    # Every hierarchy, the hybrid layout's unified one too: runc creates the cgroup there as well.
-    root = Path(_CGROUP_ROOT)
-    hierarchies = [root, *(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())]
-    for hierarchy in hierarchies:
-        top = hierarchy / name
-        if not top.exists():
-            continue
-        folders = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for folder in [*folders, top]:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-
-
-# -- processes ----------------------------------------------------------------------------------
-
-
-def _pids_with_arg(fragment: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if fragment.encode() in cmdline:
-            found.append(int(entry))
-    return found
-
-
-def _kill(pids: Iterable[int]) -> None:
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _mounts_under(prefixes: Iterable[Path]) -> list[str]:
-    wanted = [str(p) for p in prefixes]
-    points = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        point = line.split()[4].replace("\\040", " ")
-        if any(point == w or point.startswith(w + "/") for w in wanted):
-            points.append(point)
-    return points
-
-
-def _unmount_all(prefixes: Iterable[Path]) -> None:
-    prefixes = list(prefixes)
-    for _ in range(5):
-        points = _mounts_under(prefixes)
-        if not points:
-            return
-        for point in sorted(points, key=lambda p: -len(p)):
-            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    """The bridges real nodes make: one per node and the service bridge."""
+    return [n for n in bridges() if n == SERVICE_BRIDGE or n.startswith("ssbr")]
 
 
 # -- the nodes ----------------------------------------------------------------------------------
@@ -561,7 +174,7 @@ class RealNodes:
         return address
 
     def _start_service_relay(self) -> None:
-        _ensure_bridge(SERVICE_BRIDGE, f"{SERVICE_IP}/32")
+        ensure_bridge(SERVICE_BRIDGE, f"{SERVICE_IP}/32")
         if self.cluster.running("service-relay"):
             return
         port = self.cluster.ports()["apiserver"]
@@ -600,20 +213,21 @@ class RealNodes:
         for sub in ("containerd", "cni", "ipam", "volume-plugins", "pod-logs"):
             (node.folder / sub).mkdir(parents=True, exist_ok=True)
         node.kubelet_dir.mkdir(parents=True, exist_ok=True)
-        _ensure_bridge(node.bridge, f"{node.gateway}/24")
-        _make_cgroup_root(node.cgroup_root)
+        ensure_bridge(node.bridge, f"{node.gateway}/24")
+        make_cgroup_root(node.cgroup_root)
         wrapper = node.folder / "runc-wrapper"
-        wrapper.write_text(_runc_wrapper(bins.runc))
+        wrapper.write_text(runc_wrapper(bins.runc))
         wrapper.chmod(0o755)
         (node.folder / "containerd" / "config.toml").write_text(
-            _containerd_config(node, bins, registry)
+            containerd_config(node, bins, registry)
         )
         (node.folder / "cni" / "10-bridge.conflist").write_text(
-            json.dumps(_cni_config(node), indent=2)
+            json.dumps(cni_config(node), indent=2)
         )
-        (node.folder / "kubelet.yaml").write_text(yaml.safe_dump(_kubelet_config(node)))
+        (node.folder / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(node)))
         kubeconfig = node.folder / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(_kubeconfig(self.cluster, node)))
+        identity = self.cluster.kubeconfig_for(node.name, f"system:node:{node.name}")
+        kubeconfig.write_text(yaml.safe_dump(identity))
         kubeconfig.chmod(0o600)
         if not self.cluster.running(containerd_name):
             self.log(f"starting containerd of {node.name}")
@@ -674,12 +288,12 @@ class RealNodes:
         _stop_containers(nodes)
         processes.stop_all(containerds, timeout)
         processes.stop_all(others, timeout)
-        _unmount_all([self.folder, self.run_dir])
+        unmount_all([self.folder, self.run_dir])
         shutil.rmtree(self.run_dir, ignore_errors=True)
         for node in nodes:
-            _remove_cgroup_root(node.cgroup_root)
+            remove_cgroup_root(node.cgroup_root)
         for bridge in our_bridges():
-            _ip("link", "del", bridge, check=False)
+            ip("link", "del", bridge, check=False)
         state = self.cluster.read_state()
         for rec in kubelets + containerds + others:
             state.get("processes", {}).pop(rec.name, None)
@@ -695,12 +309,12 @@ def _stop_containers(nodes: Iterable[RealNode]) -> None:
     nodes = list(nodes)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        pids = {p for n in nodes for p in _cgroup_pids(n.cgroup_root)}
-        pids.update(p for n in nodes for p in _pids_with_arg(str(n.socket)))
+        pids = {p for n in nodes for p in cgroup_pids(n.cgroup_root)}
+        pids.update(p for n in nodes for p in pids_with_arg(str(n.socket)))
         pids.discard(os.getpid())
         if not pids:
             return
-        _kill(pids)
+        kill(pids)
         time.sleep(0.1)
 
 
@@ -708,12 +322,12 @@ def stop_leftovers() -> None:
     """Clean-up after a cluster that died without ``down``: shims, containers, bridges."""
     nodes = [RealNode(i, "", Path("/nonexistent"), Path(_RUN_ROOT)) for i in range(MAX_REAL_NODES)]
     for node in nodes:
-        _kill(_cgroup_pids(node.cgroup_root))
-        _remove_cgroup_root(node.cgroup_root)
+        kill(cgroup_pids(node.cgroup_root))
+        remove_cgroup_root(node.cgroup_root)
     # Shims of our containerds only: their -address names a socket under our run folder.
-    _kill(_pids_with_arg(_RUN_ROOT))
+    kill(pids_with_arg(_RUN_ROOT))
     for bridge in our_bridges():
-        _ip("link", "del", bridge, check=False)
+        ip("link", "del", bridge, check=False)
 
 
 def _has_live(directory: Path) -> bool:
@@ -756,10 +370,3 @@ def _http_ok(url: str) -> bool:
             return int(resp.status) == 200
     except OSError:
         return False
-
-
-def pods_on(cluster_api: Any, node: str) -> list[Obj]:
-    items: list[Obj] = cluster_api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{node}")[
-        "items"
-    ]
-    return items
