@@ -24,6 +24,18 @@ def test_web_example(world: World, kubeconfig: Path) -> None:
     assert set(world.images("web").values()) == {"registry.example/webos:1.0.0"}
 
 
+def test_maintenance_window_example_creates_its_instances_at_once(
+    world: World, kubeconfig: Path
+) -> None:
+    """The schedule holds back upgrades, never the creation of instances."""
+    _apply(kubeconfig, world.namespace, "imageversions.yaml", "scaleset-maintenance-window.yaml")
+    world.wait_ready("nightly", capacity=6)
+    assert set(world.images("nightly").values()) == {"registry.example/webos:1.0.0"}
+    schedule = world.get("nightly")["spec"]["upgradePolicy"]["automaticUpgradeSchedule"]
+    assert schedule["minimumImageAge"] == "P3D"
+    assert [w["start"] for w in schedule["maintenanceWindows"]] == ["02:00", "00:00"]
+
+
 def test_gallery_manual_example_has_disks_and_ordered_extensions(
     world: World, kubeconfig: Path
 ) -> None:

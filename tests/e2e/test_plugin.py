@@ -532,6 +532,84 @@ def test_watch_right_after_a_publish_follows_the_upgrade_it_waits_for(
     assert entry["targetImageReference"]["version"] == "1.1.0"
 
 
+def test_a_window_closing_mid_run_holds_the_next_batch_and_get_latest_says_until_when(
+    plugin: Plugin, world: World
+) -> None:
+    rolling = {
+        "maxBatchInstancePercent": 50,
+        "maxUnhealthyInstancePercent": 50,
+        "pauseTimeBetweenBatches": "PT10S",
+    }
+    ready_scaleset(world, 2, rolling=rolling)
+    # Windows start on the minute but may last seconds: the first is open now and closes 8 s
+    # from now, while batch 1 or the pause after it runs; the second opens at a coming minute,
+    # well after that pause.
+    now = datetime.now(UTC)
+    minute = now.replace(second=0, microsecond=0)
+    closes = now + timedelta(seconds=8)
+    opens = minute + timedelta(minutes=1)
+    if opens - now < timedelta(seconds=25):
+        opens += timedelta(minutes=1)
+    windows = [
+        {"start": minute.strftime("%H:%M"), "duration": f"PT{(closes - minute).seconds}S"},
+        {"start": opens.strftime("%H:%M"), "duration": "PT1H"},
+    ]
+    world.patch_spec(
+        {"upgradePolicy": {"automaticUpgradeSchedule": {"maintenanceWindows": windows}}}
+    )
+    world.publish("1.1.0")
+
+    until = opens.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def says_until() -> Result | None:
+        shown = plugin("rolling-upgrade", "get-latest", "web")
+        return shown if f"until {until}" in shown.out else None
+
+    waiting = eventually(says_until, 60, interval=1, what="get-latest saying until when")
+    on_new = [i for i, image in world.images().items() if image.endswith(":1.1.0")]
+    as_json = plugin("rolling-upgrade", "get-latest", "web", "-o", "json")
+    done = world.wait_upgrade_code("Completed", timeout=150)
+
+    assert "Status:       RollingForward" in waiting.out
+    assert "Waiting:      batch 2 waits for the next maintenance window" in waiting.out
+    assert len(on_new) == 1  # batch 1 finished; batch 2 had not begun
+    schema("rolling-upgrade-status-info.schema.json").validate(as_json.json())
+    assert set(world.images().values()) == {"example.test/os:1.1.0"}
+    (entry,) = done["osUpgradeHistory"]
+    assert entry["startedBy"] == "Platform"
+    assert entry["progress"]["successfulInstanceCount"] == 2
+    ended = datetime.fromisoformat(entry["runningStatus"]["endTime"].replace("Z", "+00:00"))
+    assert ended >= opens
+
+
+def test_plan_and_start_pick_the_same_version_when_the_newest_is_quarantined(
+    plugin: Plugin, world: World
+) -> None:
+    ready_scaleset(world, 2, health_timeout="PT3S")
+    world.publish("2.0.0", image="example.test/os:bad-2.0.0")
+    world.wait_upgrade_code("Faulted")
+    world.patch_spec(
+        {"upgradePolicy": {"automaticOSUpgradePolicy": {"enableAutomaticOSUpgrade": False}}}
+    )
+    world.publish("1.5.0")
+    world.wait_ready(capacity=2)
+
+    planned = plugin("rolling-upgrade", "plan", "web", "-o", "json")
+    text = plugin("rolling-upgrade", "plan", "web")
+    started = plugin("rolling-upgrade", "start", "web")
+    world.wait_upgrade_code("Completed")
+
+    assert planned.code == 0, planned.err
+    doc = planned.json()
+    assert doc["targetVersion"] == "1.5.0"
+    assert doc["heldBack"] == [{"version": "2.0.0", "reason": "Quarantined"}]
+    assert "newer, held back: 2.0.0 (quarantined)" in text.out
+    assert started.code == 0, started.out + started.err
+    assert f"to {world.publisher}:os:stable:1.5.0 started" in started.out
+    assert world.status()["osUpgradeHistory"][0]["targetImageReference"]["version"] == "1.5.0"
+    assert set(world.images().values()) == {"example.test/os:1.5.0"}
+
+
 # --- kubeconfig handling ------------------------------------------------------------------
 
 

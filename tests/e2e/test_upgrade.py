@@ -6,6 +6,8 @@ Image conventions of the simulated kubelet: a tag starting with `bad` never pull
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from tests.e2e.support import OperatorProcess, World, eventually
 
 
@@ -212,6 +214,39 @@ def test_excluded_and_unreplicated_versions_are_never_rolled_out(world: World) -
     world.wait_upgrade_code("Completed")
     assert set(world.images().values()) == {"example.test/os:1.5.0"}
     assert [h["targetImageReference"]["version"] for h in _history(world)] == ["1.5.0"]
+
+
+def test_a_running_upgrade_does_not_switch_to_a_version_younger_than_the_minimum_age(
+    world: World,
+) -> None:
+    world.publish("1.0.0")
+    body = world.scaleset_body(
+        capacity=2,
+        rolling={
+            "maxBatchInstancePercent": 50,
+            "maxUnhealthyInstancePercent": 50,
+            "pauseTimeBetweenBatches": "PT4S",
+        },
+    )
+    body["spec"]["upgradePolicy"]["automaticUpgradeSchedule"] = {"minimumImageAge": "PT20S"}
+    world.create(body)
+    world.wait_ready(capacity=2)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    world.publish("1.1.0", publishedDate=an_hour_ago.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    world.wait_upgrade_code("RollingForward", "Completed")
+    # Published now: too young for the batch after the pause, old enough 20 s later.
+    world.publish("1.2.0")
+
+    eventually(lambda: len(_history(world)) == 2, 90, what="a second upgrade, to 1.2.0")
+    world.wait_upgrade_code("Completed")
+
+    newer, first = _history(world)
+    assert first["targetImageReference"]["version"] == "1.1.0"
+    assert first["runningStatus"]["code"] == "Completed"
+    assert first["progress"]["successfulInstanceCount"] == 2
+    assert newer["targetImageReference"]["version"] == "1.2.0"
+    assert newer["startedBy"] == "Platform"
+    assert set(world.images().values()) == {"example.test/os:1.2.0"}
 
 
 def test_operator_killed_mid_batch_resumes_and_completes(

@@ -759,7 +759,10 @@ def test_after_a_fault_only_a_newer_version_or_the_user_starts_an_upgrade() -> N
     assert sim.code is RunningStatusCode.FAULTED
     for _ in range(20):
         assert sim.step().actions == ()
-    # a user may retry the faulted version by hand
+    # a user may retry the faulted version by hand, once they release it from quarantine
+    # (a start picks its target as the platform does: tests/unit/test_upgrade_target.py)
+    sim.request("clear-quarantine")
+    assert sim.step().status.faulted_versions == []
     sim.request("start")
     retried = seen(sim.step())
     assert "RollingUpgradeStarted" in retried.events
@@ -780,6 +783,20 @@ def test_after_a_fault_only_a_newer_version_or_the_user_starts_an_upgrade() -> N
         StartedBy.USER,
         StartedBy.PLATFORM,
     ]
+
+
+def test_a_user_start_skips_a_quarantined_version() -> None:
+    """SPEC section 5: a quarantined version is not "latest" until a user clears it, and a
+    user's start picks its target as the platform does (section 2)."""
+    sim = settled(4, automatic=False)
+    sim.publish(version_entry("1.1.0"), version_entry("1.2.0"))
+    sim.status = sim.status.model_copy(update={"faulted_versions": ["1.2.0"]})
+    sim.request("start")
+    assert "RollingUpgradeStarted" in seen(sim.step()).events
+    assert sim.run is not None
+    assert sim.run.target.version == "1.1.0"
+    finish(sim)
+    assert sim.world.on("1.1.0") == [0, 1, 2, 3]
 
 
 def test_newer_version_mid_upgrade_retargets_after_the_current_batch() -> None:

@@ -29,6 +29,7 @@ from scaleset_operator.cli.views import (
     latest_model_applied,
     latest_table,
     scaleset_document,
+    waiting_text,
 )
 from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
 from scaleset_operator.models.instance import ContainerState, Instance
@@ -36,6 +37,7 @@ from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import (
     ApiError,
     ApiErrorBase,
+    Condition,
     HistoryEntry,
     HistoryRunningStatus,
     InnerError,
@@ -266,6 +268,28 @@ def test_latest_table_summarises_status_progress_and_policy() -> None:
     assert "batch 40%" in text
     assert "pause PT30S" in text
     assert "(RollingUpgradeTimeoutError: web-3 not healthy; instance 4: ImagePullBackOff)" in text
+
+
+def _upgrading(reason: str, message: str) -> ScaleSetStatus:
+    condition = Condition(
+        type="Upgrading",
+        status="True",
+        reason=reason,
+        message=message,
+        last_transition_time="2026-03-01T11:58:00Z",
+    )
+    return STATUS.model_copy(update={"conditions": [condition]})
+
+
+def test_latest_table_says_until_when_a_run_waits_for_a_maintenance_window() -> None:
+    said = "batch 2 waits for the next maintenance window, until 2026-03-02T02:00:00Z; ..."
+    waiting = waiting_text(_upgrading("WaitingForMaintenanceWindow", said))
+
+    assert waiting == said
+    assert f"Waiting:      {said}" in latest_table("web", "westeurope", LATEST, waiting)
+    assert waiting_text(_upgrading("RollingForward", "OS upgrade to ...: 2 upgraded")) is None
+    assert waiting_text(STATUS) is None
+    assert "Waiting" not in latest_table("web", "westeurope", LATEST)
 
 
 def test_progress_view_has_one_bar_per_state() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.planner.preview import preview
+from scaleset_operator.planner.refusal import is_refusal
 from tests.unit.simworld import FINISHED, Sim, version_entry
 from tests.unit.test_planner_scenarios import settled
 
@@ -43,3 +45,28 @@ def test_preview_reports_the_pre_start_gate() -> None:
     assert planned.refused.startswith("MaxUnhealthyInstancePercentExceededBeforeRollingUpgrade")
     assert planned.batches == ()
     assert planned.unhealthy == (0, 1, 2)
+
+
+def test_preview_counts_instances_in_their_grace_period_as_the_planner_does() -> None:
+    """Initializing instances do not count against the pre-start gate; a plan that counted
+    them would refuse a start that the operator then carries out."""
+    sim = settled(10, automatic=False)
+    raw = sim.spec.wire()
+    raw["healthProbe"] = {"gracePeriod": "PT1H"}
+    sim.spec = ScaleSetSpec.model_validate(raw)
+    sim.world.disrupted |= {3, 4, 5}  # 30 % not ready, all created moments ago
+    sim.tick(0)
+    target = version_entry("1.1.0")
+    sim.publish(target)
+    obs = sim.observed()
+
+    planned = preview(obs.spec, list(obs.instances), target.spec.image, obs.now)
+
+    assert planned.refused is None
+    assert planned.unhealthy == ()
+    sim.request("start")
+    sim.step()
+    assert sim.run is not None
+    assert not is_refusal(sim.run)
+    assert sim.run.batch is not None
+    assert tuple(sim.run.batch.instance_ids) == planned.batches[0].instance_ids

@@ -1,15 +1,19 @@
-"""Minimum image age and maintenance windows gate platform upgrades (user starts ignore them)."""
+"""Minimum image age holds for every upgrade, from its start to its last batch; maintenance
+windows gate the start and every batch of platform upgrades (user starts ignore them)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from scaleset_operator.models.durations import parse_duration
+from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.models.scaleset import AutomaticUpgradeSchedule, ScaleSetSpec
+from scaleset_operator.models.status import RunningStatusCode, StartedBy
 from scaleset_operator.planner.refusal import RETRY_FLOOR, retry_at
 from scaleset_operator.planner.schedule import window_state
 from scaleset_operator.planner.timefmt import stamp
-from tests.unit.simworld import Sim, version_entry
-from tests.unit.test_planner_scenarios import settled
+from tests.unit.simworld import T0, Sim, spec_of, version_entry
+from tests.unit.test_planner_scenarios import finish, seen, settled, until_started
 
 MONDAY_3AM = datetime(2024, 4, 29, 3, 0, tzinfo=UTC)  # a Monday
 
@@ -53,14 +57,16 @@ def _started(sim: Sim, passes: int, advance: float) -> bool:
     return False
 
 
+def _published(entry: CatalogEntry, at: datetime) -> CatalogEntry:
+    return entry.model_copy(
+        update={"spec": entry.spec.model_copy(update={"published_date": stamp(at)})}
+    )
+
+
 def test_a_young_version_waits_for_the_minimum_age() -> None:
     sim = settled(4)
     _with_schedule(sim, minimumImageAge="PT1H")
-    entry = version_entry("1.1.0")
-    young = entry.model_copy(
-        update={"spec": entry.spec.model_copy(update={"published_date": stamp(sim.now)})}
-    )
-    sim.publish(young)
+    sim.publish(_published(version_entry("1.1.0"), sim.now))
     assert not _started(sim, 10, 60)  # ten minutes later: still too young
     result = sim.step(0)
     assert result.requeue_after is not None
@@ -87,6 +93,127 @@ def test_a_user_start_ignores_the_schedule() -> None:
     sim.publish(version_entry("1.1.0"))
     sim.request("start")
     assert _started(sim, 2, 1)
+
+
+def _user_target(sim: Sim) -> str:
+    sim.request("start")
+    assert "RollingUpgradeStarted" in seen(sim.step()).events
+    assert sim.run is not None
+    return sim.run.target.version
+
+
+def test_a_user_start_skips_a_version_younger_than_the_minimum_age() -> None:
+    """Age is a fact about the version, not about when to start: a user's start picks the
+    target as the platform would (SPEC section 2), only without waiting for a window."""
+    sim = settled(4, automatic=False)
+    _with_schedule(sim, minimumImageAge="PT1H")
+    sim.publish(
+        _published(version_entry("1.1.0"), sim.now - timedelta(hours=2)),
+        _published(version_entry("1.2.0"), sim.now - timedelta(minutes=10)),
+    )
+    assert _user_target(sim) == "1.1.0"
+    finish(sim)
+    assert sim.world.on("1.1.0") == [0, 1, 2, 3]
+
+
+def test_a_user_start_with_nothing_newer_old_enough_never_moves_instances_back() -> None:
+    """Instances are created on the latest version whatever its age; a start that finds only
+    older eligible versions keeps them where the model is."""
+    sim = Sim(
+        spec=spec_of(capacity=4, automatic=False),
+        catalog=[version_entry("1.0.0"), version_entry("1.1.0")],
+    )
+    sim.settle()
+    _with_schedule(sim, minimumImageAge="PT1H")
+    sim.catalog = [version_entry("1.0.0"), _published(version_entry("1.1.0"), sim.now)]
+    assert sim.world.on("1.1.0") == [0, 1, 2, 3]
+
+    assert _user_target(sim) == "1.1.0"
+    finish(sim)
+    assert sim.world.on("1.1.0") == [0, 1, 2, 3]
+
+
+def test_a_running_upgrade_never_switches_to_a_version_younger_than_the_minimum_age() -> None:
+    """SPEC section 2: a run retargets only to an eligible version, "old enough" included."""
+    sim = settled(10)
+    _with_schedule(sim, minimumImageAge="PT1H")
+    sim.publish(_published(version_entry("1.1.0"), sim.now - timedelta(hours=2)))
+    until_started(sim, kubelet=False)
+    sim.publish(_published(version_entry("1.2.0"), sim.now))
+    passes = finish(sim)
+
+    assert sim.code is RunningStatusCode.COMPLETED
+    assert all("RollingUpgradeRetargeted" not in p.events for p in passes)
+    assert sim.world.on("1.1.0") == list(range(10))
+    (entry,) = sim.status.os_upgrade_history
+    assert entry.target_image_reference is not None
+    assert entry.target_image_reference.version == "1.1.0"
+    # Once old enough, the newer version gets an upgrade of its own.
+    sim.tick(3600)
+    until_started(sim)
+    finish(sim)
+    assert sim.world.on("1.2.0") == list(range(10))
+
+
+def _upgrading(sim: Sim) -> tuple[str, str]:
+    found = next(c for c in sim.status.conditions if c.type == "Upgrading")
+    return found.reason, found.message
+
+
+def test_a_window_that_closes_mid_run_holds_the_next_batch_until_the_next_window() -> None:
+    sim = settled(10)
+    # Open from noon until 30 s from now, and again at 13:00.
+    first = f"PT{int((sim.now - T0).total_seconds()) + 30}S"
+    _with_schedule(
+        sim,
+        maintenanceWindows=[
+            {"start": "12:00", "duration": first},
+            {"start": "13:00", "duration": "PT1H"},
+        ],
+    )
+    sim.publish(version_entry("1.1.0"))
+    until_started(sim, kubelet=False)
+    closes = T0 + parse_duration(first)
+    # Batch 1 is in flight when the window closes: it settles all the same...
+    while sim.now < closes:
+        assert seen(sim.step(5, kubelet=False)).sets == []
+    sim.tick(0)
+    settled_batch = sim.step()
+    got = seen(settled_batch)
+    assert "BatchCompleted" in got.events
+    # ...and batch 2 waits for the next window, saying so and until when.
+    assert "BatchStarted" not in got.events
+    assert "WaitingForMaintenanceWindow" in got.events
+    assert got.code == "RollingForward"
+    assert got.progress == (2, 0, 0, 8)
+    reason, message = _upgrading(sim)
+    assert reason == "WaitingForMaintenanceWindow"
+    assert "until 2024-05-01T13:00:00Z" in message
+    assert settled_batch.requeue_after is not None
+    assert settled_batch.requeue_after <= (T0 + timedelta(hours=1) - sim.now).total_seconds() + 1
+    while sim.now < T0 + timedelta(hours=1):
+        waiting = seen(sim.step(min(600.0, (T0 + timedelta(hours=1) - sim.now).total_seconds())))
+        assert waiting.sets == []
+        assert "WaitingForMaintenanceWindow" not in waiting.events  # said once
+    resumed = seen(sim.step())
+    assert "BatchStarted" in resumed.events
+    assert _upgrading(sim)[0] == "RollingForward"
+    finish(sim)
+    assert sim.code is RunningStatusCode.COMPLETED
+    assert sim.world.on("1.1.0") == list(range(10))
+
+
+def test_a_user_started_run_ignores_the_windows_from_start_to_end() -> None:
+    sim = settled(4, automatic=False)
+    opens = (sim.now + timedelta(hours=5)).strftime("%H:%M")
+    _with_schedule(sim, maintenanceWindows=[{"start": opens, "duration": "PT1H"}])
+    sim.publish(version_entry("1.1.0"))
+    sim.request("start")
+    finish(sim)
+    assert sim.code is RunningStatusCode.COMPLETED
+    assert sim.run is not None
+    assert sim.run.started_by is StartedBy.USER
+    assert "WaitingForMaintenanceWindow" not in {e.reason for e in sim.events}
 
 
 def test_retries_of_a_refused_start_back_off_from_the_delay_to_ten_minutes() -> None:

@@ -13,8 +13,9 @@ from scaleset_operator.models.status import (
     RollingUpgradeStatus,
     RunningStatusCode,
     ScaleSetStatus,
+    StartedBy,
 )
-from scaleset_operator.planner.schedule import platform_target
+from scaleset_operator.planner.schedule import upgrade_target
 from scaleset_operator.planner.timefmt import stamp
 from tests.unit.simworld import OFFER, PUBLISHER, SKU, T0, image_of, spec_of, version_entry
 
@@ -109,5 +110,5 @@ def test_a_version_too_young_to_adopt_is_not_due_but_wakes_the_planner() -> None
     )
 
     assert awaited_version(spec, on("1.0.0"), [young], T0) is None
-    target = platform_target(spec, on("1.0.0"), [young], T0)
+    target = upgrade_target(spec, on("1.0.0"), [young], T0, started_by=StartedBy.PLATFORM)
     assert target.ripens_at == (T0 + timedelta(hours=1),)

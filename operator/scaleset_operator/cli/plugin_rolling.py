@@ -27,7 +27,7 @@ from scaleset_operator.cli.plugin_requests import (
     wait_for,
 )
 from scaleset_operator.cli.plugin_watch import follow, watch
-from scaleset_operator.cli.views import error_text, latest_table, progress_text
+from scaleset_operator.cli.views import error_text, latest_table, progress_text, waiting_text
 from scaleset_operator.models.instance import ANNOTATION_CANCEL, ANNOTATION_START, Request
 from scaleset_operator.models.status import RunningStatusCode
 
@@ -62,7 +62,12 @@ def _show_latest(loaded: LoadedScaleSet) -> None:
     ru = loaded.status.rolling_upgrade
     if doc is None or ru is None:
         raise NotFound(f'no rolling upgrade has run on scale set "{loaded.name}" yet')
-    emit(doc, settings().output, lambda: latest_table(loaded.name, loaded.spec.location, ru))
+    waiting = waiting_text(loaded.status)
+    emit(
+        doc,
+        settings().output,
+        lambda: latest_table(loaded.name, loaded.spec.location, ru, waiting),
+    )
 
 
 def _wait_options(func: click.decorators.FC) -> click.decorators.FC:
@@ -209,8 +214,10 @@ def cancel(name: str, no_wait: bool, wait_timeout: float) -> None:
 def get_latest(name: str) -> None:
     """Show the latest rolling upgrade of scale set NAME: policy, status, progress, error.
 
-    With -o json the answer has Azure's rollingUpgrades/latest shape
-    (`az vmss rolling-upgrade get-latest`). Exit code 3 when none has run yet.
+    A platform upgrade that waits between batches for the next maintenance window
+    says until when (Waiting). With -o json the answer has Azure's
+    rollingUpgrades/latest shape (`az vmss rolling-upgrade get-latest`), which has
+    no field for that. Exit code 3 when none has run yet.
 
     \b
     Examples:

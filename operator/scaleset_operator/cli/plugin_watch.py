@@ -35,8 +35,9 @@ from scaleset_operator.models.status import (
     RollingUpgradeStatus,
     RunningStatusCode,
     ScaleSetStatus,
+    StartedBy,
 )
-from scaleset_operator.planner.schedule import platform_target
+from scaleset_operator.planner.schedule import upgrade_target
 
 # Platform upgrades start seconds after a publish by default, but a deployment may delay them
 # for minutes (--upgrade-delay, maintenance windows); five minutes covers the usual settings.
@@ -101,11 +102,11 @@ def awaited_version(
 ) -> str | None:
     """The version a platform upgrade is due to move the scale set to, if any: the one the
     operator recorded as pending, or the one it will decide on (the planner's own
-    `platform_target`) when it has not seen a just-published version yet."""
+    `upgrade_target`) when it has not seen a just-published version yet."""
     if status.pending_upgrade is not None:
         return status.pending_upgrade.version
-    entry = platform_target(spec, status, catalog, now).entry
-    return entry.spec.version if entry is not None else None
+    image = upgrade_target(spec, status, catalog, now, started_by=StartedBy.PLATFORM).image
+    return image.version if image is not None else None
 
 
 def _catalog() -> tuple[CatalogEntry, ...]:

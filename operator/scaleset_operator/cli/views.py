@@ -21,6 +21,7 @@ from scaleset_operator.models.status import (
     ScaleSetStatus,
     TargetImageReference,
 )
+from scaleset_operator.planner.conditions import UPGRADING, WAITING_FOR_WINDOW
 from scaleset_operator.planner.health import verdict
 from scaleset_operator.planner.timefmt import parse_stamp
 
@@ -57,7 +58,18 @@ def target_text(t: TargetImageReference | None) -> str | None:
     return ":".join(x or "?" for x in (t.publisher, t.offer, t.sku, t.exact_version or t.version))
 
 
-def latest_table(name: str, location: str, ru: RollingUpgradeStatus) -> str:
+def waiting_text(status: ScaleSetStatus) -> str | None:
+    """What holds a running upgrade between batches, as the operator put it in the Upgrading
+    condition; None when nothing does."""
+    upgrading = next((c for c in status.conditions if c.type == UPGRADING), None)
+    if upgrading is None or upgrading.reason != WAITING_FOR_WINDOW:
+        return None
+    return upgrading.message
+
+
+def latest_table(
+    name: str, location: str, ru: RollingUpgradeStatus, waiting: str | None = None
+) -> str:
     rs = ru.running_status
     last_action = f"{rs.last_action} at {rs.last_action_time}" if rs and rs.last_action else None
     policy = ru.policy
@@ -74,6 +86,7 @@ def latest_table(name: str, location: str, ru: RollingUpgradeStatus) -> str:
             ("Scale set", name),
             ("Location", location),
             ("Status", rs.code.value if rs else None),
+            ("Waiting", waiting),
             ("Started", rs.start_time if rs else None),
             ("Last action", last_action),
             ("Progress", progress_text(ru.progress)),

@@ -187,7 +187,7 @@ class Weekday(StrEnum):
 
 
 class MaintenanceWindow(ApiModel):
-    """A recurring time (UTC) in which platform upgrades may start."""
+    """A recurring time (UTC) in which platform upgrades may start, and start their batches."""
 
     days: list[Weekday] = Field(
         default_factory=list,
@@ -197,26 +197,29 @@ class MaintenanceWindow(ApiModel):
     start: str = Field(pattern=TIME_OF_DAY, description="Opening time, HH:MM in UTC.")
     duration: str = Field(
         pattern=ISO8601_DURATION,
-        description="How long it stays open, an ISO 8601 duration such as PT4H. An upgrade "
-        "that began inside goes on after the window closes.",
+        description="How long it stays open, an ISO 8601 duration such as PT4H. A platform "
+        "upgrade still running when it closes lets the batch in flight finish and starts its "
+        "next batch in the next window.",
     )
 
 
 class AutomaticUpgradeSchedule(ApiModel):
-    """When platform (automatic) OS upgrades may begin; user-started ones ignore it. An
-    addition to Azure's API."""
+    """Which versions OS upgrades may adopt and when platform (automatic) upgrades may run.
+    An addition to Azure's API."""
 
     minimum_image_age: str = Field(
         default="PT0S",
         pattern=ISO8601_DURATION,
         description="A version is adopted only this long after it was published (its "
-        "publishedDate, else its creation), an ISO 8601 duration. Default PT0S.",
+        "publishedDate, else its creation), an ISO 8601 duration. Default PT0S. Holds for "
+        "platform upgrades, their switch to a newer version between batches and user starts "
+        "alike.",
     )
     maintenance_windows: list[MaintenanceWindow] | None = Field(
         default=None,
         max_length=16,
-        description="Platform upgrades start only inside one of these, at most 16; "
-        "empty: any time.",
+        description="Platform upgrades start, and start each batch, only inside one of these, "
+        "at most 16; empty: any time. User-started upgrades ignore them.",
     )
 
 

@@ -9,6 +9,9 @@ IMAGE_RESOLVED = "ImageResolved"
 UPGRADING = "Upgrading"
 UPGRADE_FAULTED = "UpgradeFaulted"
 
+# Reasons that more than one module reads.
+WAITING_FOR_WINDOW = "WaitingForMaintenanceWindow"
+
 
 def set_condition(
     existing: list[Condition],

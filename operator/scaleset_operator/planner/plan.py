@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from scaleset_operator.catalog.resolve import is_newer, pin, resolve, resolve_latest
+from scaleset_operator.catalog.resolve import is_newer, pin, resolve
 from scaleset_operator.models.durations import parse_duration
 from scaleset_operator.models.instance import Instance, Request, UpgradeMark, UpgradePhase
 from scaleset_operator.models.scaleset import LATEST, ScaleSetSpec, UpgradeMode
@@ -36,6 +36,7 @@ from scaleset_operator.planner.actions import (
     SetInstanceImage,
 )
 from scaleset_operator.planner.batches import batch_size, exceeds, next_batch
+from scaleset_operator.planner.gate import health_gate
 from scaleset_operator.planner.health import HealthVerdict, counts_as_unhealthy, verdict
 from scaleset_operator.planner.history import (
     failure_details,
@@ -45,7 +46,7 @@ from scaleset_operator.planner.history import (
 from scaleset_operator.planner.model import model_hash
 from scaleset_operator.planner.observed import Observed, Plan
 from scaleset_operator.planner.refusal import is_refusal, retry_at
-from scaleset_operator.planner.schedule import platform_target, window_state
+from scaleset_operator.planner.schedule import upgrade_target, window_state
 from scaleset_operator.planner.timefmt import parse_stamp, stamp
 
 NORMAL = "Normal"
@@ -64,6 +65,10 @@ class _Pass:
     events: list[EmitEvent] = field(default_factory=list)
     wake_at: list[datetime] = field(default_factory=list)
     touched: set[int] = field(default_factory=set)
+    # A platform run held between batches by a closed maintenance window, and when the next
+    # one opens (None only for windows that never open).
+    waiting_for_window: bool = False
+    window_opens_at: datetime | None = None
 
     @property
     def now(self) -> datetime:
@@ -430,13 +435,15 @@ def _user_start(work: _Pass) -> None:
         work.event(WARNING, "RollingUpgradeInProgress", "an OS upgrade is already running")
         return
     obs = work.obs
-    ref = obs.spec.image_reference
-    entry = resolve(obs.catalog, ref, obs.spec.location)
-    if entry is None:
+    target = upgrade_target(
+        obs.spec, work.status, obs.catalog, work.now, started_by=StartedBy.USER
+    ).image
+    if target is None:
+        ref = obs.spec.image_reference
         work.event(WARNING, "ImageNotFound", f"cannot start: {ref.describe()} resolves to nothing")
         return
     # Azure: a manually started upgrade never rolls back automatically.
-    _start_run(work, pin(entry, ref), StartedBy.USER, automatic_rollback=False)
+    _start_run(work, target, StartedBy.USER, automatic_rollback=False)
 
 
 def _user_cancel(work: _Pass) -> None:
@@ -496,20 +503,20 @@ def _start_run(
 def _maybe_start_platform_upgrade(work: _Pass) -> None:
     obs, status = work.obs, work.status
     spec = obs.spec
-    target = platform_target(spec, status, obs.catalog, work.now)
+    target = upgrade_target(spec, status, obs.catalog, work.now, started_by=StartedBy.PLATFORM)
     for ripe in target.ripens_at:
         work.wake(ripe)
-    entry = target.entry
-    if entry is None:
+    image = target.image
+    if image is None:
         if status.pending_upgrade is not None:
             work.status = status.model_copy(update={"pending_upgrade": None})
         return
     pending = status.pending_upgrade
-    if pending is None or pending.version != entry.spec.version:
-        pending = PendingUpgrade(version=entry.spec.version, detected_at=work.now_s)
+    if pending is None or pending.version != image.version:
+        pending = PendingUpgrade(version=image.version, detected_at=work.now_s)
         work.status = status.model_copy(update={"pending_upgrade": pending})
         work.event(
-            NORMAL, "NewImageVersion", f"version {entry.spec.version} published; upgrade scheduled"
+            NORMAL, "NewImageVersion", f"version {image.version} published; upgrade scheduled"
         )
     due = parse_stamp(pending.detected_at) + obs.settings.automatic_upgrade_delay
     last = status.upgrade_run
@@ -517,23 +524,19 @@ def _maybe_start_platform_upgrade(work: _Pass) -> None:
         last is not None
         and last.end_time is not None
         and is_refusal(last)
-        and last.target.version == entry.spec.version
+        and last.target.version == image.version
     ):
         due = max(due, _retry_at(work, last.end_time, pending))
     if work.now < due:
         work.wake(due)
         return
-    inside, opens = window_state(spec.upgrade_policy.automatic_upgrade_schedule, work.now)
-    if not inside:
-        if opens is not None:
-            work.wake(opens)
+    if not target.in_window:
+        if target.window_opens_at is not None:
+            work.wake(target.window_opens_at)
         return
     auto = spec.upgrade_policy.automatic_os_upgrade_policy
     _start_run(
-        work,
-        pin(entry, spec.image_reference),
-        StartedBy.PLATFORM,
-        automatic_rollback=not auto.disable_automatic_rollback,
+        work, image, StartedBy.PLATFORM, automatic_rollback=not auto.disable_automatic_rollback
     )
 
 
@@ -979,37 +982,15 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
         if work.now < resume_at:
             work.wake(resume_at)
             return run
-    unpromoted = any(i.surge_for is not None for i in obs.instances)
-    if run.started_by is StartedBy.PLATFORM and not unpromoted:
-        # (Surge instances of the last batch are promoted first: retargeting forgets
-        # which instances were done.)
-        newer = resolve_latest(
-            obs.catalog,
-            obs.spec.image_reference,
-            obs.spec.location,
-            skip_versions=work.status.faulted_versions,
-        )
-        if newer is not None and is_newer(newer.spec.version, run.target.version):
-            target = pin(newer, obs.spec.image_reference)
-            work.event(
-                NORMAL, "RollingUpgradeRetargeted", f"newer version {target.urn}: retargeting"
-            )
-            # Instances done on the old target are candidates again, judged afresh.
-            run = run.model_copy(update={"target": target, "succeeded": []})
-            work.status = work.status.model_copy(
-                update={"model_image": target, "current_image_version": target.version}
-            )
-    total = max(obs.spec.capacity, 1)
-    verdicts = _verdicts(work, live)
-    missing = max(0, obs.spec.capacity - sum(1 for i in live.values() if not i.deleting))
-    unhealthy = sum(1 for v in verdicts.values() if counts_as_unhealthy(v)) + missing
+    if _outside_window(work, run):
+        return run
+    run = _retarget(work, run)
     policy = run.policy
-    if exceeds(unhealthy, total, policy.max_unhealthy_instance_percent):
+    gate = health_gate(obs.spec, policy, live.values(), work.now)
+    total, unhealthy = gate.total, gate.unhealthy
+    if gate.closed:
         code = ErrorCode.UNHEALTHY_BEFORE if run.batches_done == 0 else ErrorCode.UNHEALTHY_DURING
-        message = (
-            f"{unhealthy} of {total} instances are unhealthy, above maxUnhealthyInstancePercent "
-            f"{policy.max_unhealthy_instance_percent}%"
-        )
+        message = gate.describe()
         if code is ErrorCode.UNHEALTHY_BEFORE:
             message += _refusal_note(work, run)
         run = _stop(work, run, code, message)
@@ -1037,7 +1018,7 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
         candidates,
         total=total,
         policy=policy,
-        is_unhealthy=lambda i: counts_as_unhealthy(verdicts[i.instance_id]),
+        is_unhealthy=lambda i: i.instance_id in gate.unhealthy_ids,
         unhealthy_now=unhealthy,
     )
     number = run.batches_done + 1
@@ -1067,6 +1048,58 @@ def _between_batches(work: _Pass, run: UpgradeRun, live: dict[int, Instance]) ->
     )
     work.wake(work.now + _health_timeout(work))
     return run
+
+
+def _outside_window(work: _Pass, run: UpgradeRun) -> bool:
+    """A platform run starts batches only inside a maintenance window: when one closes, the
+    batch in flight has settled by now and the next waits for the next window. A user's run
+    ignores the windows, as its start did."""
+    if run.started_by is not StartedBy.PLATFORM:
+        return False
+    schedule = work.obs.spec.upgrade_policy.automatic_upgrade_schedule
+    inside, opens = window_state(schedule, work.now)
+    if inside:
+        return False
+    if opens is not None:
+        work.wake(opens)
+    work.waiting_for_window, work.window_opens_at = True, opens
+    if not _was_waiting_for_window(work.obs.status):
+        work.event(NORMAL, cond.WAITING_FOR_WINDOW, _window_wait_text(run, opens))
+    return True
+
+
+def _window_wait_text(run: UpgradeRun, opens: datetime | None) -> str:
+    until = stamp(opens) if opens is not None else "never (no window opens)"
+    return f"batch {run.batches_done + 1} waits for the next maintenance window, until {until}"
+
+
+def _was_waiting_for_window(status: ScaleSetStatus) -> bool:
+    upgrading = next((c for c in status.conditions if c.type == cond.UPGRADING), None)
+    return upgrading is not None and upgrading.reason == cond.WAITING_FOR_WINDOW
+
+
+def _retarget(work: _Pass, run: UpgradeRun) -> UpgradeRun:
+    """A platform run moves on to an even newer eligible version after a batch (SPEC section
+    2); eligible as for any start, so never a quarantined one or one younger than the minimum
+    image age."""
+    unpromoted = any(i.surge_for is not None for i in work.obs.instances)
+    if run.started_by is not StartedBy.PLATFORM or unpromoted:
+        # (Surge instances of the last batch are promoted first: retargeting forgets
+        # which instances were done.)
+        return run
+    obs = work.obs
+    found = upgrade_target(
+        obs.spec, work.status, obs.catalog, work.now, started_by=StartedBy.PLATFORM
+    )
+    target = found.image
+    if target is None or not is_newer(target.version, run.target.version):
+        return run
+    work.event(NORMAL, "RollingUpgradeRetargeted", f"newer version {target.urn}: retargeting")
+    work.status = work.status.model_copy(
+        update={"model_image": target, "current_image_version": target.version}
+    )
+    # Instances done on the old target are candidates again, judged afresh.
+    return run.model_copy(update={"target": target, "succeeded": []})
 
 
 def _since(inst: Instance) -> datetime | None:
@@ -1109,12 +1142,20 @@ def _summarise(work: _Pass, mhash: str, live: dict[int, Instance]) -> None:
     )
     run = status.upgrade_run
     running = run is not None and not _run_finished(run)
+    reason, message = "NoUpgrade", ""
+    if run is not None:
+        reason = run.code.value
+        message = f"OS upgrade to {run.target.urn}: {len(run.succeeded)} upgraded"
+    if run is not None and running and work.waiting_for_window:
+        # What `rolling-upgrade get-latest` shows: Azure's shape has no field for it.
+        reason = cond.WAITING_FOR_WINDOW
+        message = f"{_window_wait_text(run, work.window_opens_at)}; {message}"
     conditions = cond.set_condition(
         conditions,
         type_=cond.UPGRADING,
         status=running,
-        reason=run.code.value if run else "NoUpgrade",
-        message=(f"OS upgrade to {run.target.urn}: {len(run.succeeded)} upgraded" if run else ""),
+        reason=reason,
+        message=message,
         now=work.now_s,
         generation=obs.generation,
     )

@@ -1,18 +1,24 @@
-"""A dry run of an OS upgrade: the batches it would take now, assuming each succeeds.
+"""A dry run of an OS upgrade: the target and the batches it would take now, assuming each
+succeeds.
 
-Pure, like the planner it mirrors: the same gate and the same batch choice
-(`next_batch`), walked forward without touching anything.
+Pure, like the planner it mirrors, and built from the planner's own decisions: the target
+(`upgrade_target`), the health gate (`health_gate`) and the batch choice (`next_batch`), walked
+forward without touching anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import ScaleSetSpec
-from scaleset_operator.planner.batches import exceeds, next_batch, percent_of
-from scaleset_operator.planner.health import counts_as_unhealthy, verdict
+from scaleset_operator.models.status import ErrorCode, ScaleSetStatus, StartedBy
+from scaleset_operator.planner.batches import next_batch
+from scaleset_operator.planner.gate import health_gate
+from scaleset_operator.planner.schedule import UpgradeTarget, upgrade_target
 
 
 @dataclass(frozen=True)
@@ -32,26 +38,19 @@ class Preview:
 
 
 def preview(
-    spec: ScaleSetSpec, instances: list[Instance], target_image: str, now: datetime
+    spec: ScaleSetSpec, instances: Sequence[Instance], target_image: str, now: datetime
 ) -> Preview:
-    live = [i for i in instances if not i.deleting and i.surge_for is None]
     policy = spec.upgrade_policy.rolling_upgrade_policy
-    total = max(spec.capacity, 1)
-    unhealthy = {
-        i.instance_id for i in live if counts_as_unhealthy(verdict(i, spec.health_probe, now))
-    }
-    unhealthy_count = len(unhealthy) + max(0, spec.capacity - len(live))
+    gate = health_gate(spec, policy, instances, now)
     refused = None
-    if exceeds(unhealthy_count, total, policy.max_unhealthy_instance_percent):
-        refused = (
-            f"MaxUnhealthyInstancePercentExceededBeforeRollingUpgrade: {unhealthy_count} of "
-            f"{total} instances are unhealthy, above {policy.max_unhealthy_instance_percent}% "
-            f"(at most {percent_of(total, policy.max_unhealthy_instance_percent)})"
-        )
+    if gate.closed:
+        refused = f"{ErrorCode.UNHEALTHY_BEFORE.value}: {gate.describe()}"
+    live = [i for i in instances if not i.deleting and i.surge_for is None]
     remaining = sorted(
         (i for i in live if not i.protected and i.os_image != target_image),
         key=lambda i: i.instance_id,
     )
+    unhealthy = set(gate.unhealthy_ids)
     batches: list[PreviewBatch] = []
     while remaining and refused is None:
         now_unhealthy = frozenset(unhealthy)
@@ -61,10 +60,10 @@ def preview(
 
         chosen, zone = next_batch(
             remaining,
-            total=total,
+            total=gate.total,
             policy=policy,
             is_unhealthy=is_unhealthy,
-            unhealthy_now=len(now_unhealthy),
+            unhealthy_now=len(now_unhealthy) + gate.missing,
         )
         batches.append(PreviewBatch(len(batches) + 1, zone, tuple(i.instance_id for i in chosen)))
         taken = {i.instance_id for i in chosen}
@@ -80,3 +79,26 @@ def preview(
         unhealthy=tuple(sorted(unhealthy)),
         refused=refused,
     )
+
+
+@dataclass(frozen=True)
+class StartPreview:
+    """What `rolling-upgrade start` would do now: its target, and the batches to it (None
+    when there is no target)."""
+
+    target: UpgradeTarget
+    preview: Preview | None
+
+
+def preview_start(
+    spec: ScaleSetSpec,
+    status: ScaleSetStatus,
+    catalog: Sequence[CatalogEntry],
+    instances: Sequence[Instance],
+    now: datetime,
+) -> StartPreview:
+    """The dry run of a user's start, with the target the planner's own start would pick."""
+    target = upgrade_target(spec, status, catalog, now, started_by=StartedBy.USER)
+    if target.image is None:
+        return StartPreview(target, None)
+    return StartPreview(target, preview(spec, instances, target.image.container_image, now))

@@ -1,13 +1,21 @@
-"""Platform (automatic) upgrades: which version one would move a scale set to, and when it may
-begin (minimum image age, maintenance windows in UTC)."""
+"""The one decision of which version an OS upgrade moves a scale set to, for the platform, a
+user's start and the dry-run plan alike (SPEC section 2), and when a platform upgrade may begin
+or start its next batch (minimum image age, maintenance windows in UTC). Decisions only."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from scaleset_operator.catalog.resolve import is_newer, resolve_latest
+from scaleset_operator.catalog.resolve import (
+    candidates,
+    is_newer,
+    pin,
+    resolve_exact,
+    resolve_latest,
+)
 from scaleset_operator.models.durations import parse_duration
 from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.models.scaleset import (
@@ -16,15 +24,17 @@ from scaleset_operator.models.scaleset import (
     MaintenanceWindow,
     ScaleSetSpec,
 )
-from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.models.status import ResolvedImage, ScaleSetStatus, StartedBy
+from scaleset_operator.models.versions import version_key
 from scaleset_operator.planner.timefmt import parse_stamp
 
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 def ripe_at(entry: CatalogEntry, schedule: AutomaticUpgradeSchedule) -> datetime | None:
-    """When the version is old enough to adopt; None when its publish time is unknown
-    or unreadable (then only the minimum age of zero lets it through)."""
+    """When the version is old enough to adopt; None when its publish time is unknown or
+    unreadable, and then the age does not hold it back (an ImageVersion read from the API always
+    has its creation time)."""
     published = entry.published_at()
     if published is None:
         return None
@@ -62,44 +72,107 @@ def window_state(schedule: AutomaticUpgradeSchedule, now: datetime) -> tuple[boo
     return False, min(upcoming, default=None)
 
 
+class HoldReason(StrEnum):
+    """Why a version newer than the target is not the target."""
+
+    QUARANTINED = "Quarantined"
+    TOO_YOUNG = "YoungerThanMinimumImageAge"
+
+
 @dataclass(frozen=True)
-class PlatformTarget:
-    """What a platform upgrade would move a scale set to now (None: nothing newer that may
-    be adopted), and when versions too young to adopt yet ripen."""
-
-    entry: CatalogEntry | None
-    ripens_at: tuple[datetime, ...] = ()
+class HeldBack:
+    version: str
+    reason: HoldReason
+    until: datetime | None = None  # TOO_YOUNG: when it is old enough
 
 
-def platform_target(
-    spec: ScaleSetSpec, status: ScaleSetStatus, catalog: Sequence[CatalogEntry], now: datetime
-) -> PlatformTarget:
-    """The one decision of what the platform upgrades to; the planner acts on it, and
-    `rolling-upgrade watch` uses it to know an upgrade is coming before the operator has
-    seen the newly published version."""
-    auto = spec.upgrade_policy.automatic_os_upgrade_policy
+@dataclass(frozen=True)
+class UpgradeTarget:
+    """What an OS upgrade would move a scale set to now, and what keeps it from more.
+
+    `image` is None when there is nothing to upgrade to: for the platform, nothing newer than
+    the model may be adopted; for a user, nothing resolves at all. `in_window` is False only
+    for the platform, outside every maintenance window; `window_opens_at` then says when the
+    next one opens.
+    """
+
+    image: ResolvedImage | None
+    held_back: tuple[HeldBack, ...] = ()
+    in_window: bool = True
+    window_opens_at: datetime | None = None
+
+    @property
+    def ripens_at(self) -> tuple[datetime, ...]:
+        """When versions held back for their age become eligible: the planner wakes then."""
+        return tuple(h.until for h in self.held_back if h.until is not None)
+
+    @property
+    def may_start(self) -> bool:
+        return self.image is not None and self.in_window
+
+
+def upgrade_target(
+    spec: ScaleSetSpec,
+    status: ScaleSetStatus,
+    catalog: Sequence[CatalogEntry],
+    now: datetime,
+    *,
+    started_by: StartedBy,
+) -> UpgradeTarget:
+    """The one place that picks the target of an OS upgrade: the platform's start
+    and its retargeting between batches, a user's start, `rolling-upgrade plan` and `watch`.
+
+    Every caller gets the same version: the highest one that is in the scale set's image family,
+    replicated to its location, not excluded from latest, not quarantined (status.faultedVersions)
+    and at least minimumImageAge old. Those are facts about the version, so a user's start obeys
+    them too: SPEC section 5 keeps a quarantined version out of "latest" until a user clears the
+    quarantine. What a user's start overrides is only *when* (SPEC section 2: it starts "at
+    once"): maintenance windows do not hold it back, and it needs neither automatic upgrades nor
+    a version newer than the model; with nothing newer it targets the model itself, so that
+    instances left behind catch up and none is ever moved backwards.
+    """
+    ref = spec.image_reference
     model = status.model_image
-    if not auto.enable_automatic_os_upgrade or spec.image_reference.version != LATEST:
-        return PlatformTarget(None)
-    if model is None:
-        # Instances are created on the latest version directly: no upgrade to speak of.
-        return PlatformTarget(None)
+    by_user = started_by is StartedBy.USER
+    if ref.version != LATEST:
+        # A pinned version is part of the model (a model change, never an OS upgrade of the
+        # platform's); a user's start brings instances to it.
+        entry = resolve_exact(catalog, ref, spec.location, ref.version) if by_user else None
+        return UpgradeTarget(pin(entry, ref) if entry is not None else None)
+    auto = spec.upgrade_policy.automatic_os_upgrade_policy
+    if not by_user and (not auto.enable_automatic_os_upgrade or model is None):
+        # Without a model, instances are created on the latest version directly.
+        return UpgradeTarget(None)
     schedule = spec.upgrade_policy.automatic_upgrade_schedule
-    young: list[str] = []
-    ripens: list[datetime] = []
-    for candidate in catalog:
+    held = _held_back(spec, status, catalog, now)
+    entry = resolve_latest(catalog, ref, spec.location, skip_versions=[h.version for h in held])
+    image = pin(entry, ref) if entry is not None else None
+    floor = model.version if model is not None else None
+    if image is None or (floor is not None and not is_newer(image.version, floor)):
+        image = model if by_user else None
+    above = image.version if image is not None else floor
+    held = [h for h in held if is_newer(h.version, above)]
+    if by_user:
+        return UpgradeTarget(image, tuple(held))
+    inside, opens = window_state(schedule, now)
+    return UpgradeTarget(image, tuple(held), inside, None if inside else opens)
+
+
+def _held_back(
+    spec: ScaleSetSpec, status: ScaleSetStatus, catalog: Sequence[CatalogEntry], now: datetime
+) -> list[HeldBack]:
+    """Versions `latest` would pick but for their quarantine or their age."""
+    schedule = spec.upgrade_policy.automatic_upgrade_schedule
+    quarantined = set(status.faulted_versions)
+    held: list[HeldBack] = []
+    for candidate in candidates(catalog, spec.image_reference, spec.location):
+        version = candidate.spec.version
+        if candidate.spec.exclude_from_latest:
+            continue
+        if version in quarantined:
+            held.append(HeldBack(version, HoldReason.QUARANTINED))
+            continue
         ripe = ripe_at(candidate, schedule)
         if ripe is not None and ripe > now:
-            young.append(candidate.spec.version)
-            if is_newer(candidate.spec.version, model.version):
-                ripens.append(ripe)
-    # A version whose automatic upgrade faulted is never retried automatically.
-    entry = resolve_latest(
-        catalog,
-        spec.image_reference,
-        spec.location,
-        skip_versions=[*status.faulted_versions, *young],
-    )
-    if entry is None or not is_newer(entry.spec.version, model.version):
-        return PlatformTarget(None, tuple(ripens))
-    return PlatformTarget(entry, tuple(ripens))
+            held.append(HeldBack(version, HoldReason.TOO_YOUNG, ripe))
+    return sorted(set(held), key=lambda h: (version_key(h.version), h.version))
