@@ -43,6 +43,14 @@ def test_gallery_manual_example_has_disks_and_ordered_extensions(
     world.wait_ready("batch", capacity=3)
     pod = world.pods("batch")[0]
     assert [c.name for c in pod.spec.init_containers] == ["configure", "monitoring-agent"]
+    # Copied is not enough: the kubelet ran them, in this order, before the OS container.
+    inits = pod.status.init_container_statuses or []
+    assert [(s.name, s.state.terminated.reason) for s in inits if s.state.terminated] == [
+        ("configure", "Completed"),
+        ("monitoring-agent", "Completed"),
+    ]
+    os_started = pod.status.container_statuses[0].state.running.started_at
+    assert all(s.state.terminated.finished_at <= os_started for s in inits)
     assert pod.spec.containers[0].image == "registry.example/workers:1.0.0"
     assert sorted(world.claims("batch")) == ["data-batch-0", "data-batch-1", "data-batch-2"]
 

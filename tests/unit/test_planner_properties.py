@@ -19,7 +19,7 @@ from scaleset_operator.controller.pacing import only_progress_changed
 from scaleset_operator.models.instance import UpgradePhase
 from scaleset_operator.models.scaleset import RollingUpgradePolicy
 from scaleset_operator.models.status import ErrorCode, RunningStatusCode, StartedBy
-from scaleset_operator.planner.actions import CreateInstance, SetInstanceImage
+from scaleset_operator.planner.actions import CreateInstance, DeleteInstance, SetInstanceImage
 from scaleset_operator.planner.batches import batch_size, exceeds, percent_of
 from scaleset_operator.planner.health import counts_as_unhealthy, verdict
 from scaleset_operator.planner.observed import Observed, Plan, PlannerSettings
@@ -48,6 +48,8 @@ class Case:
     disrupted: frozenset[int]
     advance: int
     pause: int = field(default=0)
+    # Init containers in the template: instances change image by being recreated.
+    extensions: bool = field(default=False)
 
     def policy(self) -> RollingUpgradePolicy:
         return RollingUpgradePolicy.model_validate(self.rolling)
@@ -80,18 +82,24 @@ def cases(draw: st.DrawFn, max_capacity: int = 40) -> Case:
         disrupted=frozenset(draw(st.sets(ids, max_size=max(1, capacity // 8)))),
         advance=draw(st.integers(1, 3)),
         pause=pause,
+        extensions=draw(st.booleans()),
     )
 
 
 def start(case: Case) -> Sim:
+    spec = spec_of(
+        capacity=case.capacity,
+        automatic=not case.user_start,
+        disable_rollback=case.disable_rollback,
+        health_timeout=f"PT{HEALTH_TIMEOUT}S",
+        rolling=case.rolling,
+    )
+    if case.extensions:
+        init = [{"name": "configure", "image": "registry.test/configure:1"}]
+        template = {**spec.template, "spec": {**spec.template["spec"], "initContainers": init}}
+        spec = spec.model_copy(update={"template": template})
     sim = Sim(
-        spec=spec_of(
-            capacity=case.capacity,
-            automatic=not case.user_start,
-            disable_rollback=case.disable_rollback,
-            health_timeout=f"PT{HEALTH_TIMEOUT}S",
-            rolling=case.rolling,
-        ),
+        spec=spec,
         catalog=[version_entry("1.0.0")],
         world=World(zoned=case.zoned),
         settings=PlannerSettings(automatic_upgrade_delay=timedelta(seconds=1)),
@@ -155,7 +163,14 @@ def check_pass(case: Case, obs: Observed, result: Plan) -> None:
         if isinstance(action, CreateInstance):
             model = result.status.model_image
             assert model is not None
-            assert action.container_image == model.container_image
+            back = action.upgrade
+            if back is not None and back.phase is UpgradePhase.ROLLING_BACK:
+                # Recreated while rolling back: on the image it came from.
+                assert action.container_image == back.previous_image
+            else:
+                assert action.container_image == model.container_image
+            if back is not None:
+                assert back.run == run.start_time
 
     # Never more instances in flight than one batch.
     rolling = result.status.rolling_upgrade
@@ -177,8 +192,14 @@ def check_pass(case: Case, obs: Observed, result: Plan) -> None:
             surged = [a for a in result.actions if isinstance(a, CreateInstance)]
             assert {a.surge_for for a in surged if a.surge_for is not None} == set(batch)
         else:
-            patched = [a for a in result.actions if isinstance(a, SetInstanceImage)]
-            assert {int(a.name.rsplit("-", 1)[1]) for a in patched} == set(batch)
+            changed: list[SetInstanceImage | DeleteInstance] = [
+                a for a in result.actions if isinstance(a, SetInstanceImage | DeleteInstance)
+            ]
+            if not case.extensions:
+                assert all(isinstance(a, SetInstanceImage) for a in changed)
+            else:
+                assert not any(isinstance(a, SetInstanceImage) for a in changed)
+            assert {int(a.name.rsplit("-", 1)[1]) for a in changed} == set(batch)
         assert not set(batch) & case.protected
         # The unhealthy budget: healthy instances we take down plus those already unhealthy
         # stay within maxUnhealthyInstancePercent, except for the minimum batch of one.
@@ -317,6 +338,7 @@ def test_every_upgrade_finishes_within_bounds_and_keeps_the_invariants(case: Cas
     assert run is not None
     event(f"ended {run.code.value} ({run.error.code if run.error else 'no error'})")
     event(f"capacity {'1-9' if case.capacity < 10 else '10-40'}")
+    event("extensions recreated" if case.extensions else "image patched in place")
     # Finished means finished: later passes change no image and start nothing.
     for _ in range(5):
         obs = sim.observed()

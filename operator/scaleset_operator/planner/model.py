@@ -34,3 +34,9 @@ def model_hash(spec: ScaleSetSpec) -> str:
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def has_extensions(spec: ScaleSetSpec) -> bool:
+    """Init containers run only when a pod starts, so an instance with extensions cannot take
+    a new OS image in place: the kubelet restarts the OS container alone."""
+    return bool((spec.template.get("spec") or {}).get("initContainers"))

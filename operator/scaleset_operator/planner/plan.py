@@ -43,7 +43,7 @@ from scaleset_operator.planner.history import (
     record_history,
     rolling_upgrade_status,
 )
-from scaleset_operator.planner.model import model_hash
+from scaleset_operator.planner.model import has_extensions, model_hash
 from scaleset_operator.planner.observed import Observed, Plan
 from scaleset_operator.planner.refusal import is_refusal, retry_at
 from scaleset_operator.planner.schedule import upgrade_target, window_state
@@ -252,8 +252,7 @@ def _create_missing(
     ids = remembered[:count]
     ids += [next(lowest) for _ in range(count - len(ids))]
     for iid in ids:
-        upgrade = _mark_for_new(run, iid, work.now_s)
-        work.act(CreateInstance(iid, model.container_image, model.urn, upgrade), iid)
+        work.act(_recreation(run, iid, model, work.now_s), iid)
     if ids:
         work.event(NORMAL, "ScaledOut", f"creating {len(ids)} instance(s) on {model.urn}")
     return sorted(awaited)
@@ -293,6 +292,17 @@ def _mark_for_new(run: UpgradeRun | None, iid: int, now: str) -> UpgradeMark | N
     return _upgrade_mark(run, run.previous.container_image, run.previous.version, now)
 
 
+def _recreation(run: UpgradeRun | None, iid: int, model: ResolvedImage, now: str) -> CreateInstance:
+    """A batch member recreated mid-run comes back on the target with its upgrade mark; one
+    that is rolling back (deleted so that its extensions run again, or lost meanwhile) comes
+    back on the run's previous image with a rollback mark, judged like an in-place rollback."""
+    mark = _mark_for_new(run, iid, now)
+    if mark is None or run is None or run.previous is None or iid not in run.rolling_back:
+        return CreateInstance(iid, model.container_image, model.urn, mark)
+    back = mark.model_copy(update={"phase": UpgradePhase.ROLLING_BACK})
+    return CreateInstance(iid, run.previous.container_image, run.previous.urn, back)
+
+
 def _upgrade_mark(
     run: UpgradeRun, previous_image: str, previous_version: str | None, started_at: str
 ) -> UpgradeMark:
@@ -322,7 +332,8 @@ def _out_of_date(inst: Instance, model: ResolvedImage, mhash: str, spec: ScaleSe
 
 
 def _bring_to_model(work: _Pass, inst: Instance, model: ResolvedImage, mhash: str) -> None:
-    if inst.model_hash == mhash:
+    # A new image for an instance with extensions is a reimage too: they must run again.
+    if inst.model_hash == mhash and not has_extensions(work.obs.spec):
         work.act(
             SetInstanceImage(inst.name, inst.uid, model.container_image, model.urn, None),
             inst.instance_id,
@@ -770,8 +781,10 @@ def _patch_to_target(work: _Pass, run: UpgradeRun, inst: Instance) -> None:
         work.now_s,
     )
     mhash = work.status.model_hash
-    if inst.model_hash != mhash:
-        # More than the image changed: recreate so the extensions run again in order.
+    if inst.model_hash != mhash or _reimages(work, run, mark.previous_image):
+        # Azure re-runs the extensions in order on an OS upgrade, and init containers run only
+        # at pod start: recreate under the same id (same name, same data disks); capacity
+        # keeping brings it back on the target with an upgrade mark.
         work.act(DeleteInstance(inst.name, inst.uid, "recreate on the new image"), inst.instance_id)
         return
     work.act(
@@ -780,16 +793,37 @@ def _patch_to_target(work: _Pass, run: UpgradeRun, inst: Instance) -> None:
     )
 
 
+def _reimages(work: _Pass, run: UpgradeRun, previous_image: str) -> bool:
+    """Whether an instance with extensions changes image by being recreated.
+
+    A recreated pod's mark can only name the run's previous image (the old pod and its mark
+    are gone), so an instance that came from another image (mixed versions after Manual mode
+    or protection) keeps the in-place patch: rolling back to the image it really ran matters
+    more than re-running its extensions.
+    """
+    if not has_extensions(work.obs.spec) or run.previous is None:
+        return False
+    return previous_image == run.previous.container_image
+
+
 def _version_of(inst: Instance) -> str | None:
     return inst.image_urn.rsplit(":", 1)[-1] if inst.image_urn else None
 
 
 def _roll_back(work: _Pass, run: UpgradeRun, inst: Instance, mark: UpgradeMark) -> None:
-    back = mark.model_copy(update={"phase": UpgradePhase.ROLLING_BACK, "started_at": work.now_s})
-    urn = _urn_back(run, inst, mark)
-    work.act(
-        SetInstanceImage(inst.name, inst.uid, mark.previous_image, urn, back), inst.instance_id
-    )
+    if _reimages(work, run, mark.previous_image):
+        # Going back re-runs the extensions as well; `_recreation` restores the previous image.
+        reason = "recreate on the previous image"
+        work.act(DeleteInstance(inst.name, inst.uid, reason), inst.instance_id)
+    else:
+        back = mark.model_copy(
+            update={"phase": UpgradePhase.ROLLING_BACK, "started_at": work.now_s}
+        )
+        urn = _urn_back(run, inst, mark)
+        work.act(
+            SetInstanceImage(inst.name, inst.uid, mark.previous_image, urn, back),
+            inst.instance_id,
+        )
     work.event(
         WARNING,
         "InstanceRollingBack",
