@@ -9,13 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.crds import wait_established
@@ -323,3 +324,48 @@ class World:
         self.core.patch_namespaced_pod(
             pod, self.namespace, {"spec": {"containers": [{"name": "os", "image": image}]}}
         )
+
+
+class PodEvents:
+    """Every change of a scale set's pods, in the API server's order, seen by a watch that runs
+    in a thread from `start()` to `stop()`: what a test polling now and then could miss."""
+
+    def __init__(self, world: World, name: str = "web") -> None:
+        self.world = world
+        self.selector = f"scaleset.dev/scaleset={name}"
+        self.pods: list[client.V1Pod] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._version = ""
+        self.error: Exception | None = None
+
+    def start(self) -> None:
+        listed = self.world.core.list_namespaced_pod(
+            self.world.namespace, label_selector=self.selector
+        )
+        self._version = listed.metadata.resource_version
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                # Short server-side timeouts, so that stop() returns soon; resume where it was.
+                for event in watch.Watch().stream(
+                    self.world.core.list_namespaced_pod,
+                    self.world.namespace,
+                    label_selector=self.selector,
+                    resource_version=self._version,
+                    timeout_seconds=1,
+                ):
+                    pod = event["object"]
+                    self.pods.append(pod)
+                    self._version = pod.metadata.resource_version
+        except Exception as exc:  # a gap in what was seen must fail the test, not hide
+            self.error = exc
+
+    def stop(self) -> list[client.V1Pod]:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "the pod watch did not stop"
+        assert self.error is None, f"the pod watch failed: {self.error!r}"
+        return self.pods

@@ -54,6 +54,28 @@ def test_deleted_and_failed_instances_are_recreated(world: World) -> None:
     )
     world.wait_ready(capacity=3)
 
+    # A pod that ended in phase Failed (as after an eviction) is replaced under its own id.
+    failed_uid = world.pods()[2].metadata.uid
+    world.core.patch_namespaced_pod_status(
+        "web-2", world.namespace, {"status": {"phase": "Failed", "reason": "Evicted"}}
+    )
+    eventually(
+        lambda: any(
+            p.metadata.name == "web-2"
+            and p.metadata.uid != failed_uid
+            and p.metadata.deletion_timestamp is None
+            for p in world.pods()
+        ),
+        30,
+        what="failed web-2 recreated",
+    )
+    world.wait_ready(capacity=3)
+    events = world.core.list_namespaced_event(
+        world.namespace, field_selector="involvedObject.kind=ScaleSet,reason=InstanceRecreated"
+    ).items
+    assert {e.message for e in events} == {"instance 2 failed; recreating"}
+    assert _ids(world) == [0, 1, 2]
+
 
 def test_data_disks_survive_recreation(world: World) -> None:
     world.publish("1.0.0")

@@ -6,9 +6,17 @@ Image conventions of the simulated kubelet: a tag starting with `bad` never pull
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 
-from tests.e2e.support import OperatorProcess, World, eventually
+from kubernetes import client
+
+from scaleset_operator.models.instance import ANNOTATION_PROTECT
+from scaleset_operator.models.instance import ANNOTATION_UPGRADE as UPGRADE_MARK
+from tests.e2e.support import OperatorProcess, PodEvents, World, eventually
+
+ZONE = "topology.kubernetes.io/zone"
 
 
 def _history(world: World) -> list[dict]:
@@ -66,6 +74,165 @@ def test_bad_image_rolls_back_and_faults(world: World) -> None:
     assert world.claims() == claims
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["UpgradeFaulted"]["status"] == "True"
+
+
+def _stamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _marks(world: World) -> dict[str, dict]:
+    """The upgrade mark of every instance that has one, by pod name."""
+    annotations = {p.metadata.name: p.metadata.annotations or {} for p in world.pods()}
+    return {
+        name: json.loads(a[UPGRADE_MARK]) for name, a in annotations.items() if UPGRADE_MARK in a
+    }
+
+
+def test_bad_image_fails_fast_long_before_the_health_timeout(world: World) -> None:
+    world.publish("1.0.0")
+    world.create(world.scaleset_body(capacity=5, health_timeout="PT120S"))
+    world.wait_ready(capacity=5)
+
+    published = time.monotonic()
+    world.publish("2.0.0", image="example.test/os:bad-2.0.0")
+    world.wait_upgrade_code("Faulted", timeout=60)
+    elapsed = time.monotonic() - published
+
+    # Rolled back on the pull failure, not after the 120 s window.
+    assert elapsed < 30, f"faulted only after {elapsed:.1f}s"
+    entry = _history(world)[0]
+    took = _stamp(entry["runningStatus"]["endTime"]) - _stamp(entry["runningStatus"]["startTime"])
+    assert took < timedelta(seconds=30)
+    # One instance per batch (20 % of 5): the first one failed, and it says why.
+    [detail] = entry["error"]["details"]
+    assert detail["code"] == "ImagePullBackOff"
+    assert detail["target"].startswith("instance ")
+    assert detail["message"] == "ImagePullBackOff; rolled back to 1.0.0"
+    assert entry["rollbackInfo"]["successfullyRolledbackInstanceCount"] == 1
+    world.wait_ready(capacity=5)
+    assert set(world.images().values()) == {"example.test/os:1.0.0"}
+
+
+def test_never_ready_image_is_rolled_back_after_the_health_timeout(world: World) -> None:
+    world.publish("1.0.0")
+    world.create(world.scaleset_body(capacity=5, health_timeout="PT3S"))
+    world.wait_ready(capacity=5)
+
+    published = time.monotonic()
+    world.publish("2.0.0", image="example.test/os:unready-2.0.0")
+    # The first batch's instance, while it waits for health on the new image.
+    [(upgrading, mark)] = eventually(
+        lambda: list(_marks(world).items()), 30, interval=0.05, what="an instance on 2.0.0"
+    )
+    assert mark["phase"] == "Upgrading"
+    patched = _stamp(mark["startedAt"])
+    world.wait_upgrade_code("Faulted", timeout=60)
+    elapsed = time.monotonic() - published
+
+    # Running but never ready is no reason to fail fast: the whole window was waited out.
+    back = _marks(world)[upgrading]
+    assert back["phase"] == "RollingBack"
+    assert _stamp(back["startedAt"]) - patched >= timedelta(seconds=3)
+    assert elapsed >= 3
+    entry = _history(world)[0]
+    [detail] = entry["error"]["details"]
+    assert detail["code"] == "HealthTimeout"
+    assert detail["target"] == f"instance {upgrading.removeprefix('web-')}"
+    assert detail["message"] == "HealthTimeout (NotReady); rolled back to 1.0.0"
+    world.wait_ready(capacity=5)
+    assert set(world.images().values()) == {"example.test/os:1.0.0"}
+
+
+def _zones(world: World) -> dict[int, str]:
+    """Each instance's zone: the topology label of the node its pod runs on."""
+    nodes = {n.metadata.name: n.metadata.labels for n in world.core.list_node().items}
+    return {
+        int(p.metadata.labels["scaleset.dev/instance-id"]): nodes[p.spec.node_name][ZONE]
+        for p in world.pods()
+    }
+
+
+def _on(pod: client.V1Pod, image: str) -> bool:
+    """Running `image` and ready: what the operator waits for before its next batch."""
+    statuses = pod.status.container_statuses or []
+    ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    return bool(statuses) and statuses[0].image == image and ready
+
+
+def test_batches_stay_in_one_zone(world: World) -> None:
+    world.publish("1.0.0")
+    # Batches of two (25 % of 9) over three zones: an odd count of instances in some zone,
+    # so a batch that filled up across zones would show.
+    policy = {"maxBatchInstancePercent": 25, "maxUnhealthyInstancePercent": 25}
+    world.create(world.scaleset_body(capacity=9, rolling=policy))
+    world.wait_ready(capacity=9)
+    zones = _zones(world)
+    assert set(zones.values()) == {"zone-1", "zone-2", "zone-3"}
+
+    new = "example.test/os:1.1.0"
+    events = PodEvents(world)
+    events.start()
+    try:
+        world.publish("1.1.0")
+        status = world.wait_upgrade_code("Completed")
+    finally:
+        seen = events.stop()
+
+    patched_at: dict[int, str] = {}  # instance -> its upgrade mark's start: one per pass
+    in_flight: set[int] = set()
+    for pod in seen:
+        iid = int(pod.metadata.labels["scaleset.dev/instance-id"])
+        mark = json.loads((pod.metadata.annotations or {}).get(UPGRADE_MARK, "{}"))
+        if mark.get("targetVersion") == "1.1.0":
+            patched_at.setdefault(iid, mark["startedAt"])
+        if pod.spec.containers[0].image == new and not _on(pod, new):
+            in_flight.add(iid)
+        else:
+            in_flight.discard(iid)
+        # Whatever is patched but not yet healthy on the new image lies in one zone.
+        assert len({zones[i] for i in in_flight}) <= 1, (pod.metadata.resource_version, in_flight)
+
+    batches: dict[str, set[int]] = {}
+    for iid, started in patched_at.items():
+        batches.setdefault(started, set()).add(iid)
+    assert sorted(patched_at) == list(range(9))
+    for batch in batches.values():
+        assert len({zones[i] for i in batch}) == 1, batch
+        assert len(batch) <= 2
+    per_zone = [list(zones.values()).count(z) for z in ("zone-1", "zone-2", "zone-3")]
+    assert (
+        len(batches) == sum((n + 1) // 2 for n in per_zone) == status["upgradeRun"]["batchesDone"]
+    )
+    assert set(world.images().values()) == {new}
+
+
+def test_an_upgrade_passes_over_a_protected_instance(world: World) -> None:
+    world.publish("1.0.0")
+    world.create(world.scaleset_body(capacity=5))
+    world.wait_ready(capacity=5)
+    protected = world.pods()[2]
+    world.core.patch_namespaced_pod(
+        "web-2", world.namespace, {"metadata": {"annotations": {ANNOTATION_PROTECT: "true"}}}
+    )
+    eventually(lambda: world.status().get("protectedInstances") == 1, 20, what="1 protected")
+
+    world.publish("1.1.0")
+    world.wait_upgrade_code("Completed")
+
+    images = world.images()
+    assert images.pop(2) == "example.test/os:1.0.0"
+    assert set(images.values()) == {"example.test/os:1.1.0"}
+    kept = world.pods()[2]
+    assert kept.metadata.uid == protected.metadata.uid
+    assert UPGRADE_MARK not in kept.metadata.annotations
+    # Azure leaves a protected instance out of the upgrade: it is not even pending.
+    assert _history(world)[0]["progress"] == {
+        "successfulInstanceCount": 4,
+        "failedInstanceCount": 0,
+        "inProgressInstanceCount": 0,
+        "pendingInstanceCount": 0,
+    }
+    world.wait_ready(capacity=5)
 
 
 def test_faulted_version_is_not_retried_but_a_newer_one_is(world: World) -> None:
