@@ -1,4 +1,4 @@
-"""Batch sizing and selection: size, unhealthy budget, zones and priority (SPEC section 2)."""
+"""Batch sizing and selection: size, unhealthy budget, zones and priority."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`status.osUpgradeHistory` and `status.rollingUpgrade` in Azure's shapes (SPEC section 3).
+"""`status.osUpgradeHistory` and `status.rollingUpgrade` in Azure's shapes.
 
 Every status a simulated upgrade passes through is wrapped the way the CLI's `-o json` wraps
 it and validated against Azure's schemas (copied into tests/data/azure-schema/).

@@ -786,8 +786,8 @@ def test_after_a_fault_only_a_newer_version_or_the_user_starts_an_upgrade() -> N
 
 
 def test_a_user_start_skips_a_quarantined_version() -> None:
-    """SPEC section 5: a quarantined version is not "latest" until a user clears it, and a
-    user's start picks its target as the platform does (section 2)."""
+    """A quarantined version is not "latest" until a user clears it, and a user's start
+    picks its target as the platform does."""
     sim = settled(4, automatic=False)
     sim.publish(version_entry("1.1.0"), version_entry("1.2.0"))
     sim.status = sim.status.model_copy(update={"faulted_versions": ["1.2.0"]})

@@ -104,7 +104,7 @@ def _user_target(sim: Sim) -> str:
 
 def test_a_user_start_skips_a_version_younger_than_the_minimum_age() -> None:
     """Age is a fact about the version, not about when to start: a user's start picks the
-    target as the platform would (SPEC section 2), only without waiting for a window."""
+    target as the platform would, only without waiting for a window."""
     sim = settled(4, automatic=False)
     _with_schedule(sim, minimumImageAge="PT1H")
     sim.publish(
@@ -134,7 +134,7 @@ def test_a_user_start_with_nothing_newer_old_enough_never_moves_instances_back()
 
 
 def test_a_running_upgrade_never_switches_to_a_version_younger_than_the_minimum_age() -> None:
-    """SPEC section 2: a run retargets only to an eligible version, "old enough" included."""
+    """a run retargets only to an eligible version, "old enough" included."""
     sim = settled(10)
     _with_schedule(sim, minimumImageAge="PT1H")
     sim.publish(_published(version_entry("1.1.0"), sim.now - timedelta(hours=2)))

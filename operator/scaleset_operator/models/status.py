@@ -1,6 +1,6 @@
 """ScaleSet status: Azure-shaped upgrade progress and history, plus the controller's own memory.
 
-`rollingUpgrade` and `osUpgradeHistory` carry exactly Azure's fields (SPEC section 3);
+`rollingUpgrade` and `osUpgradeHistory` carry exactly Azure's fields;
 `upgradeRun` is where the controller keeps what it needs to resume after a crash.
 Field descriptions here become the CRD's OpenAPI descriptions (`kubectl explain vmss.status…`).
 """

@@ -1,4 +1,4 @@
-"""Batch sizing and selection for a rolling OS upgrade (SPEC section 2, steps 1-2 and details)."""
+"""Batch sizing and selection for a rolling OS upgrade (Azure's steps 1-2)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The overall health check before an OS upgrade starts and before each of its batches (SPEC
-section 2, step 1 and "before every batch"). The planner acts on it and the dry-run preview
+"""The overall health check before an OS upgrade starts and before each of its batches, as
+Azure's rolling upgrade does it. The planner acts on it and the dry-run preview
 reports it, so a plan refuses exactly when a start would be refused."""
 
 from __future__ import annotations

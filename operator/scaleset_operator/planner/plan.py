@@ -1113,8 +1113,8 @@ def _was_waiting_for_window(status: ScaleSetStatus) -> bool:
 
 
 def _retarget(work: _Pass, run: UpgradeRun) -> UpgradeRun:
-    """A platform run moves on to an even newer eligible version after a batch (SPEC section
-    2); eligible as for any start, so never a quarantined one or one younger than the minimum
+    """A platform run moves on to an even newer eligible version after a batch; eligible as for
+    any start, so never a quarantined one or one younger than the minimum
     image age."""
     unpromoted = any(i.surge_for is not None for i in work.obs.instances)
     if run.started_by is not StartedBy.PLATFORM or unpromoted:

@@ -1,5 +1,5 @@
 """The one decision of which version an OS upgrade moves a scale set to, for the platform, a
-user's start and the dry-run plan alike (SPEC section 2), and when a platform upgrade may begin
+user's start and the dry-run plan alike, and when a platform upgrade may begin
 or start its next batch (minimum image age, maintenance windows in UTC). Decisions only."""
 
 from __future__ import annotations
@@ -125,11 +125,11 @@ def upgrade_target(
     Every caller gets the same version: the highest one that is in the scale set's image family,
     replicated to its location, not excluded from latest, not quarantined (status.faultedVersions)
     and at least minimumImageAge old. Those are facts about the version, so a user's start obeys
-    them too: SPEC section 5 keeps a quarantined version out of "latest" until a user clears the
-    quarantine. What a user's start overrides is only *when* (SPEC section 2: it starts "at
-    once"): maintenance windows do not hold it back, and it needs neither automatic upgrades nor
-    a version newer than the model; with nothing newer it targets the model itself, so that
-    instances left behind catch up and none is ever moved backwards.
+    them too: a quarantined version stays out of "latest" until a user clears the quarantine.
+    What a user's start overrides is only *when* (it starts at once): maintenance windows do not
+    hold it back, and it needs neither automatic upgrades nor a version newer than the model;
+    with nothing newer it targets the model itself, so that instances left behind catch up and
+    none is ever moved backwards.
     """
     ref = spec.image_reference
     model = status.model_image
