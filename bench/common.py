@@ -181,6 +181,36 @@ def create_namespace(api: client.ApiClient, name: str) -> None:
     )
 
 
+def deployment_body(name: str, replicas: int, pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """The Deployment the benchmarks compare against: `maxUnavailable: 20%`, `maxSurge: 0`."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": "20%", "maxSurge": 0},
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def deployment_done(apps: client.AppsV1Api, ns: str, name: str, n: int) -> bool:
+    d = apps.read_namespaced_deployment(name, ns)
+    s = d.status
+    return bool(
+        (s.observed_generation or 0) >= d.metadata.generation
+        and s.replicas == n
+        and s.updated_replicas == n
+        and s.available_replicas == n
+    )
+
+
 # --- kube-apiserver request counters ------------------------------------------------------
 
 _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value>\S+)")

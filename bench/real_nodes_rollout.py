@@ -31,35 +31,6 @@ from tests.e2e.realnode_support import on_real_nodes, real_scaleset
 from tests.e2e.support import World
 
 
-def deployment_body(name: str, replicas: int, image: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "20%", "maxSurge": 0},
-            },
-            "template": {"metadata": {"labels": labels}, "spec": on_real_nodes({}, image)},
-        },
-    }
-
-
-def deployment_done(apps: client.AppsV1Api, ns: str, name: str, n: int) -> bool:
-    d = apps.read_namespaced_deployment(name, ns)
-    s = d.status
-    return bool(
-        (s.observed_generation or 0) >= d.metadata.generation
-        and s.replicas == n
-        and s.updated_replicas == n
-        and s.available_replicas == n
-    )
-
-
 def upgrade_done(world: World, start_before: str | None) -> str | None:
     running = (world.status().get("rollingUpgrade") or {}).get("runningStatus") or {}
     if running.get("startTime") != start_before and running.get("code") in (
@@ -93,13 +64,17 @@ def scaleset_round(api: client.ApiClient, registry: str, ns: str, n: int, new: s
 
 def deployment_round(api: client.ApiClient, registry: str, ns: str, n: int, new: str) -> float:
     apps = client.AppsV1Api(api)
-    apps.create_namespaced_deployment(ns, deployment_body("web", n, f"{registry}/app:v1"))
-    common.eventually(lambda: deployment_done(apps, ns, "web", n), 600, 0.5, "Deployment")
+    apps.create_namespaced_deployment(
+        ns, common.deployment_body("web", n, on_real_nodes({}, f"{registry}/app:v1"))
+    )
+    common.eventually(lambda: common.deployment_done(apps, ns, "web", n), 600, 0.5, "Deployment")
     t0 = time.monotonic()
     image = f"{registry}/app:{new}"
     patch = {"spec": {"template": {"spec": {"containers": [{"name": "os", "image": image}]}}}}
     apps.patch_namespaced_deployment("web", ns, patch)
-    common.eventually(lambda: deployment_done(apps, ns, "web", n), 900, 0.2, "Deployment rollout")
+    common.eventually(
+        lambda: common.deployment_done(apps, ns, "web", n), 900, 0.2, "Deployment rollout"
+    )
     return time.monotonic() - t0
 
 

@@ -100,38 +100,6 @@ def run_upgrade(world: World, name: str, version: str, timeout: float) -> tuple[
     raise TimeoutError(f"upgrade to {version} of {name} did not end in {timeout}s")
 
 
-def deployment_body(name: str, replicas: int, image: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "strategy": {
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "20%", "maxSurge": 0},
-            },
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "os", "image": image}]},
-            },
-        },
-    }
-
-
-def deployment_done(apps: client.AppsV1Api, ns: str, name: str, n: int) -> bool:
-    d = apps.read_namespaced_deployment(name, ns)
-    s = d.status
-    return bool(
-        (s.observed_generation or 0) >= d.metadata.generation
-        and s.replicas == n
-        and s.updated_replicas == n
-        and s.available_replicas == n
-    )
-
-
 def raw_patch_rate(
     api: client.ApiClient, ns: str, selector: str, count: int, threads: int
 ) -> float:
@@ -244,7 +212,10 @@ def main() -> None:
                 common.create_namespace(api, ns)
             t0 = time.monotonic()
             apps.create_namespaced_deployment(
-                ns_d, deployment_body("web", n, "example.test/os:1.0.0")
+                ns_d,
+                common.deployment_body(
+                    "web", n, {"containers": [{"name": "os", "image": "example.test/os:1.0.0"}]}
+                ),
             )
             common.eventually(
                 lambda: (
@@ -328,7 +299,7 @@ def main() -> None:
             while True:
                 time.sleep(0.5)
                 polls += 1
-                if deployment_done(apps, ns_d, "web", n):
+                if common.deployment_done(apps, ns_d, "web", n):
                     break
                 if time.monotonic() - t0 > args.timeout:
                     raise TimeoutError("deployment rollout")

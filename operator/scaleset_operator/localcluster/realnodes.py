@@ -283,8 +283,8 @@ class RealNodes:
         if not (kubelets or containerds or others or self.folder.exists()):
             return
         processes.stop_all(kubelets, timeout)
-        count = max(int(self.cluster.read_state().get("real_nodes", 0)), MAX_REAL_NODES)
-        nodes = [self.node(i, 1) for i in range(count)]
+        # Every possible node, not only those recorded: a start that died half-way leaves some.
+        nodes = [self.node(i, 1) for i in range(MAX_REAL_NODES)]
         _stop_containers(nodes)
         processes.stop_all(containerds, timeout)
         processes.stop_all(others, timeout)
