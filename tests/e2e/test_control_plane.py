@@ -402,7 +402,14 @@ def test_deletion_waits_for_finalizers(pods: Pods) -> None:
     pods.create(body)
     pods.wait("held", _ready, "Ready")
     pods.core.delete_namespaced_pod("held", pods.ns)
-    pods.wait("held", lambda p: p.metadata.deletion_timestamp is not None, "terminating")
+    # Our delete asks for the default grace period; kwok's own delete (grace 0) then updates the
+    # pod once more. Only after that may nothing change.
+    pods.wait(
+        "held",
+        lambda p: p.metadata.deletion_timestamp is not None
+        and p.metadata.deletion_grace_period_seconds == 0,
+        "terminating, deleted by the simulated kubelet",
+    )
     pods.settled("held")
     pods.core.patch_namespaced_pod("held", pods.ns, {"metadata": {"finalizers": None}})
 
