@@ -406,8 +406,10 @@ def test_deletion_waits_for_finalizers(pods: Pods) -> None:
     # pod once more. Only after that may nothing change.
     pods.wait(
         "held",
-        lambda p: p.metadata.deletion_timestamp is not None
-        and p.metadata.deletion_grace_period_seconds == 0,
+        lambda p: (
+            p.metadata.deletion_timestamp is not None
+            and p.metadata.deletion_grace_period_seconds == 0
+        ),
         "terminating, deleted by the simulated kubelet",
     )
     pods.settled("held")
