@@ -18,18 +18,43 @@ Pass = Callable[[str, str], Outcome]
 log = logging.getLogger("scaleset_operator.workers")
 
 
+class ErrorBackoff:
+    """Delays before retrying a scale set whose passes keep failing: doubling from ``first`` up
+    to ``cap``, per scale set, and forgotten after the first pass that succeeds."""
+
+    def __init__(self, first: float = 0.5, cap: float = 60.0) -> None:
+        self.first = first
+        self.cap = cap
+        self._failures: dict[Key, int] = {}
+
+    def failed(self, key: Key) -> tuple[int, float]:
+        """Records a failure; returns how many in a row and how long to wait."""
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        return count, min(self.cap, self.first * 2 ** (count - 1))
+
+    def succeeded(self, key: Key) -> None:
+        self._failures.pop(key, None)
+
+    def failures(self, key: Key) -> int:
+        return self._failures.get(key, 0)
+
+
 class Workers:
+    """The scale sets' workers: at most one pass per scale set at a time, wake-ups coalesced,
+    and only while this replica is active (the leader, when there are several)."""
+
     def __init__(
         self,
         run_pass: Pass,
         *,
         debounce: float = 0.05,
-        error_backoff: float = 2.0,
+        backoff: ErrorBackoff | None = None,
         active: bool = True,
     ) -> None:
         self._run_pass = run_pass
         self._debounce = debounce
-        self._error_backoff = error_backoff
+        self.backoff = backoff or ErrorBackoff()
         self._wakeups: dict[Key, asyncio.Event] = {}
         self._tasks: dict[Key, asyncio.Task[None]] = {}
         self._known: set[Key] = set()
@@ -83,6 +108,22 @@ class Workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _back_off(self, key: Key, exc: Exception) -> None:
+        count, delay = self.backoff.failed(key)
+        # One line per failure; the traceback only the first time, so that a scale set that
+        # cannot be reconciled for hours does not flood the log.
+        log.warning(
+            "reconcile of %s/%s failed (%d in a row), retrying in %.0fs: %s: %s",
+            *key,
+            count,
+            delay,
+            type(exc).__name__,
+            exc,
+            exc_info=exc if count == 1 else None,
+        )
+        # Watch events that arrive meanwhile are not let through: they would undo the back-off.
+        await asyncio.sleep(delay)
+
     async def stop_all(self) -> None:
         for key in list(self._tasks):
             await self.stop(key)
@@ -96,9 +137,11 @@ class Workers:
             wakeup.clear()
             try:
                 outcome = await asyncio.to_thread(self._run_pass, *key)
-            except Exception:
-                log.exception("reconcile of %s/%s failed; retrying", *key)
-                outcome = Outcome(self._error_backoff)
+            except Exception as exc:
+                await self._back_off(key, exc)
+                wakeup.set()
+                continue
+            self.backoff.succeeded(key)
             if outcome.gone:
                 self._known.discard(key)
                 self._tasks.pop(key, None)
