@@ -28,6 +28,10 @@ def _now() -> str:
 
 
 class Leadership:
+    """Holds, renews and gives up one Lease. ``run`` loops until cancelled, calling
+    ``on_lead`` when this replica becomes the leader and ``on_lose`` when it stops being one
+    (it could not renew in time, or another identity holds the lease)."""
+
     def __init__(
         self,
         cluster: Cluster,

@@ -30,6 +30,11 @@ BACKOFF = (0.5, 1.0, 2.0, 5.0)
 
 
 class PodWatch:
+    """One thread per watched path (all namespaces, or each namespace the operator is limited
+    to) that lists, then watches, the pods carrying ``label`` and hands every change to
+    ``on_event`` as ("ADDED" | "MODIFIED" | "DELETED", pod). ``synced`` is set once every path
+    has listed."""
+
     def __init__(
         self,
         cluster: Cluster,

@@ -68,73 +68,82 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 
 def _structural(node: Schema, *, spec_defaults: bool) -> Schema:
     """Turns pydantic's JSON schema into a structural OpenAPI v3 schema."""
-    out: Schema = {}
     kind = node.get("type")
+    out: Schema
     if kind == "object" or "properties" in node or "additionalProperties" in node:
-        out["type"] = "object"
-        props = node.get("properties")
-        if props:
-            required = set(node.get("required", []))
-            out["properties"] = {}
-            for name, sub in props.items():
-                child = _structural(sub, spec_defaults=spec_defaults)
-                if (
-                    spec_defaults
-                    and name not in required
-                    and child.get("type") == "object"
-                    and "properties" in child
-                    and "default" not in child
-                ):
-                    # An absent block still gets its fields' defaults, spelled out: the API
-                    # server checks a default against the CEL rules without nested defaulting.
-                    child["default"] = _defaults_of(child)
-                out["properties"][name] = child
-            if required:
-                out["required"] = sorted(required)
-        extra = node.get("additionalProperties")
-        if isinstance(extra, dict) and extra:
-            out["additionalProperties"] = _structural(extra, spec_defaults=spec_defaults)
-        elif not props:
-            out["x-kubernetes-preserve-unknown-fields"] = True
+        out = _structural_object(node, spec_defaults=spec_defaults)
     elif kind == "array":
-        out["type"] = "array"
-        out["items"] = _structural(node.get("items", {}), spec_defaults=spec_defaults)
+        items = _structural(node.get("items", {}), spec_defaults=spec_defaults)
+        out = {"type": "array", "items": items}
     elif kind is None and "enum" in node:
-        out["type"] = "string"
+        out = {"type": "string"}
     elif kind is not None:
-        out["type"] = kind
+        out = {"type": kind}
     elif not node:
         return {"x-kubernetes-preserve-unknown-fields": True}
-    for key in (
-        "enum",
-        "minimum",
-        "maximum",
-        "minLength",
-        "maxLength",
-        "minItems",
-        "maxItems",
-    ):
-        if key in node:
-            out[key] = node[key]
-    if "exclusiveMinimum" in node:
-        out["minimum"] = node["exclusiveMinimum"] + 1
+    else:
+        out = {}
+    out.update(_bounds(node))
     if spec_defaults and "default" in node and not isinstance(node["default"], dict | list):
         out["default"] = node["default"]
     pattern = node.get("pattern")
     if pattern is not None:
         # A bound on the length keeps the API server's CEL cost estimate within budget.
         out.setdefault("maxLength", 8 if pattern == TIME_OF_DAY else 48)
-        rule = f"self.matches({_cel_string(pattern)})"
-        if pattern == ISO8601_DURATION:
-            # The expression alone would accept the empty designators `P` and `PT`.
-            rule += " && self != 'P' && !self.endsWith('T')"
-        out["x-kubernetes-validations"] = [{"rule": rule, "message": _PATTERN_MESSAGES[pattern]}]
+        out["x-kubernetes-validations"] = [_pattern_rule(pattern)]
     if "description" in node:
         # Right after the type, so the YAML reads like `kubectl explain`; a docstring's line
         # breaks would show in `kubectl explain` as blank lines, so the text is unwrapped.
         head = {"type": out.pop("type")} if "type" in out else {}
         out = {**head, "description": " ".join(node["description"].split()), **out}
     return out
+
+
+def _structural_object(node: Schema, *, spec_defaults: bool) -> Schema:
+    out: Schema = {"type": "object"}
+    props = node.get("properties")
+    if props:
+        required = set(node.get("required", []))
+        out["properties"] = {}
+        for name, sub in props.items():
+            child = _structural(sub, spec_defaults=spec_defaults)
+            if (
+                spec_defaults
+                and name not in required
+                and child.get("type") == "object"
+                and "properties" in child
+                and "default" not in child
+            ):
+                # An absent block still gets its fields' defaults, spelled out: the API
+                # server checks a default against the CEL rules without nested defaulting.
+                child["default"] = _defaults_of(child)
+            out["properties"][name] = child
+        if required:
+            out["required"] = sorted(required)
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict) and extra:
+        out["additionalProperties"] = _structural(extra, spec_defaults=spec_defaults)
+    elif not props:
+        out["x-kubernetes-preserve-unknown-fields"] = True
+    return out
+
+
+_BOUNDS = ("enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems")
+
+
+def _bounds(node: Schema) -> Schema:
+    out = {key: node[key] for key in _BOUNDS if key in node}
+    if "exclusiveMinimum" in node:
+        out["minimum"] = node["exclusiveMinimum"] + 1
+    return out
+
+
+def _pattern_rule(pattern: str) -> Schema:
+    rule = f"self.matches({_cel_string(pattern)})"
+    if pattern == ISO8601_DURATION:
+        # The expression alone would accept the empty designators `P` and `PT`.
+        rule += " && self != 'P' && !self.endsWith('T')"
+    return {"rule": rule, "message": _PATTERN_MESSAGES[pattern]}
 
 
 def _pod_template_schema(description: str) -> Schema:
