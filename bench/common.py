@@ -19,14 +19,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client, config
+
+from scaleset_operator.localcluster import LocalCluster
+from tests.e2e import support
+from tests.e2e.support import OperatorProcess, eventually
+
+# Run from the repository's root as modules (`python -m bench.scale`), so that the test
+# support they share is importable as the package it is.
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "operator")]
-
-from kubernetes import client, config  # noqa: E402
-
-from scaleset_operator.localcluster import LocalCluster  # noqa: E402
-from tests.e2e import support  # noqa: E402
-from tests.e2e.support import OperatorProcess, eventually  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")

@@ -9,7 +9,7 @@ maxSurge 0. The ScaleSet changes the image of each pod in place (same pod, sandb
 kubelet restarts one container); the Deployment makes new pods (scheduling, a new sandbox and
 IP, volume set-up).
 
-    python bench/real_nodes_rollout.py --instances 20 --repeat 2
+    python -m bench.real_nodes_rollout --instances 20 --repeat 2
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 from kubernetes import client
 
-import common
-from common import log
+from bench import common
+from bench.common import log
 from scaleset_operator.localcluster import LocalCluster
 from scaleset_operator.localcluster.realnodes import RealNodes
 from tests.e2e.realnode_support import on_real_nodes, real_scaleset

@@ -2,7 +2,7 @@
 cluster: wall time, kube-apiserver requests per instance, the raw PATCH rate of a bare client,
 and publish -> first pod patched latency.
 
-    python bench/rollout_vs_deployment.py --instances 1000
+    python -m bench.rollout_vs_deployment --instances 1000
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 
 from kubernetes import client
 
-import common
-from common import log
+from bench import common
+from bench.common import log
 from tests.e2e.support import World
 
 SS_RES = {"pods": ("",), "scalesets": ("", "status")}

@@ -1,8 +1,8 @@
 """Many ScaleSets under one operator: its RSS and CPU at idle and during a fleet-wide OS upgrade,
 and the wall time of that upgrade, at growing fleet sizes.
 
-    python bench/scale.py                                # 50 x 20 = 1,000 instances
-    python bench/scale.py --per-set 20 --sizes 1000,2000,5000,10000
+    python -m bench.scale                                # 50 x 20 = 1,000 instances
+    python -m bench.scale --per-set 20 --sizes 1000,2000,5000,10000
 
 Every ScaleSet follows the same image (one publisher), so one publish upgrades the whole fleet.
 With --sizes the fleet grows stage by stage (more ScaleSets of --per-set instances each) and the
@@ -21,8 +21,8 @@ from typing import Any
 
 from kubernetes import client
 
-import common
-from common import log
+from bench import common
+from bench.common import log
 from tests.e2e.support import GROUP, VERSION, World
 
 
