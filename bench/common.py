@@ -21,7 +21,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from scaleset_operator.localcluster import LocalCluster
+from scaleset_operator.localcluster import LocalCluster, procfs
 from tests.e2e import support
 from tests.e2e.support import OperatorProcess, eventually
 
@@ -32,7 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 READS = ("GET", "LIST", "WATCH")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg: str) -> None:
@@ -40,21 +39,8 @@ def log(msg: str) -> None:
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemTotal"):
-                mem_kb = int(line.split()[1])
     return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gib": round(mem_kb / 2**20, 1),
+        **procfs.machine(),
         "python": platform.python_version(),
         "kernel": platform.release(),
         "loadavg_at_start": os.getloadavg(),
@@ -107,10 +93,8 @@ class ProfiledOperator(OperatorProcess):
         assert self.proc is not None
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-            children = path.read_text().split() if path.exists() else []
-            if children:
-                return int(children[0])
+            if children := procfs.children(self.proc.pid):
+                return children[0]
             time.sleep(0.1)
         raise RuntimeError("py-spy started no operator")
 
@@ -263,22 +247,8 @@ def total(
     )
 
 
-# --- /proc readings -----------------------------------------------------------------------
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    # after the command: state is field 3, utime 14, stime 15 (1-based over the whole line)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+rss_mib = procfs.rss_mib
+cpu_seconds = procfs.cpu_seconds
 
 
 def cpu_by_process(cluster: LocalCluster, operator_pid: int) -> dict[str, float]:
@@ -291,10 +261,7 @@ def cpu_by_process(cluster: LocalCluster, operator_pid: int) -> dict[str, float]
     for name, pid in pids.items():
         with contextlib.suppress(OSError):
             out[name] = cpu_seconds(pid)
-    with open("/proc/stat") as fh:
-        ticks = [int(x) for x in fh.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    out["machine"] = (sum(ticks[:8]) - idle) / CLK_TCK
+    out["machine"] = procfs.machine_busy_seconds()
     return out
 
 

@@ -7,12 +7,11 @@ this test lends the slot from the session's cluster to a cluster of its own and 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from scaleset_operator.localcluster import LocalCluster
+from scaleset_operator.localcluster import LocalCluster, procfs
 from scaleset_operator.localcluster.realnodes import TAINT_KEY, RealNodes, our_bridges
 from tests.conftest import REAL_NODES
 from tests.e2e.support import eventually
@@ -22,16 +21,10 @@ pytestmark = pytest.mark.realnodes
 
 def _processes_mentioning(text: str) -> list[str]:
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError):
-            continue
-        if text in cmdline and state != "Z":
-            found.append(f"{entry}: {cmdline.strip()}")
+    for pid in procfs.pids_with_arg(text):
+        stat = procfs.read_stat(pid)
+        if stat is not None and stat.state != "Z":
+            found.append(f"{pid}: {procfs.cmdline(pid)}")
     return found
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from scaleset_operator.localcluster import kwokconfig, processes
+from scaleset_operator.localcluster import kwokconfig, processes, procfs
 from scaleset_operator.localcluster.binaries import CONTROL_PLANE, resolve_binaries
 from scaleset_operator.localcluster.kubeapi import ApiClient, ApiError, Obj
 from scaleset_operator.localcluster.pki import FRONT_PROXY_CN, Pki, ensure_pki
@@ -184,7 +184,7 @@ class LocalCluster:
 
     def status(self) -> ClusterStatus:
         records = self.records()
-        stats = processes.all_stats()
+        stats = procfs.all_stats()
         comps: dict[str, ComponentStatus] = {}
         for name, rec in records.items():
             running = processes.is_running(rec)

@@ -95,20 +95,6 @@ def remove_cgroup_root(name: str) -> None:
 # -- processes ----------------------------------------------------------------------------------
 
 
-def pids_with_arg(fragment: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if fragment.encode() in cmdline:
-            found.append(int(entry))
-    return found
-
-
 def kill(pids: Iterable[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -18,21 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from scaleset_operator.localcluster.procfs import ProcStat, all_stats, read_stat
+
 _PR_SET_PDEATHSIG = 1
 
 # Popen objects of children started by this interpreter, so that they are reaped (no zombies).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 # Pids started with posix_spawn by this interpreter (reaped with waitpid).
 _spawned: set[int] = set()
-
-
-@dataclass(frozen=True)
-class ProcStat:
-    pid: int
-    state: str
-    pgrp: int
-    start_time: int
-    rss_bytes: int
 
 
 @dataclass(frozen=True)
@@ -55,33 +48,6 @@ class ProcessRecord:
             log=str(data["log"]),
             args=[str(a) for a in data["args"]],
         )
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def read_stat(pid: int) -> ProcStat | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # The command name may contain spaces and parentheses; fields follow the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return ProcStat(
-        pid=pid,
-        state=fields[0],
-        pgrp=int(fields[2]),
-        start_time=int(fields[19]),
-        rss_bytes=int(fields[21]) * _PAGE,
-    )
-
-
-def all_stats() -> list[ProcStat]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (stat := read_stat(int(entry))) is not None:
-            out.append(stat)
-    return out
 
 
 def is_running(record: ProcessRecord) -> bool:

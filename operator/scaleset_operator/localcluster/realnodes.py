@@ -59,11 +59,11 @@ from scaleset_operator.localcluster.nodehost import (
     ip,
     kill,
     make_cgroup_root,
-    pids_with_arg,
     remove_cgroup_root,
     unmount_all,
 )
 from scaleset_operator.localcluster.pki import MAX_REAL_NODES, real_node_name
+from scaleset_operator.localcluster.procfs import pids_with_arg
 
 __all__ = [
     "NODE_TYPE_LABEL",

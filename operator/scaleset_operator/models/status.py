@@ -156,6 +156,9 @@ class RollbackInfo(ApiModel):
     )
 
 
+_RUN_ERROR = "Why the upgrade faulted, or which instances failed; absent when all went well."
+
+
 class RollingUpgradeStatus(ApiModel):
     """The current or latest OS upgrade, shaped like the `properties` of Azure's
     rollingUpgrades/latest answer."""
@@ -165,11 +168,7 @@ class RollingUpgradeStatus(ApiModel):
     )
     running_status: RollingRunningStatus | None = None
     progress: Progress | None = None
-    error: ApiError | None = Field(
-        default=None,
-        description="Why the upgrade faulted, or which instances failed; absent when all "
-        "went well.",
-    )
+    error: ApiError | None = Field(default=None, description=_RUN_ERROR)
 
 
 class HistoryEntry(ApiModel):
@@ -178,11 +177,7 @@ class HistoryEntry(ApiModel):
 
     running_status: HistoryRunningStatus | None = None
     progress: Progress | None = None
-    error: ApiError | None = Field(
-        default=None,
-        description="Why the upgrade faulted, or which instances failed; absent when all "
-        "went well.",
-    )
+    error: ApiError | None = Field(default=None, description=_RUN_ERROR)
     started_by: StartedBy | None = Field(
         default=None,
         description="Who started it: Platform (an automatic OS upgrade), User, or Unknown.",
