@@ -7,12 +7,12 @@ nothing here assumes that any field of it is present.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from scaleset_operator.k8s.client import Cluster, condition
 from scaleset_operator.k8s.errors import NotFoundError, UnavailableError
+from scaleset_operator.polling import PollTimeoutError, poll
 
 Obj = dict[str, Any]
 _CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -46,17 +46,18 @@ def wait_established(
     """Returns once every named CRD is Established; raises `NotEstablishedError` after
     `timeout` seconds. A CRD not found yet counts as not established (a create may still be
     on its way through an aggregated or slow API server)."""
-    deadline = time.monotonic() + timeout
     waiting = list(names)
-    while True:
-        waiting = [name for name in waiting if not _established_now(cluster, name)]
-        if not waiting:
-            return
-        if time.monotonic() >= deadline:
-            raise NotEstablishedError(
-                f"CRD {', '.join(waiting)} not established after {timeout:g}s"
-            )
-        time.sleep(interval)
+
+    def all_established() -> bool:
+        waiting[:] = [name for name in waiting if not _established_now(cluster, name)]
+        return not waiting
+
+    try:
+        poll(all_established, what="CRDs established", timeout=timeout, interval=interval)
+    except PollTimeoutError:
+        raise NotEstablishedError(
+            f"CRD {', '.join(waiting)} not established after {timeout:g}s"
+        ) from None
 
 
 def _established_now(cluster: Cluster, name: str) -> bool:

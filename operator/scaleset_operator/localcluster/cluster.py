@@ -30,6 +30,7 @@ from scaleset_operator.localcluster.binaries import CONTROL_PLANE, resolve_binar
 from scaleset_operator.localcluster.kubeapi import ApiClient, ApiError, Obj
 from scaleset_operator.localcluster.pki import FRONT_PROXY_CN, Pki, ensure_pki
 from scaleset_operator.localcluster.processes import ProcessRecord
+from scaleset_operator.polling import PollTimeoutError, poll
 
 STORAGE_CLASS = "standard"
 PROVISIONER_NAME = "scaleset.dev/local-sim"
@@ -373,23 +374,26 @@ class LocalCluster:
     def wait_for(
         self, what: str, predicate: Callable[[], bool], deadline: float, interval: float = 0.1
     ) -> None:
-        last_error: Exception | None = None
-        while True:
+        def probe() -> bool:
             self._check_alive()
-            try:
-                if predicate():
-                    return
-            except (OSError, ApiError, http.client.HTTPException, ValueError) as exc:
-                last_error = exc
-            if time.monotonic() > deadline:
-                logs = "\n".join(
-                    f"--- {name} ---\n{processes.tail(rec.log, 15)}"
-                    for name, rec in self.records().items()
-                )
-                raise LocalClusterError(
-                    f"timed out waiting for {what} (last error: {last_error})\n{logs}"
-                )
-            time.sleep(interval)
+            return predicate()
+
+        try:
+            poll(
+                probe,
+                what=what,
+                deadline=deadline,
+                interval=interval,
+                retry_on=(OSError, ApiError, http.client.HTTPException, ValueError),
+            )
+        except PollTimeoutError as exc:
+            logs = "\n".join(
+                f"--- {name} ---\n{processes.tail(rec.log, 15)}"
+                for name, rec in self.records().items()
+            )
+            raise LocalClusterError(
+                f"timed out waiting for {what} (last error: {exc.last_error})\n{logs}"
+            ) from None
 
     def _start_etcd_and_apiserver(self, bins: Mapping[str, Path], deadline: float) -> None:
         self.log("starting etcd")
