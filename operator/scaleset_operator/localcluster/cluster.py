@@ -5,6 +5,9 @@ Everything lives in one folder: PKI, etcd data, kubeconfigs, logs and ``state.js
 ports), so that ``down``/``status`` work from another process than the one that ran ``up``.
 """
 
+# Long module: one lifecycle (start, wait, stop) whose steps all read the same folder, ports
+# and state; the command lines and readiness checks of the components are kept next to it.
+
 from __future__ import annotations
 
 import base64

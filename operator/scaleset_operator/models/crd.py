@@ -5,6 +5,9 @@ The models are the source of truth; `crds/` and the chart's copy are this module
 API server, not the operator, rejects bad input with a readable message.
 """
 
+# Long module: the schema conversion and every CEL rule of both CRDs in one place, so that a
+# reader sees all that the API server checks without hunting through files.
+
 from __future__ import annotations
 
 from typing import Any
