@@ -3,6 +3,8 @@ cluster: wall time, kube-apiserver requests per instance, the raw PATCH rate of 
 and publish -> first pod patched latency.
 
     python -m bench.rollout_vs_deployment --instances 1000
+    python -m bench.rollout_vs_deployment --quick     # regression guard: 200 instances, compared
+                                                     # with bench/baseline/rollout-quick.json
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -21,7 +24,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench import common
+from bench import common, guard
 from bench.common import log
 from tests.e2e.support import World
 
@@ -194,7 +197,18 @@ def main() -> None:
     ap.add_argument("--pod-start-delay", type=float, default=None)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--cluster-dir", type=Path, default=None)
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="200 instances, two publishes for latency; compare speed-up, operator CPU and "
+        "writes per instance with the recorded baseline and flag a regression over 20 %%",
+    )
+    ap.add_argument(
+        "--record", action="store_true", help="with --quick: make this run the new baseline"
+    )
     args = ap.parse_args()
+    if args.quick:
+        args.instances, args.publishes, args.raw_patches = 200, 2, 200
     n = args.instances
     nodes = args.nodes or max(6, math.ceil(2.4 * n / 900))
     result: dict[str, Any] = {"args": vars(args), "machine": common.machine()}
@@ -396,6 +410,24 @@ def main() -> None:
     print(common.table(rows))
     path = common.write_json("rollout_vs_deployment", result)
     print(f"\nwrote {path}")
+    if args.quick:
+        sys.exit(_guard(result, args.record))
+
+
+def _guard(result: dict[str, Any], record: bool) -> int:
+    now = guard.figures(result)
+    baseline = guard.load_baseline()
+    worse = False
+    if baseline is None:
+        print(f"\nno baseline at {guard.BASELINE}; run with --record to make one")
+    else:
+        rows, worse = guard.compare(now, baseline)
+        print("\nagainst the last recorded run:")
+        print(common.table(rows))
+    if record:
+        guard.record(now, result, time.strftime("%Y-%m-%d %H:%M"))
+        print(f"recorded as the new baseline: {guard.BASELINE}")
+    return 2 if worse else 0
 
 
 if __name__ == "__main__":
