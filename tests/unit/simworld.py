@@ -31,7 +31,7 @@ from scaleset_operator.planner.actions import (
     PromoteInstance,
     SetInstanceImage,
 )
-from scaleset_operator.planner.model import model_hash
+from scaleset_operator.planner.model_hash import model_hash
 from scaleset_operator.planner.observed import Observed, Plan, PlannerSettings
 from scaleset_operator.planner.plan import plan
 from scaleset_operator.planner.timefmt import stamp

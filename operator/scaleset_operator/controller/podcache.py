@@ -25,7 +25,7 @@ from typing import Any
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import ScaleSetSpec
-from scaleset_operator.planner.model import os_container_name
+from scaleset_operator.planner.model_hash import os_container_name
 
 Obj = dict[str, Any]
 DEFAULT_MAX_AGE = 60.0

@@ -27,7 +27,7 @@ from scaleset_operator.models.instance import (
 )
 from scaleset_operator.models.scaleset import GROUP, KIND, VERSION, HealthSource, ScaleSetSpec
 from scaleset_operator.planner.actions import CreateInstance
-from scaleset_operator.planner.model import os_container_name
+from scaleset_operator.planner.model_hash import os_container_name
 
 Obj = dict[str, Any]
 ZONE_LABEL = "topology.kubernetes.io/zone"

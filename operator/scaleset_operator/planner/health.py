@@ -84,18 +84,32 @@ def verdict(
     if not same_image(inst.os_image, expected):
         return HealthVerdict(HealthState.UNHEALTHY, "NotOnExpectedImage")
     if not same_image(status.image, expected):
-        # A kubelet goes on reporting the previous image while it fails to pull the new one;
-        # the waiting message says which image the failure is about.
-        if status.waiting_reason in PULL_FAILURES and _names(status, inst.os_image, absent=False):
-            return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "", fail_fast=True)
-        # The restart onto the new image has not been reported yet.
-        if in_grace:
-            return HealthVerdict(HealthState.INITIALIZING, "ContainerRestarting")
-        return HealthVerdict(HealthState.UNHEALTHY, "ContainerStillOnPreviousImage")
+        return _still_on_previous_image(inst, status, in_grace=in_grace)
     if _failing_now(status, inst.os_image, since):
         return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "", fail_fast=True)
     if inst.phase == "Failed":
         return HealthVerdict(HealthState.UNHEALTHY, "PodFailed", fail_fast=True)
+    return _readiness(inst, probe, status, in_grace=in_grace)
+
+
+def _still_on_previous_image(
+    inst: Instance, status: ContainerState, *, in_grace: bool
+) -> HealthVerdict:
+    """The spec asks for the expected image but the container status reports another one."""
+    # A kubelet goes on reporting the previous image while it fails to pull the new one;
+    # the waiting message says which image the failure is about.
+    if status.waiting_reason in PULL_FAILURES and _names(status, inst.os_image, absent=False):
+        return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "", fail_fast=True)
+    # The restart onto the new image has not been reported yet.
+    if in_grace:
+        return HealthVerdict(HealthState.INITIALIZING, "ContainerRestarting")
+    return HealthVerdict(HealthState.UNHEALTHY, "ContainerStillOnPreviousImage")
+
+
+def _readiness(
+    inst: Instance, probe: HealthProbe, status: ContainerState, *, in_grace: bool
+) -> HealthVerdict:
+    """Running the expected image: ready by the probe's health source and the container."""
     signal = _source_ready(inst, probe)
     if signal is None:
         return HealthVerdict(HealthState.UNKNOWN, "NoHealthSignal")

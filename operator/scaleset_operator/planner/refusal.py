@@ -1,7 +1,7 @@
 """Starts refused at the pre-start gate: how one is recognised and when the platform tries again.
 
 A refused start touched no instance, so it says nothing about the version: it is neither
-quarantined nor a failed change. Decisions only; plan.py acts on them.
+quarantined nor a failed change. Decisions only; the planner's steps act on them.
 """
 
 from __future__ import annotations

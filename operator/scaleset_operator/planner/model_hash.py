@@ -1,4 +1,4 @@
-"""The scale set model apart from its image: what decides `latestModelApplied`."""
+"""The hash of the scale set model apart from its image: what decides `latestModelApplied`."""
 
 from __future__ import annotations
 

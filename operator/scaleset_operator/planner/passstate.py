@@ -1,0 +1,62 @@
+"""What one planning pass carries from step to step: the snapshot, the status it is building,
+and the actions, events and wake-ups decided so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scaleset_operator.models.durations import parse_duration
+from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.planner.actions import Action, EmitEvent
+from scaleset_operator.planner.observed import Observed
+from scaleset_operator.planner.timefmt import stamp
+
+NORMAL = "Normal"
+WARNING = "Warning"
+
+
+@dataclass
+class PassState:
+    """Scratch state of one planning pass."""
+
+    obs: Observed
+    status: ScaleSetStatus
+    # The hash of the spec's model, computed once for the whole pass.
+    model_hash: str
+    actions: list[Action] = field(default_factory=list)
+    events: list[EmitEvent] = field(default_factory=list)
+    wake_at: list[datetime] = field(default_factory=list)
+    # Instances an earlier step of this pass already acted on: later steps leave them alone.
+    touched: set[int] = field(default_factory=set)
+    # A platform run held between batches by a closed maintenance window, and when the next
+    # one opens (None only for windows that never open).
+    waiting_for_window: bool = False
+    window_opens_at: datetime | None = None
+
+    @property
+    def now(self) -> datetime:
+        return self.obs.now
+
+    @property
+    def now_s(self) -> str:
+        return stamp(self.obs.now)
+
+    @property
+    def health_timeout(self) -> timedelta:
+        return parse_duration(self.obs.spec.upgrade_policy.health_timeout)
+
+    @property
+    def grace_period(self) -> timedelta:
+        return parse_duration(self.obs.spec.health_probe.grace_period)
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(EmitEvent(type_, reason, message))
+
+    def act(self, action: Action, instance_id: int | None = None) -> None:
+        self.actions.append(action)
+        if instance_id is not None:
+            self.touched.add(instance_id)
+
+    def wake(self, at: datetime) -> None:
+        self.wake_at.append(at)
