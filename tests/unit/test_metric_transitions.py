@@ -24,7 +24,6 @@ from scaleset_operator.metrics.observations import (
 from scaleset_operator.metrics.transitions import (
     Seen,
     event_observations,
-    facts_from_message,
     published_versions,
     transitions,
 )
@@ -39,7 +38,7 @@ from scaleset_operator.models.status import (
     StartedBy,
     UpgradeRun,
 )
-from scaleset_operator.planner.actions import EmitEvent
+from scaleset_operator.planner.actions import EmitEvent, EventReason
 from scaleset_operator.planner.timefmt import stamp
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -370,13 +369,12 @@ def test_retargeted_run_counts_under_its_final_version() -> None:
 
 def test_events_are_counted_by_reason_and_failures_by_cause() -> None:
     urn = NEW.urn
+    failed_on = f"instance 0 unhealthy on {urn}: ErrImagePull"
     events = [
-        EmitEvent("Normal", "BatchStarted", f"batch 1/2: instances 0, 1 -> {urn}"),
-        EmitEvent(
-            "Warning", "InstanceUpgradeFailed", f"instance 0 unhealthy on {urn}: ErrImagePull"
-        ),
-        EmitEvent("Warning", "InstanceUpgradeFailed", "instance 2 failed"),
-        EmitEvent("Normal", "QuarantineCleared", "version 1.1.0 may be picked as latest again"),
+        EmitEvent("Normal", EventReason.BATCH_STARTED, f"batch 1/2: instances 0, 1 -> {urn}"),
+        EmitEvent("Warning", EventReason.INSTANCE_UPGRADE_FAILED, failed_on, cause="ErrImagePull"),
+        EmitEvent("Warning", EventReason.INSTANCE_UPGRADE_FAILED, "instance 2 failed"),
+        EmitEvent("Normal", EventReason.QUARANTINE_CLEARED, "version 1.1.0 may be picked again"),
     ]
     failed = ("Warning", "InstanceUpgradeFailed")
 
@@ -392,33 +390,14 @@ def test_events_are_counted_by_reason_and_failures_by_cause() -> None:
 
 def test_published_versions_come_from_new_image_version_events_only() -> None:
     events = [
-        EmitEvent("Normal", "NewImageVersion", "version 1.1.0 published; upgrade scheduled"),
-        EmitEvent("Normal", "RollingUpgradeStarted", "version 9.9.9 published; not this one"),
-        EmitEvent("Normal", "NewImageVersion", "something else entirely"),
+        EmitEvent(
+            "Normal", EventReason.NEW_IMAGE_VERSION, "version 1.1.0 published", version="1.1.0"
+        ),
+        EmitEvent("Normal", EventReason.ROLLING_UPGRADE_STARTED, "to 9.9.9", version="9.9.9"),
+        EmitEvent("Normal", EventReason.NEW_IMAGE_VERSION, "no version carried"),
     ]
 
     assert published_versions(events) == frozenset({"1.1.0"})
-
-
-@pytest.mark.parametrize(
-    ("event", "version", "reason"),
-    [
-        (EmitEvent("Normal", "NewImageVersion", "version 2.0.1 published; x"), "2.0.1", None),
-        (
-            EmitEvent(
-                "Warning", "InstanceUpgradeFailed", f"instance 1 unhealthy on {NEW.urn}: X (Y)"
-            ),
-            None,
-            "X (Y)",
-        ),
-        (EmitEvent("Warning", "InstanceUpgradeFailed", "instance 1 failed"), None, None),
-        (EmitEvent("Normal", "BatchStarted", "version 2.0.1 published: x"), None, None),
-    ],
-)
-def test_facts_from_message(event: EmitEvent, version: str | None, reason: str | None) -> None:
-    facts = facts_from_message(event)
-
-    assert (facts.published_version, facts.failure_reason) == (version, reason)
 
 
 # --- purity -------------------------------------------------------------------------------------

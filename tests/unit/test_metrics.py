@@ -39,7 +39,7 @@ from scaleset_operator.models.status import (
     StartedBy,
     UpgradeRun,
 )
-from scaleset_operator.planner.actions import EmitEvent
+from scaleset_operator.planner.actions import EmitEvent, EventReason
 from scaleset_operator.planner.timefmt import stamp
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -54,6 +54,9 @@ OLD = ResolvedImage(
 )
 NEW = OLD.model_copy(update={"version": "1.1.0", "container_image": "registry.example/os:1.1.0"})
 ROLLING = RunningStatusCode.ROLLING_FORWARD
+
+NORMAL, WARNING = "Normal", "Warning"
+PUBLISHED = "version 1.1.0 published; upgrade scheduled"
 
 
 def at(seconds: float) -> str:
@@ -391,8 +394,8 @@ def test_version_noticed_and_patched_in_one_pass(
         NS,
         NAME,
         [
-            EmitEvent("Normal", "NewImageVersion", "version 1.1.0 published; upgrade scheduled"),
-            EmitEvent("Normal", "RollingUpgradeStarted", f"OS upgrade to {NEW.urn} started"),
+            EmitEvent(NORMAL, EventReason.NEW_IMAGE_VERSION, PUBLISHED, version="1.1.0"),
+            EmitEvent(NORMAL, EventReason.ROLLING_UPGRADE_STARTED, f"OS upgrade to {NEW.urn}"),
         ],
     )
     batch = Batch(number=1, instance_ids=[0], started_at=at(10))
@@ -406,7 +409,7 @@ def test_an_event_of_an_earlier_pass_is_no_detection_time(
     metrics: OperatorMetrics, registry: CollectorRegistry
 ) -> None:
     metrics.observe(NS, NAME, status(), FOUR_OLD, capacity=4)
-    event = EmitEvent("Normal", "NewImageVersion", "version 1.1.0 published; upgrade scheduled")
+    event = EmitEvent(NORMAL, EventReason.NEW_IMAGE_VERSION, PUBLISHED, version="1.1.0")
     metrics.record_events(NS, NAME, [event])
     metrics.observe(NS, NAME, status(), FOUR_OLD, capacity=4)
     batch = Batch(number=1, instance_ids=[0], started_at=at(10))
@@ -512,17 +515,21 @@ def test_events_are_counted_by_reason_and_failures_by_cause(
 ) -> None:
     urn = NEW.urn
     events = [
-        EmitEvent("Normal", "BatchStarted", f"batch 1/2: instances 0, 1 -> {urn}"),
+        EmitEvent(NORMAL, EventReason.BATCH_STARTED, f"batch 1/2: instances 0, 1 -> {urn}"),
         EmitEvent(
-            "Warning", "InstanceUpgradeFailed", f"instance 0 unhealthy on {urn}: ErrImagePull"
+            WARNING,
+            EventReason.INSTANCE_UPGRADE_FAILED,
+            f"instance 0 unhealthy on {urn}: ErrImagePull",
+            cause="ErrImagePull",
         ),
         EmitEvent(
-            "Warning",
-            "InstanceUpgradeFailed",
+            WARNING,
+            EventReason.INSTANCE_UPGRADE_FAILED,
             f"instance 1 unhealthy on {urn}: HealthTimeout (NotReady)",
+            cause="HealthTimeout (NotReady)",
         ),
-        EmitEvent("Warning", "InstanceUpgradeFailed", "instance 2 failed"),
-        EmitEvent("Warning", "InstanceRollingBack", "instance 0 goes back to os:1.0.0"),
+        EmitEvent(WARNING, EventReason.INSTANCE_UPGRADE_FAILED, "instance 2 failed"),
+        EmitEvent(WARNING, EventReason.INSTANCE_ROLLING_BACK, "instance 0 goes back to os:1.0.0"),
     ]
     metrics.record_events(NS, NAME, events)
 

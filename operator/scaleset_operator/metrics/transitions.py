@@ -6,11 +6,9 @@ reads (`now` is an argument).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 
 from scaleset_operator.metrics import definitions as metric
 from scaleset_operator.metrics.labels import cause_of, outcome_of
@@ -31,7 +29,7 @@ from scaleset_operator.models.status import (
     StartedBy,
     UpgradeRun,
 )
-from scaleset_operator.planner.actions import EmitEvent
+from scaleset_operator.planner.actions import EmitEvent, EventReason
 from scaleset_operator.planner.timefmt import parse_stamp
 
 
@@ -101,28 +99,6 @@ def transitions(
     return Transitions(_digest(status, awaiting, revert_started), tuple(found))
 
 
-class MessageFacts(NamedTuple):
-    published_version: str | None
-    failure_reason: str | None
-
-
-_NEW_VERSION = re.compile(r"^version (\S+) published")
-
-
-def facts_from_message(event: EmitEvent) -> MessageFacts:
-    """The published version of a NewImageVersion event and the failure reason of an
-    InstanceUpgradeFailed event, which the planner's events carry only in their text."""
-    version = None
-    if event.reason == "NewImageVersion":
-        match = _NEW_VERSION.match(event.message)
-        version = match.group(1) if match else None
-    reason = None
-    if event.reason == "InstanceUpgradeFailed" and ": " in event.message:
-        # "instance 3 unhealthy on <urn>: <reason>"; the urn itself holds colons.
-        reason = event.message.rsplit(": ", 1)[-1]
-    return MessageFacts(version, reason)
-
-
 def event_observations(
     namespace: str, name: str, events: Iterable[EmitEvent]
 ) -> tuple[Observation, ...]:
@@ -132,16 +108,19 @@ def event_observations(
     for event in events:
         kind = (("type", event.type), ("reason", event.reason))
         found.append(CounterIncrement(metric.EVENTS, (*scaleset, *kind)))
-        if event.reason == "InstanceUpgradeFailed":
-            cause = cause_of(facts_from_message(event).failure_reason)
+        if event.reason is EventReason.INSTANCE_UPGRADE_FAILED:
+            cause = cause_of(event.cause)
             found.append(CounterIncrement(metric.INSTANCE_FAILURES, (*scaleset, ("cause", cause))))
     return tuple(found)
 
 
 def published_versions(events: Iterable[EmitEvent]) -> frozenset[str]:
     """Versions the events announce as newly published."""
-    versions = (facts_from_message(event).published_version for event in events)
-    return frozenset(v for v in versions if v is not None)
+    return frozenset(
+        event.version
+        for event in events
+        if event.reason is EventReason.NEW_IMAGE_VERSION and event.version is not None
+    )
 
 
 def _digest(

@@ -27,11 +27,18 @@ ANNOTATION_UPDATE_INSTANCES = f"{GROUP}/update-instances"
 ANNOTATION_CLEAR_QUARANTINE = f"{GROUP}/clear-quarantine"
 
 
+class RequestAction(StrEnum):
+    START = "start"
+    CANCEL = "cancel"
+    UPDATE_INSTANCES = "update-instances"
+    CLEAR_QUARANTINE = "clear-quarantine"
+
+
 class Request(ApiModel):
     """A user's request written by the CLI as a ScaleSet annotation (JSON)."""
 
     id: str
-    action: str
+    action: RequestAction
     at: str
     instance_ids: list[str] = Field(default_factory=list)
     versions: list[str] = Field(default_factory=list)

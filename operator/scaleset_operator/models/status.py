@@ -25,6 +25,11 @@ class RunningStatusCode(StrEnum):
     FAULTED = "Faulted"
 
 
+class LastAction(StrEnum):
+    START = "Start"
+    CANCEL = "Cancel"
+
+
 class StartedBy(StrEnum):
     UNKNOWN = "Unknown"
     USER = "User"
@@ -108,7 +113,7 @@ class RollingRunningStatus(ApiModel):
 
     code: RunningStatusCode = Field(description=_CODE)
     start_time: str | None = Field(default=None, description=f"When it started {_STAMP}.")
-    last_action: str | None = Field(
+    last_action: LastAction | None = Field(
         default=None, description="The last action taken on it: Start or Cancel."
     )
     last_action_time: str | None = Field(
@@ -277,8 +282,8 @@ class UpgradeRun(ApiModel):
     )
     code: RunningStatusCode = Field(default=RunningStatusCode.ROLLING_FORWARD, description=_CODE)
     end_time: str | None = Field(default=None, description=f"When the run ended {_STAMP}.")
-    last_action: str = Field(
-        default="Start",
+    last_action: LastAction = Field(
+        default=LastAction.START,
         description="Start, or Cancel once a user cancels: the run then ends before the next "
         "batch.",
     )

@@ -12,12 +12,14 @@ from scaleset_operator.models.status import (
     ApiError,
     Batch,
     ErrorCode,
+    LastAction,
     RunningStatusCode,
     ScaleSetStatus,
     StartedBy,
     UpgradeRun,
 )
 from scaleset_operator.planner import conditions as cond
+from scaleset_operator.planner.actions import EventReason
 from scaleset_operator.planner.batches import batch_size, next_batch
 from scaleset_operator.planner.gate import HealthGate, health_gate
 from scaleset_operator.planner.instance_upgrade import patch_to_target
@@ -42,7 +44,7 @@ def between_batches(state: PassState, run: UpgradeRun, live: dict[int, Instance]
         # Patched by a pass whose status write was lost: that batch is still in flight.
         batch = Batch(number=run.batches_done + 1, instance_ids=orphans, started_at=state.now_s)
         return run.model_copy(update={"batch": batch})
-    if run.last_action == "Cancel":
+    if run.last_action is LastAction.CANCEL:
         return end_run(state, run, RunningStatusCode.CANCELLED, None)
     if _pausing(state, run) or _outside_window(state, run):
         return run
@@ -100,7 +102,9 @@ def _outside_window(state: PassState, run: UpgradeRun) -> bool:
         state.wake(opens)
     state.waiting_for_window, state.window_opens_at = True, opens
     if not _was_waiting_for_window(state.obs.status):
-        state.event(NORMAL, cond.WAITING_FOR_WINDOW, window_wait_text(run, opens))
+        state.event(
+            NORMAL, EventReason.WAITING_FOR_MAINTENANCE_WINDOW, window_wait_text(run, opens)
+        )
     return True
 
 
@@ -130,7 +134,9 @@ def _retarget(state: PassState, run: UpgradeRun) -> UpgradeRun:
     target = found.image
     if target is None or not is_newer(target.version, run.target.version):
         return run
-    state.event(NORMAL, "RollingUpgradeRetargeted", f"newer version {target.urn}: retargeting")
+    state.event(
+        NORMAL, EventReason.ROLLING_UPGRADE_RETARGETED, f"newer version {target.urn}: retargeting"
+    )
     state.status = state.status.model_copy(
         update={"model_image": target, "current_image_version": target.version}
     )
@@ -219,7 +225,7 @@ def _start_batch(
     estimate = run.batches_done + -(-len(candidates) // max(1, size))
     state.event(
         NORMAL,
-        "BatchStarted",
+        EventReason.BATCH_STARTED,
         f"batch {number}/{estimate}: instances {id_list(chosen)}"
         + (f" in {zone}" if zone else "")
         + f" -> {run.target.urn}",

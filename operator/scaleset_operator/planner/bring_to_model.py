@@ -6,7 +6,12 @@ from __future__ import annotations
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import LATEST, ScaleSetSpec, UpgradeMode
 from scaleset_operator.models.status import ResolvedImage
-from scaleset_operator.planner.actions import DeleteInstance, SetInstanceImage
+from scaleset_operator.planner.actions import (
+    DeleteInstance,
+    DeleteReason,
+    EventReason,
+    SetInstanceImage,
+)
 from scaleset_operator.planner.batches import batch_size
 from scaleset_operator.planner.health import verdict
 from scaleset_operator.planner.instances import id_list
@@ -39,7 +44,9 @@ def apply_model(state: PassState, live: dict[int, Instance]) -> None:
         bring_to_model(state, inst, model, model_hash)
     if chosen:
         state.event(
-            NORMAL, "ModelUpdate", f"bringing instances {id_list(chosen)} to the latest model"
+            NORMAL,
+            EventReason.MODEL_UPDATE,
+            f"bringing instances {id_list(chosen)} to the latest model",
         )
 
 
@@ -70,7 +77,7 @@ def bring_to_model(state: PassState, inst: Instance, model: ResolvedImage, model
         )
     else:
         state.act(
-            DeleteInstance(inst.name, inst.uid, "recreate on the latest model"), inst.instance_id
+            DeleteInstance(inst.name, inst.uid, DeleteReason.RECREATE_ON_MODEL), inst.instance_id
         )
 
 

@@ -7,7 +7,12 @@ from datetime import datetime, timedelta
 
 from scaleset_operator.models.instance import Instance, UpgradeMark, UpgradePhase
 from scaleset_operator.models.status import ResolvedImage, RunningStatusCode, UpgradeRun
-from scaleset_operator.planner.actions import CreateInstance, DeleteInstance
+from scaleset_operator.planner.actions import (
+    CreateInstance,
+    DeleteInstance,
+    DeleteReason,
+    EventReason,
+)
 from scaleset_operator.planner.instances import id_list, upgrade_mark
 from scaleset_operator.planner.passstate import NORMAL, WARNING, PassState
 from scaleset_operator.planner.timefmt import parse_stamp
@@ -26,12 +31,16 @@ def keep_capacity(state: PassState, model: ResolvedImage, live: dict[int, Instan
     for inst in active:
         if inst.phase in ("Failed", "Succeeded") and not inst.protected:
             state.act(
-                DeleteInstance(inst.name, inst.uid, f"instance {inst.phase.lower()}"),
+                DeleteInstance(
+                    inst.name,
+                    inst.uid,
+                    DeleteReason.FAILED if inst.phase == "Failed" else DeleteReason.SUCCEEDED,
+                ),
                 inst.instance_id,
             )
             state.event(
                 WARNING,
-                "InstanceRecreated",
+                EventReason.INSTANCE_RECREATED,
                 f"instance {inst.instance_id} {inst.phase.lower()}; recreating",
             )
     # A surge instance that is taking over stands for the original it replaces.
@@ -80,7 +89,9 @@ def _create_missing(
     for iid in ids:
         state.act(_recreation(run, iid, model, state.now_s), iid)
     if ids:
-        state.event(NORMAL, "ScaledOut", f"creating {len(ids)} instance(s) on {model.urn}")
+        state.event(
+            NORMAL, EventReason.SCALED_OUT, f"creating {len(ids)} instance(s) on {model.urn}"
+        )
     return sorted(awaited)
 
 
@@ -95,15 +106,17 @@ def _scale_in(state: PassState, active: list[Instance], excess: int) -> None:
         (i for i in active if not i.protected), key=lambda i: i.instance_id, reverse=True
     )
     for inst in removable[:excess]:
-        state.act(DeleteInstance(inst.name, inst.uid, "scale in"), inst.instance_id)
+        state.act(DeleteInstance(inst.name, inst.uid, DeleteReason.SCALE_IN), inst.instance_id)
     if len(removable) < excess:
         state.event(
             WARNING,
-            "ScaleInLimited",
+            EventReason.SCALE_IN_LIMITED,
             f"{excess - len(removable)} protected instance(s) keep the set above capacity",
         )
     if removable[:excess]:
-        state.event(NORMAL, "ScaledIn", f"removing instances {id_list(removable[:excess])}")
+        state.event(
+            NORMAL, EventReason.SCALED_IN, f"removing instances {id_list(removable[:excess])}"
+        )
 
 
 def _mark_for_new(run: UpgradeRun | None, iid: int, now: str) -> UpgradeMark | None:

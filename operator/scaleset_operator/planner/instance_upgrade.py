@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from scaleset_operator.models.instance import Instance, UpgradeMark, UpgradePhase
 from scaleset_operator.models.status import UpgradeRun
-from scaleset_operator.planner.actions import DeleteInstance, SetInstanceImage
+from scaleset_operator.planner.actions import (
+    DeleteInstance,
+    DeleteReason,
+    EventReason,
+    SetInstanceImage,
+)
 from scaleset_operator.planner.instances import mark_left_by, upgrade_mark, version_of
 from scaleset_operator.planner.model_hash import has_extensions
 from scaleset_operator.planner.passstate import WARNING, PassState
@@ -26,7 +31,8 @@ def patch_to_target(state: PassState, run: UpgradeRun, inst: Instance) -> None:
         # at pod start: recreate under the same id (same name, same data disks); capacity
         # keeping brings it back on the target with an upgrade mark.
         state.act(
-            DeleteInstance(inst.name, inst.uid, "recreate on the new image"), inst.instance_id
+            DeleteInstance(inst.name, inst.uid, DeleteReason.RECREATE_ON_NEW_IMAGE),
+            inst.instance_id,
         )
         return
     state.act(
@@ -40,7 +46,7 @@ def roll_back(state: PassState, run: UpgradeRun, inst: Instance, mark: UpgradeMa
     if _reimages(state, run, mark.previous_image):
         # Going back re-runs the extensions as well; capacity keeping recreates the instance
         # on the run's previous image.
-        reason = "recreate on the previous image"
+        reason = DeleteReason.RECREATE_ON_PREVIOUS_IMAGE
         state.act(DeleteInstance(inst.name, inst.uid, reason), inst.instance_id)
     else:
         back = mark.model_copy(
@@ -53,7 +59,7 @@ def roll_back(state: PassState, run: UpgradeRun, inst: Instance, mark: UpgradeMa
         )
     state.event(
         WARNING,
-        "InstanceRollingBack",
+        EventReason.INSTANCE_ROLLING_BACK,
         f"instance {inst.instance_id} goes back to {mark.previous_image}",
     )
 

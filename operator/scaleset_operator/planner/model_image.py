@@ -7,6 +7,7 @@ from scaleset_operator.catalog.resolve import pin, resolve
 from scaleset_operator.models.scaleset import LATEST, ScaleSetSpec
 from scaleset_operator.models.status import Condition, ResolvedImage
 from scaleset_operator.planner import conditions as cond
+from scaleset_operator.planner.actions import EventReason
 from scaleset_operator.planner.passstate import NORMAL, PassState
 
 
@@ -26,7 +27,9 @@ def resolve_model(state: PassState) -> ResolvedImage | None:
             return current
         model = pin(entry, ref)
         if current is not None and model.urn != current.urn:
-            state.event(NORMAL, "ModelImageChanged", f"model image {current.urn} -> {model.urn}")
+            state.event(
+                NORMAL, EventReason.MODEL_IMAGE_CHANGED, f"model image {current.urn} -> {model.urn}"
+            )
     state.status = state.status.model_copy(
         update={
             "model_image": model,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from scaleset_operator.models.durations import parse_duration
 from scaleset_operator.models.status import ScaleSetStatus
-from scaleset_operator.planner.actions import Action, EmitEvent
+from scaleset_operator.planner.actions import Action, EmitEvent, EventReason
 from scaleset_operator.planner.observed import Observed
 from scaleset_operator.planner.timefmt import stamp
 
@@ -50,8 +50,16 @@ class PassState:
     def grace_period(self) -> timedelta:
         return parse_duration(self.obs.spec.health_probe.grace_period)
 
-    def event(self, type_: str, reason: str, message: str) -> None:
-        self.events.append(EmitEvent(type_, reason, message))
+    def event(
+        self,
+        type_: str,
+        reason: EventReason,
+        message: str,
+        *,
+        version: str | None = None,
+        cause: str | None = None,
+    ) -> None:
+        self.events.append(EmitEvent(type_, reason, message, version, cause))
 
     def act(self, action: Action, instance_id: int | None = None) -> None:
         self.actions.append(action)

@@ -15,6 +15,7 @@ from scaleset_operator.models.status import (
     StartedBy,
     UpgradeRun,
 )
+from scaleset_operator.planner.actions import EventReason
 from scaleset_operator.planner.history import failure_details
 from scaleset_operator.planner.instance_upgrade import roll_back
 from scaleset_operator.planner.instances import live_instances, mark_left_by, version_of
@@ -40,7 +41,7 @@ def fault_run(
 ) -> UpgradeRun:
     """A policy breach: the run ends Faulted, after optional rollback of failed instances.
     `also`: details of instances that are not failed but count towards the breach."""
-    state.event(WARNING, "RollingUpgradeFaulted", f"{code.value}: {message}")
+    state.event(WARNING, EventReason.ROLLING_UPGRADE_FAULTED, f"{code.value}: {message}")
     if run.policy.rollback_failed_instances_on_policy_breach:
         run = _roll_back_failed(state, run)
     # After the rollbacks above, so that the details say where those instances are going.
@@ -97,7 +98,7 @@ def end_run(
     kind = WARNING if code is RunningStatusCode.FAULTED else NORMAL
     state.event(
         kind,
-        f"RollingUpgrade{code.value}",
+        EventReason(f"RollingUpgrade{code.value}"),
         f"OS upgrade to {run.target.urn} {code.value.lower()}: {len(run.succeeded)} upgraded, "
         f"{len(run.failed)} failed, {len(run.rolled_back)} rolled back",
     )

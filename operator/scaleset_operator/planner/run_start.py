@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from scaleset_operator.models.status import PendingUpgrade, ResolvedImage, StartedBy, UpgradeRun
+from scaleset_operator.models.status import (
+    LastAction,
+    PendingUpgrade,
+    ResolvedImage,
+    StartedBy,
+    UpgradeRun,
+)
+from scaleset_operator.planner.actions import EventReason
 from scaleset_operator.planner.passstate import NORMAL, WARNING, PassState
 from scaleset_operator.planner.refusal import is_refusal
 from scaleset_operator.planner.run_end import refusal_retry_at, run_finished
@@ -16,7 +23,9 @@ from scaleset_operator.planner.timefmt import parse_stamp
 def user_start(state: PassState) -> None:
     run = state.status.upgrade_run
     if run is not None and not run_finished(run):
-        state.event(WARNING, "RollingUpgradeInProgress", "an OS upgrade is already running")
+        state.event(
+            WARNING, EventReason.ROLLING_UPGRADE_IN_PROGRESS, "an OS upgrade is already running"
+        )
         return
     obs = state.obs
     target = upgrade_target(
@@ -24,7 +33,11 @@ def user_start(state: PassState) -> None:
     ).image
     if target is None:
         ref = obs.spec.image_reference
-        state.event(WARNING, "ImageNotFound", f"cannot start: {ref.describe()} resolves to nothing")
+        state.event(
+            WARNING,
+            EventReason.IMAGE_NOT_FOUND,
+            f"cannot start: {ref.describe()} resolves to nothing",
+        )
         return
     # Azure: a manually started upgrade never rolls back automatically.
     _start_run(state, target, StartedBy.USER, automatic_rollback=False)
@@ -66,7 +79,10 @@ def _note_pending(state: PassState, image: ResolvedImage) -> PendingUpgrade:
         pending = PendingUpgrade(version=image.version, detected_at=state.now_s)
         state.status = status.model_copy(update={"pending_upgrade": pending})
         state.event(
-            NORMAL, "NewImageVersion", f"version {image.version} published; upgrade scheduled"
+            NORMAL,
+            EventReason.NEW_IMAGE_VERSION,
+            f"version {image.version} published; upgrade scheduled",
+            version=image.version,
         )
     return pending
 
@@ -97,7 +113,7 @@ def _start_run(
         start_time=state.now_s,
         target=target,
         previous=status.model_image,
-        last_action="Start",
+        last_action=LastAction.START,
         last_action_time=state.now_s,
         automatic_rollback=automatic_rollback,
         policy=state.obs.spec.upgrade_policy.rolling_upgrade_policy,
@@ -113,6 +129,6 @@ def _start_run(
     )
     state.event(
         NORMAL,
-        "RollingUpgradeStarted",
+        EventReason.ROLLING_UPGRADE_STARTED,
         f"OS upgrade to {target.urn} started by {started_by.value}",
     )

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 from scaleset_operator.models.instance import Instance, UpgradeMark, UpgradePhase
 from scaleset_operator.models.status import ApiErrorBase, ErrorCode, UpgradeRun
-from scaleset_operator.planner.actions import CreateInstance, DeleteInstance
+from scaleset_operator.planner.actions import (
+    CreateInstance,
+    DeleteInstance,
+    DeleteReason,
+    EventReason,
+)
 from scaleset_operator.planner.batches import exceeds
 from scaleset_operator.planner.health import counts_as_unhealthy, verdict
 from scaleset_operator.planner.health_deadline import Judgement, Outcome, judge_by_deadline
@@ -102,7 +107,7 @@ def _settle_rollback(state: PassState, run: UpgradeRun, inst: Instance, tally: B
         tally.rolled_back.append(iid)
         state.event(
             NORMAL,
-            "InstanceRolledBack",
+            EventReason.INSTANCE_ROLLED_BACK,
             f"instance {iid} is healthy on {mark.previous_image}",
         )
     elif judged.outcome is Outcome.FAILED:
@@ -110,7 +115,7 @@ def _settle_rollback(state: PassState, run: UpgradeRun, inst: Instance, tally: B
         tally.rollback_failed.append(iid)
         state.event(
             WARNING,
-            "RollbackFailed",
+            EventReason.ROLLBACK_FAILED,
             f"instance {iid} did not recover on {mark.previous_image}: {judged.verdict.reason}",
         )
 
@@ -165,8 +170,9 @@ def _fail_member(
     tally.reasons[str(iid)] = judged.reason
     state.event(
         WARNING,
-        "InstanceUpgradeFailed",
+        EventReason.INSTANCE_UPGRADE_FAILED,
         f"instance {iid} unhealthy on {run.target.urn}: {judged.reason}",
+        cause=judged.reason,
     )
     if run.automatic_rollback and mark.previous_image != run.target.container_image:
         tally.rolling_back.append(iid)
@@ -195,7 +201,7 @@ def close_batch(
     succeeded, failed = len(run.succeeded), len(run.failed)
     state.event(
         NORMAL,
-        "BatchCompleted",
+        EventReason.BATCH_COMPLETED,
         f"batch {number} done: {succeeded} upgraded, {failed} failed so far",
     )
     upgraded = succeeded + failed
@@ -247,7 +253,9 @@ def _unhealthy_after_passing(
 def _kept_ids(state: PassState, live: dict[int, Instance]) -> set[int]:
     """Instance ids that exist after this pass's scale-in."""
     removed = {
-        a.name for a in state.actions if isinstance(a, DeleteInstance) and a.reason == "scale in"
+        a.name
+        for a in state.actions
+        if isinstance(a, DeleteInstance) and a.reason is DeleteReason.SCALE_IN
     }
     return {iid for iid, inst in live.items() if inst.name not in removed} | {
         a.instance_id for a in state.actions if isinstance(a, CreateInstance)

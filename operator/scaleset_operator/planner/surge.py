@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.status import Batch, UpgradeRun
-from scaleset_operator.planner.actions import CreateInstance, DeleteInstance, PromoteInstance
+from scaleset_operator.planner.actions import (
+    CreateInstance,
+    DeleteInstance,
+    DeleteReason,
+    EventReason,
+    PromoteInstance,
+)
 from scaleset_operator.planner.health_deadline import Outcome, judge_by_deadline
 from scaleset_operator.planner.instances import upgrade_mark, version_of
 from scaleset_operator.planner.passstate import WARNING, PassState
@@ -92,9 +98,10 @@ def _judge_surge(
     tally.reasons[str(old_id)] = judged.reason
     state.event(
         WARNING,
-        "InstanceUpgradeFailed",
+        EventReason.INSTANCE_UPGRADE_FAILED,
         f"new instance {new.instance_id} (for {old_id}) unhealthy on {run.target.urn}: "
         f"{judged.reason}",
+        cause=judged.reason,
     )
     if run.automatic_rollback:
         # Rolling back a surge is removing it: the old instance never stopped.
@@ -118,7 +125,7 @@ def tidy_surges(state: PassState, run: UpgradeRun | None = None) -> None:
             _take_over(state, inst)
         else:
             state.act(
-                DeleteInstance(inst.name, inst.uid, "surge instance not kept"), inst.instance_id
+                DeleteInstance(inst.name, inst.uid, DeleteReason.SURGE_NOT_KEPT), inst.instance_id
             )
 
 
@@ -142,6 +149,6 @@ def _take_over(state: PassState, inst: Instance) -> None:
     )
     if old is not None and old.surge_for is None and old.instance_id not in state.touched:
         state.act(
-            DeleteInstance(old.name, old.uid, "replaced by a surge instance"), old.instance_id
+            DeleteInstance(old.name, old.uid, DeleteReason.REPLACED_BY_SURGE), old.instance_id
         )
     state.act(PromoteInstance(inst.name, inst.uid), inst.instance_id)

@@ -3,8 +3,9 @@ remembered in status by its id."""
 
 from __future__ import annotations
 
-from scaleset_operator.models.instance import Request
-from scaleset_operator.models.status import ResolvedImage
+from scaleset_operator.models.instance import Request, RequestAction
+from scaleset_operator.models.status import LastAction, ResolvedImage
+from scaleset_operator.planner.actions import EventReason
 from scaleset_operator.planner.bring_to_model import bring_to_model
 from scaleset_operator.planner.instances import id_list, live_instances
 from scaleset_operator.planner.passstate import NORMAL, WARNING, PassState
@@ -15,20 +16,24 @@ from scaleset_operator.planner.run_start import user_start
 _REQUEST_MEMORY = 20
 
 
+def _oldest_first_cancel_last(req: Request) -> tuple[str, bool, str]:
+    return (req.at, req.action is RequestAction.CANCEL, req.id)
+
+
 def handle_requests(state: PassState, model: ResolvedImage) -> None:
     """Each request once, oldest first; a cancel made together with a start comes after it."""
     handled = list(state.status.handled_requests)
-    for req in sorted(state.obs.requests, key=lambda r: (r.at, r.action == "cancel", r.id)):
+    for req in sorted(state.obs.requests, key=_oldest_first_cancel_last):
         if req.id in handled:
             continue
         handled.append(req.id)
-        if req.action == "start":
+        if req.action is RequestAction.START:
             user_start(state)
-        elif req.action == "cancel":
+        elif req.action is RequestAction.CANCEL:
             _user_cancel(state)
-        elif req.action == "update-instances":
+        elif req.action is RequestAction.UPDATE_INSTANCES:
             _update_instances(state, req, model)
-        elif req.action == "clear-quarantine":
+        elif req.action is RequestAction.CLEAR_QUARANTINE:
             _clear_quarantine(state, req)
     state.status = state.status.model_copy(update={"handled_requests": handled[-_REQUEST_MEMORY:]})
 
@@ -50,10 +55,12 @@ def _update_instances(state: PassState, req: Request, model: ResolvedImage) -> N
         chosen.append(inst)
     unknown = sorted(wanted - set(live))
     if unknown:
-        state.event(WARNING, "UnknownInstances", f"update-instances: no instances {unknown}")
+        state.event(
+            WARNING, EventReason.UNKNOWN_INSTANCES, f"update-instances: no instances {unknown}"
+        )
     state.event(
         NORMAL,
-        "UpdateInstances",
+        EventReason.UPDATE_INSTANCES,
         f"bringing instances {id_list(chosen) or '(none needed)'} to the latest model {model.urn}",
     )
 
@@ -67,7 +74,7 @@ def _clear_quarantine(state: PassState, req: Request) -> None:
     done = [v for v in current if v not in kept]
     state.event(
         NORMAL,
-        "QuarantineCleared",
+        EventReason.QUARANTINE_CLEARED,
         f"versions {', '.join(done)} may be picked as latest again"
         if done
         else "clear-quarantine: no quarantined version matched",
@@ -77,15 +84,17 @@ def _clear_quarantine(state: PassState, req: Request) -> None:
 def _user_cancel(state: PassState) -> None:
     run = state.status.upgrade_run
     if run is None or run_finished(run):
-        state.event(WARNING, "NoRollingUpgrade", "cancel: no OS upgrade is running")
+        state.event(WARNING, EventReason.NO_ROLLING_UPGRADE, "cancel: no OS upgrade is running")
         return
     state.status = state.status.model_copy(
         update={
             "upgrade_run": run.model_copy(
-                update={"last_action": "Cancel", "last_action_time": state.now_s}
+                update={"last_action": LastAction.CANCEL, "last_action_time": state.now_s}
             )
         }
     )
     state.event(
-        NORMAL, "RollingUpgradeCancelling", "cancel requested; in-flight instances settle first"
+        NORMAL,
+        EventReason.ROLLING_UPGRADE_CANCELLING,
+        "cancel requested; in-flight instances settle first",
     )
