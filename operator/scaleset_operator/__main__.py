@@ -1,3 +1,3 @@
-from scaleset_operator.cli.operator_main import main
+from scaleset_operator.cli.operator.main import main
 
 main()

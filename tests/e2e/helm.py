@@ -12,10 +12,6 @@ from scaleset_operator.localcluster import find_binary
 from tests.e2e.support import REPO
 
 CHART = REPO / "charts" / "scaleset-operator"
-RESTRICTED = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-}
 
 
 class Helm:

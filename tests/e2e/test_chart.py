@@ -20,8 +20,9 @@ import pytest
 import yaml
 from kubernetes import client
 
+from scaleset_operator.cli.operator.demo_realnodes import RESTRICTED
 from scaleset_operator.localcluster import find_binary
-from tests.e2e.helm import CHART, RESTRICTED, Helm
+from tests.e2e.helm import CHART, Helm
 from tests.e2e.support import OperatorProcess, World, eventually
 
 # Everything off by default, everything on: the two ends of the values.
@@ -30,7 +31,6 @@ ALL_ON = {
     "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prom"}},
     "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
     "grafanaDashboard": {"enabled": True, "labels": {"team": "platform"}},
-    "peering": {"enabled": True},
     "operator": {"upgradeDelaySeconds": 30, "failFast": False, "logFormat": "text"},
     "podAnnotations": {"example.test/owner": "platform"},
 }
@@ -108,7 +108,6 @@ def test_template_all_on_is_namespaced_with_every_optional_object(helm: Helm) ->
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
-            *["KopfPeering"] * 2,
             "PrometheusRule",
             *["Role"] * 2,
             *["RoleBinding"] * 2,
@@ -133,7 +132,6 @@ def test_template_all_on_is_namespaced_with_every_optional_object(helm: Helm) ->
         "containers"
     ][0]
     assert {"--namespace=team-a", "--namespace=team-b", "--no-fail-fast"} <= set(container["args"])
-    assert "--peering=rel-scaleset-operator" in container["args"]
 
     dashboards = next(d for d in docs if d["kind"] == "ConfigMap")
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"

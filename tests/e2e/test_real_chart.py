@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from scaleset_operator.cli.operator.demo_realnodes import RESTRICTED
 from scaleset_operator.localcluster import LocalCluster
 from scaleset_operator.localcluster.images import Registry, build_operator_image, find_crane
 from scaleset_operator.localcluster.realnodes import NODE_TYPE_LABEL, TAINT_KEY
-from tests.e2e.helm import CHART, RESTRICTED, Helm
+from tests.e2e.helm import CHART, Helm
 from tests.e2e.prometheus_process import PrometheusProcess, binaries
 from tests.e2e.realnode_support import real_scaleset
 from tests.e2e.support import OperatorProcess, World, eventually

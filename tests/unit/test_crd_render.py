@@ -2,7 +2,7 @@
 
 Regenerate `crds/` with:
     PYTHONPATH=operator .venv/bin/python -c \
-      "from scaleset_operator.cli.crds_cmd import crds; crds(['--write','crds'])"
+      "from scaleset_operator.cli.operator.crds import crds; crds(['--write','crds'])"
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from scaleset_operator.catalog.objects import catalog_entries
-from scaleset_operator.cli import demo_cmd
-from scaleset_operator.cli.plugin_context import CommandFailed, parse_scaleset
+from scaleset_operator.cli.operator import demo as demo_cmd
+from scaleset_operator.cli.plugin.context import CommandFailed, parse_scaleset
 from scaleset_operator.controller.reconcile import _owned_by
 from scaleset_operator.k8s.client import condition
 from scaleset_operator.k8s.crds import (

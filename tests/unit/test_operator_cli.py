@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from scaleset_operator.cli.operator_main import main
+from scaleset_operator.cli.operator.main import main
 
 
 def test_run_without_credentials_is_one_clear_line(tmp_path: Path) -> None:

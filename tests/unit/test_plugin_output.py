@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator, FormatChecker
 from rich.console import Console
 
-from scaleset_operator.cli.azure import ROLLING_UPGRADES_TYPE, history_envelope, latest_info
-from scaleset_operator.cli.image_views import image_rows, images_table, object_name
-from scaleset_operator.cli.output import document, key_values, table
-from scaleset_operator.cli.plugin import cli
-from scaleset_operator.cli.plugin_instances import choose, parse_instance_ids
-from scaleset_operator.cli.plugin_update import merge_patch
-from scaleset_operator.cli.plugin_watch import progress_view
-from scaleset_operator.cli.views import (
+from scaleset_operator.cli.plugin.instances import choose, parse_instance_ids
+from scaleset_operator.cli.plugin.main import cli
+from scaleset_operator.cli.plugin.update import merge_patch
+from scaleset_operator.cli.views.azure import ROLLING_UPGRADES_TYPE, history_envelope, latest_info
+from scaleset_operator.cli.views.images import image_rows, images_table, object_name
+from scaleset_operator.cli.views.output import document, key_values, table
+from scaleset_operator.cli.views.progress import progress_view
+from scaleset_operator.cli.views.tables import (
     history_table,
     instance_row,
     instances_table,

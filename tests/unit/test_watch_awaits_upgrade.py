@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from scaleset_operator.cli.plugin_watch import awaited_version, run_to_follow
+from scaleset_operator.cli.plugin.watch import awaited_version, run_to_follow
 from scaleset_operator.models.status import (
     PendingUpgrade,
     ResolvedImage,

@@ -69,13 +69,6 @@ The image reference; the tag defaults to the chart's appVersion.
 {{- end }}
 
 {{/*
-The kopf peering object's name.
-*/}}
-{{- define "scaleset-operator.peeringName" -}}
-{{- default (include "scaleset-operator.fullname" .) .Values.peering.name }}
-{{- end }}
-
-{{/*
 Rules on namespaced resources: granted cluster-wide (ClusterRole) when every namespace is
 watched, else by a Role in each watched namespace. Every verb here is one the operator uses.
 */}}
@@ -143,10 +136,6 @@ Arguments of `scaleset-operator run` (the image's entrypoint), one YAML list ite
 - --leader-elect
 - --lease-namespace={{ .Release.Namespace }}
 - --lease-duration={{ .Values.leaderElection.leaseDurationSeconds }}
-{{- end }}
-{{- if .Values.peering.enabled }}
-- --peering={{ include "scaleset-operator.peeringName" . }}
-- --priority={{ .Values.peering.priority }}
 {{- end }}
 {{- range .Values.operator.extraArgs }}
 - {{ . | quote }}

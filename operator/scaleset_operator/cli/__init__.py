@@ -1,1 +1,2 @@
-"""Command lines: the operator entry point (`scaleset-operator`) and the kubectl plugin."""
+"""Command lines: the operator's program (`operator`, `scaleset-operator`), the kubectl plugin
+(`plugin`, `kubectl-scaleset`) and the views both render (`views`)."""

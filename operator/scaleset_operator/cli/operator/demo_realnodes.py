@@ -21,6 +21,8 @@ from scaleset_operator.localcluster.realnodes import NODE_TYPE_LABEL, TAINT_KEY
 
 OPERATOR_NAMESPACE = "scaleset-system"
 RELEASE = "scaleset-operator"
+# The chart is meant to run under the `restricted` Pod Security Standard: the demo and the
+# chart's tests install it into a namespace that enforces it, so a violation fails at once.
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",

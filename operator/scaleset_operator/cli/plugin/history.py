@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from scaleset_operator.cli.azure import history_envelope
-from scaleset_operator.cli.output import emit
-from scaleset_operator.cli.plugin_context import common_options, load_scaleset, settings
-from scaleset_operator.cli.views import history_table
+from scaleset_operator.cli.plugin.context import common_options, load_scaleset, settings
+from scaleset_operator.cli.views.azure import history_envelope
+from scaleset_operator.cli.views.output import emit
+from scaleset_operator.cli.views.tables import history_table
 
 
 @click.command("get-os-upgrade-history")

@@ -9,16 +9,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
-from rich.console import Console, Group, RenderableType
+from rich.console import Console
 from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
 from scaleset_operator.catalog.objects import catalog_entries
-from scaleset_operator.cli.azure import latest_info
-from scaleset_operator.cli.output import document
-from scaleset_operator.cli.plugin_context import (
+from scaleset_operator.cli.plugin.context import (
     CommandFailed,
     LoadedScaleSet,
     NotFound,
@@ -26,7 +21,10 @@ from scaleset_operator.cli.plugin_context import (
     load_scaleset,
     settings,
 )
-from scaleset_operator.cli.views import error_text, progress_text
+from scaleset_operator.cli.views.azure import latest_info
+from scaleset_operator.cli.views.output import document
+from scaleset_operator.cli.views.progress import progress_view
+from scaleset_operator.cli.views.tables import error_text, progress_text
 from scaleset_operator.k8s.errors import ForbiddenError
 from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.models.scaleset import ScaleSetSpec
@@ -42,42 +40,6 @@ from scaleset_operator.planner.schedule import upgrade_target
 # Platform upgrades start seconds after a publish by default, but a deployment may delay them
 # for minutes (--upgrade-delay, maintenance windows); five minutes covers the usual settings.
 START_TIMEOUT = 300.0
-
-_STATES = (
-    ("successful", "successful_instance_count", "green"),
-    ("failed", "failed_instance_count", "red"),
-    ("in progress", "in_progress_instance_count", "yellow"),
-    ("pending", "pending_instance_count", "blue"),
-)
-
-
-def progress_view(name: str, ru: RollingUpgradeStatus) -> RenderableType:
-    """Header line plus one bar per state, each out of all instances in the upgrade."""
-    rs = ru.running_status
-    progress = ru.progress or Progress()
-    counts = [int(getattr(progress, field)) for _, field, _ in _STATES]
-    total = max(sum(counts), 1)
-    code = rs.code.value if rs else "Unknown"
-    header = Text.assemble(
-        ("Rolling upgrade of ", ""),
-        (name, "bold"),
-        (f": {code}", "bold"),
-        (f" (started {rs.start_time})" if rs and rs.start_time else "", "dim"),
-    )
-    bars = Table.grid(padding=(0, 2))
-    for (label, _, colour), count in zip(_STATES, counts, strict=True):
-        bars.add_row(
-            Text(label, style=colour),
-            ProgressBar(
-                total=total,
-                completed=count,
-                width=40,
-                complete_style=colour,
-                finished_style=colour,
-            ),
-            Text(f"{count}/{sum(counts)}"),
-        )
-    return Group(header, bars)
 
 
 def _finished(ru: RollingUpgradeStatus) -> bool:

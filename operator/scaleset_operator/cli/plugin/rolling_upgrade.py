@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from scaleset_operator.cli.azure import latest_info
-from scaleset_operator.cli.output import emit
-from scaleset_operator.cli.plugin_context import (
+from scaleset_operator.cli.plugin.context import (
     CommandFailed,
     LoadedScaleSet,
     NotFound,
@@ -18,7 +16,7 @@ from scaleset_operator.cli.plugin_context import (
     load_scaleset,
     settings,
 )
-from scaleset_operator.cli.plugin_requests import (
+from scaleset_operator.cli.plugin.requests import (
     handled,
     new_request,
     not_observed,
@@ -26,8 +24,10 @@ from scaleset_operator.cli.plugin_requests import (
     submit,
     wait_for,
 )
-from scaleset_operator.cli.plugin_watch import follow, watch
-from scaleset_operator.cli.views import error_text, latest_table, progress_text, waiting_text
+from scaleset_operator.cli.plugin.watch import follow, watch
+from scaleset_operator.cli.views.azure import latest_info
+from scaleset_operator.cli.views.output import emit
+from scaleset_operator.cli.views.tables import error_text, latest_table, progress_text, waiting_text
 from scaleset_operator.models.instance import ANNOTATION_CANCEL, ANNOTATION_START, Request
 from scaleset_operator.models.status import RunningStatusCode
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
-from scaleset_operator.cli.output import emit
-from scaleset_operator.cli.plugin_context import common_options, load_scaleset, settings
-from scaleset_operator.cli.views import (
+from scaleset_operator.cli.plugin.context import common_options, load_scaleset, settings
+from scaleset_operator.cli.views.output import emit
+from scaleset_operator.cli.views.tables import (
     instance_row,
     instances_table,
     scaleset_document,

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from scaleset_operator.catalog.resolve import replicated_to, resolve_latest
-from scaleset_operator.cli.output import table
+from scaleset_operator.cli.views.output import table
 from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
 from scaleset_operator.models.scaleset import ImageReference
 from scaleset_operator.models.versions import is_dotted_version, version_key

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from scaleset_operator.cli.output import emit, key_values
-from scaleset_operator.cli.plugin_context import common_options, settings
+from scaleset_operator.cli.plugin.context import common_options, settings
+from scaleset_operator.cli.views.output import emit, key_values
 
 _BOOL = click.BOOL
 _POLICY = ("spec", "upgradePolicy")

@@ -9,8 +9,8 @@ import click
 
 from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.catalog.resolve import pin, resolve_exact
-from scaleset_operator.cli.output import Cell, emit, table
-from scaleset_operator.cli.plugin_context import NotFound, common_options, load_scaleset, settings
+from scaleset_operator.cli.plugin.context import NotFound, common_options, load_scaleset, settings
+from scaleset_operator.cli.views.output import Cell, emit, table
 from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.planner.preview import Preview, preview, preview_start
 from scaleset_operator.planner.schedule import HeldBack, HoldReason

@@ -24,13 +24,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from scaleset_operator.cli.demo_realnodes import (
+from scaleset_operator.cli.operator.demo_realnodes import (
     OPERATOR_NAMESPACE,
     RELEASE,
     install_operator,
     served_version,
 )
-from scaleset_operator.cli.plugin_watch import progress_view
+from scaleset_operator.cli.views.progress import progress_view
 from scaleset_operator.k8s.client import Cluster, condition, make_api_client
 from scaleset_operator.k8s.crds import apply_crds, wait_established
 from scaleset_operator.k8s.errors import AlreadyExistsError, KubeApiError

@@ -1,4 +1,5 @@
-"""`scaleset-operator`: run the operator, print the CRDs, manage a local control plane."""
+"""`scaleset-operator run`: configure kopf and the controller from the command line, check
+that the operator can start, then run it until interrupted."""
 
 from __future__ import annotations
 
@@ -8,26 +9,10 @@ from datetime import timedelta
 
 import click
 
-from scaleset_operator.cli.crds_cmd import crds
-
 _LOG_FORMATS = ("text", "json")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="scaleset-operator")
-def main() -> None:
-    """Automatic OS image upgrades, the way Azure VM scale sets do them, for pods.
-
-    \b
-    Typical use:
-      scaleset-operator cluster up          # a local control plane (etcd, apiserver, kwok, ...)
-      scaleset-operator crds | kubectl apply --server-side -f -
-      scaleset-operator run                 # all namespaces
-      scaleset-operator demo                # the whole story, live
-    """
-
-
-@main.command("run")
+@click.command("run")
 @click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file (in a pod: none).")
 @click.option("--context", default=None, help="Kubeconfig context.")
 @click.option(
@@ -89,14 +74,6 @@ def main() -> None:
 )
 @click.option("--verbose", is_flag=True, help="Log every reconcile pass.")
 @click.option(
-    "--peering",
-    default=None,
-    envvar="SCALESET_OPERATOR_PEERING",
-    help="Run as one of several replicas coordinated through this kopf peering object "
-    "(needs a distinct --priority per replica); default: standalone.",
-)
-@click.option("--priority", type=int, default=0, envvar="SCALESET_OPERATOR_PRIORITY")
-@click.option(
     "--leader-elect/--no-leader-elect",
     default=False,
     show_default=True,
@@ -130,8 +107,6 @@ def run(
     health_port: int,
     log_format: str,
     verbose: bool,
-    peering: str | None,
-    priority: int,
     leader_elect: bool,
     lease_namespace: str,
     lease_duration: float,
@@ -173,10 +148,10 @@ def run(
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import scaleset_operator.controller  # noqa: F401  (registers the handlers)
 
+    # Several replicas coordinate through the Lease (--leader-elect), so kopf's own peering
+    # stays off.
     kopf.run(
-        standalone=peering is None,
-        peering_name=peering,
-        priority=priority,
+        standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
@@ -227,17 +202,3 @@ def _check_start(
         check_api(Cluster(make_api_client(kubeconfig, context)), namespaces)
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-main.add_command(crds)
-
-
-def _add_local_commands() -> None:
-    from scaleset_operator.cli.cluster_cmd import cluster
-    from scaleset_operator.cli.demo_cmd import demo
-
-    main.add_command(cluster)
-    main.add_command(demo)
-
-
-_add_local_commands()

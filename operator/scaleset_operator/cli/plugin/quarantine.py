@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import click
 
-from scaleset_operator.cli.output import emit, table
-from scaleset_operator.cli.plugin_context import common_options, load_scaleset, settings
-from scaleset_operator.cli.plugin_requests import handled, new_request, submit, wait_for
+from scaleset_operator.cli.plugin.context import common_options, load_scaleset, settings
+from scaleset_operator.cli.plugin.requests import handled, new_request, submit, wait_for
+from scaleset_operator.cli.views.output import emit, table
 from scaleset_operator.models.instance import ANNOTATION_CLEAR_QUARANTINE
 
 

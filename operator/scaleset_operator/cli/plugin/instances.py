@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 
 import click
 
-from scaleset_operator.cli.output import Cell, emit, table
-from scaleset_operator.cli.plugin_context import (
+from scaleset_operator.cli.plugin.context import (
     InvalidValue,
     NotFound,
     common_options,
     load_scaleset,
     settings,
 )
-from scaleset_operator.cli.plugin_requests import new_request, submit
+from scaleset_operator.cli.plugin.requests import new_request, submit
+from scaleset_operator.cli.views.output import Cell, emit, table
 from scaleset_operator.models.instance import (
     ANNOTATION_PROTECT,
     ANNOTATION_UPDATE_INSTANCES,

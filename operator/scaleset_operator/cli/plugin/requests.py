@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from scaleset_operator.cli.plugin_context import LoadedScaleSet, parse_scaleset, settings
+from scaleset_operator.cli.plugin.context import LoadedScaleSet, parse_scaleset, settings
 from scaleset_operator.models.instance import Request
 from scaleset_operator.models.scaleset import KIND
 from scaleset_operator.planner.timefmt import stamp

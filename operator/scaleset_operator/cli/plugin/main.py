@@ -1,5 +1,5 @@
 """`kubectl scaleset`: the kubectl plugin's command group, its entry point, and the one place
-where API errors become exit codes. The commands live in the `plugin_*` modules."""
+where API errors become exit codes. Each verb group lives in its own module beside this one."""
 
 from __future__ import annotations
 
@@ -9,21 +9,21 @@ from typing import Any
 
 import click
 
-from scaleset_operator.cli.plugin_context import (
+from scaleset_operator.cli.plugin.context import (
     CommandFailed,
     InvalidValue,
     NotFound,
     Unreachable,
     common_options,
 )
-from scaleset_operator.cli.plugin_get import get
-from scaleset_operator.cli.plugin_history import get_os_upgrade_history
-from scaleset_operator.cli.plugin_image import image
-from scaleset_operator.cli.plugin_instances import protect, update_instances
-from scaleset_operator.cli.plugin_plan import plan
-from scaleset_operator.cli.plugin_quarantine import quarantine
-from scaleset_operator.cli.plugin_rolling import rolling_upgrade
-from scaleset_operator.cli.plugin_update import update
+from scaleset_operator.cli.plugin.get import get
+from scaleset_operator.cli.plugin.history import get_os_upgrade_history
+from scaleset_operator.cli.plugin.image import image
+from scaleset_operator.cli.plugin.instances import protect, update_instances
+from scaleset_operator.cli.plugin.plan import plan
+from scaleset_operator.cli.plugin.quarantine import quarantine
+from scaleset_operator.cli.plugin.rolling_upgrade import rolling_upgrade
+from scaleset_operator.cli.plugin.update import update
 from scaleset_operator.k8s.errors import (
     ForbiddenError,
     InvalidError,
@@ -95,13 +95,10 @@ for command in (
 
 def _prog_name() -> str:
     base = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    # kubectl runs plugins by file name; users type it with a space.
-    return "kubectl scaleset" if base in ("", "kubectl-scaleset", "plugin.py") else base
+    # kubectl runs plugins by file name; users type it with a space. `python -m` runs the
+    # package's __main__.py, which stands for the plugin just the same.
+    return "kubectl scaleset" if base in ("", "kubectl-scaleset", "__main__.py") else base
 
 
 def main() -> None:
     cli(prog_name=_prog_name())
-
-
-if __name__ == "__main__":
-    main()

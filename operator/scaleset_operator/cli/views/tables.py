@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scaleset_operator.cli.output import key_values, table
+from scaleset_operator.cli.views.output import key_values, table
 from scaleset_operator.models.durations import DurationError, parse_duration
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import ScaleSetSpec

@@ -10,15 +10,15 @@ from typing import Any
 import click
 
 from scaleset_operator.catalog.objects import catalog_entries
-from scaleset_operator.cli.image_views import (
+from scaleset_operator.cli.plugin.context import common_options, settings
+from scaleset_operator.cli.views.images import (
     image_rows,
     images_table,
     object_name,
     select,
     urn_of,
 )
-from scaleset_operator.cli.output import emit, key_values
-from scaleset_operator.cli.plugin_context import common_options, settings
+from scaleset_operator.cli.views.output import emit, key_values
 from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
 from scaleset_operator.planner.timefmt import stamp
 
