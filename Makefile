@@ -15,7 +15,7 @@ help: ## Show the targets
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,cli]'
 	touch $(STAMP)
 
 setup: $(STAMP) testbin nodebin ## Python environment, control-plane and real-node binaries

@@ -27,12 +27,12 @@ from scaleset_operator.localcluster.images import (
     OPERATOR_CONFIG,
     READY_PATH,
     Registry,
-    build_operator_image,
     build_test_images,
     dockerfile_config,
     find_crane,
     image_env,
 )
+from scaleset_operator.localcluster.operatorimage import build_operator_image
 from tests.e2e.support import REPO, free_port
 from tests.helpers import wait_for
 

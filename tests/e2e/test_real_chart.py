@@ -17,7 +17,8 @@ from kubernetes import client
 
 from scaleset_operator.cli.operator.demo_realnodes import RESTRICTED
 from scaleset_operator.localcluster import LocalCluster
-from scaleset_operator.localcluster.images import Registry, build_operator_image, find_crane
+from scaleset_operator.localcluster.images import Registry, find_crane
+from scaleset_operator.localcluster.operatorimage import build_operator_image
 from scaleset_operator.localcluster.realnodes import NODE_TYPE_LABEL, TAINT_KEY
 from tests.e2e.helm import CHART, Helm
 from tests.e2e.prometheus_process import PrometheusProcess, binaries

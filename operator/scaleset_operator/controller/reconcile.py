@@ -217,38 +217,76 @@ def reconcile_once(
     except ValidationError as exc:
         return _invalid_spec(cluster, obj, exc)
     status = _status_of(obj)
-    result = None
+    result = _observe_and_plan(cluster, obj, spec, status, settings, pod_cache)
+    new_status = result.status
+    held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
+    if new_status != status and not held:
+        written = _write_status(cluster, obj, status, new_status)
+        if written is None:
+            # Someone (or our previous pass) changed the object: plan again on fresh state.
+            return Outcome(0.05)
+        obj = written
+        if pacer is not None:
+            pacer.wrote(key)
+    lost = apply_actions(
+        cluster, obj, spec, new_status.model_hash or "", result.pods, result.actions
+    )
+    _report(cluster, obj, result, metrics, spec.capacity)
+    if lost:
+        return Outcome(0.2)
+    if result.actions:
+        # Our own writes come back as watch events too; this is only a safety net.
+        return Outcome(min(result.requeue_after or 5.0, 5.0))
+    return _after(result.requeue_after, held)
+
+
+def _observe_and_plan(
+    cluster: Cluster,
+    obj: Obj,
+    spec: ScaleSetSpec,
+    status: ScaleSetStatus,
+    settings: PlannerSettings,
+    pod_cache: PodCache | None,
+) -> _Planned:
+    """Plans on the pod watch's copy when that changes nothing but progress; otherwise lists
+    the pods afresh and plans again, so that every action rests on a fresh read."""
+    meta = obj["metadata"]
+    key = (meta["namespace"], meta["name"])
     cached = pod_cache.pods(key) if pod_cache is not None else None
     if cached is not None:
         quick = _plan_with(cluster, obj, spec, status, cached, settings, pod_cache)
         if not (quick.actions or quick.events) and (
             quick.status == status or only_progress_changed(status, quick.status)
         ):
-            # Nothing to act on, at most progress to record: the watch's copy is enough.
-            result = quick
-    if result is None:
-        if pod_cache is not None:
-            pod_cache.mark(key)
-        listed = cluster.list_pods(namespace, f"{LABEL_SCALESET}={name}")
-        if pod_cache is not None:
-            pod_cache.seed(key, listed)
-        result = _plan_with(cluster, obj, spec, status, listed, settings, pod_cache)
-    new_status = result.status
-    held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
-    if new_status != status and not held:
-        try:
-            obj = {**obj, **cluster.replace_status(obj, new_status.wire())}
-        except ConflictError:
-            # Someone (or our previous pass) changed the object: plan again on fresh state.
-            return Outcome(0.05)
-        if pacer is not None:
-            pacer.wrote(key)
-        if log.isEnabledFor(logging.DEBUG):
-            changed = ", ".join(changed_fields(status, new_status))
-            log.debug("%s/%s status: %s", namespace, name, changed)
-    lost = apply_actions(
-        cluster, obj, spec, new_status.model_hash or "", result.pods, result.actions
-    )
+            return quick
+    if pod_cache is not None:
+        pod_cache.mark(key)
+    listed = cluster.list_pods(meta["namespace"], f"{LABEL_SCALESET}={meta['name']}")
+    if pod_cache is not None:
+        pod_cache.seed(key, listed)
+    return _plan_with(cluster, obj, spec, status, listed, settings, pod_cache)
+
+
+def _write_status(
+    cluster: Cluster, obj: Obj, status: ScaleSetStatus, new_status: ScaleSetStatus
+) -> Obj | None:
+    """The object as written, or None when it changed since it was read."""
+    try:
+        written = {**obj, **cluster.replace_status(obj, new_status.wire())}
+    except ConflictError:
+        return None
+    if log.isEnabledFor(logging.DEBUG):
+        changed = ", ".join(changed_fields(status, new_status))
+        log.debug(
+            "%s/%s status: %s", obj["metadata"]["namespace"], obj["metadata"]["name"], changed
+        )
+    return written
+
+
+def _report(
+    cluster: Cluster, obj: Obj, result: _Planned, metrics: MetricsSink | None, capacity: int
+) -> None:
+    namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     for event in result.events:
         try:
             cluster.post_event(obj, event.type, event.reason, event.message)
@@ -257,13 +295,7 @@ def reconcile_once(
         log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)
     if metrics is not None:
         metrics.record_events(namespace, name, result.events)
-        metrics.observe(namespace, name, new_status, result.instances, spec.capacity)
-    if lost:
-        return Outcome(0.2)
-    if result.actions:
-        # Our own writes come back as watch events too; this is only a safety net.
-        return Outcome(min(result.requeue_after or 5.0, 5.0))
-    return _after(result.requeue_after, held)
+        metrics.observe(namespace, name, result.status, result.instances, capacity)
 
 
 def _after(requeue_after: float | None, held: float) -> Outcome:

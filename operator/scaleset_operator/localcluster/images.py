@@ -1,8 +1,8 @@
 """OCI images for clusters with real nodes, built and pushed with crane alone (no container engine).
 
 The test images (the pod sandbox ``pause`` and ``app`` tags that behave by name) come from one
-static busybox; the operator image mirrors the Dockerfile from the running interpreter and a wheel
-of the checkout. Tooling for the local cluster and the tests: the operator never imports it.
+static busybox; the operator image (operatorimage.py) shares the layers, config and push helpers
+here. Tooling for the local cluster and the tests: the operator never imports it.
 """
 
 from __future__ import annotations
@@ -15,16 +15,13 @@ import shlex
 import shutil
 import string
 import subprocess
-import sys
 import tarfile
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from importlib import metadata
 from pathlib import Path
 
-from scaleset_operator.localcluster.binaries import env_var_for, nodebin_dir, repo_root
+from scaleset_operator.localcluster.binaries import env_var_for, nodebin_dir
 
 PAUSE_IMAGE = "pause:local"
 APP_REPOSITORY = "app"
@@ -195,7 +192,7 @@ _NONROOT = "65532:65532"
 
 
 @dataclass(frozen=True)
-class _Entry:
+class Entry:
     mode: int
     data: bytes | None = None  # None and no link: a folder
     link: str | None = None
@@ -211,7 +208,7 @@ def build_test_images(
 ) -> dict[str, str]:
     """Pushes ``pause:local`` and ``app:<tag>`` for each tag but ``bad…`` ones (so that pulling
     those fails for real); returns ``name:tag`` -> reference, the unpushed ones included."""
-    say = log or _quiet
+    say = log or quiet
     workdir.mkdir(parents=True, exist_ok=True)
     base = _layer(workdir, "busybox", _busybox())
     refs = {PAUSE_IMAGE: registry.ref(*PAUSE_IMAGE.split(":"))}
@@ -229,7 +226,7 @@ def build_test_images(
     return refs
 
 
-def _busybox() -> dict[str, _Entry]:
+def _busybox() -> dict[str, Entry]:
     found = shutil.which("busybox")
     if found is None:
         raise ImageError("busybox is not installed (apt-get install busybox-static)")
@@ -237,38 +234,38 @@ def _busybox() -> dict[str, _Entry]:
     linkage = subprocess.run(["ldd", str(busybox)], capture_output=True, text=True, check=False)
     if "=>" in linkage.stdout:
         raise ImageError(f"{busybox} is not statically linked (apt-get install busybox-static)")
-    entries = {"bin/busybox": _Entry(0o755, busybox.read_bytes()), "tmp": _Entry(0o1777)}
-    entries |= {f"bin/{applet}": _Entry(0o777, link="busybox") for applet in _APPLETS}
-    entries |= {f"bin/{n}": _Entry(0o755, f"#!/bin/sh\n{s}".encode()) for n, s in _SCRIPTS.items()}
-    return entries | _accounts("app")
+    entries = {"bin/busybox": Entry(0o755, busybox.read_bytes()), "tmp": Entry(0o1777)}
+    entries |= {f"bin/{applet}": Entry(0o777, link="busybox") for applet in _APPLETS}
+    entries |= {f"bin/{n}": Entry(0o755, f"#!/bin/sh\n{s}".encode()) for n, s in _SCRIPTS.items()}
+    return entries | accounts("app")
 
 
-def _www(tag: str, behaviour: Behaviour) -> dict[str, _Entry]:
+def _www(tag: str, behaviour: Behaviour) -> dict[str, Entry]:
     status = "503 Service Unavailable" if behaviour is Behaviour.UNREADY else "200 OK"
     ready = f"printf 'Status: {status}\\r\\nContent-Type: text/plain\\r\\n\\r\\n{tag}\\n'\n"
     return {
-        "www/version": _Entry(0o644, tag.encode()),
-        f"www{READY_PATH}": _Entry(0o755),
-        "www/cgi-bin/index.cgi": _Entry(0o755, f"#!/bin/sh\n{ready}".encode()),
+        "www/version": Entry(0o644, tag.encode()),
+        f"www{READY_PATH}": Entry(0o755),
+        "www/cgi-bin/index.cgi": Entry(0o755, f"#!/bin/sh\n{ready}".encode()),
     }
 
 
-def _accounts(user: str) -> dict[str, _Entry]:
+def accounts(user: str) -> dict[str, Entry]:
     passwd = f"root:x:0:0::/root:/sbin/nologin\n{user}:x:65532:65532::/nonexistent:/sbin/nologin\n"
     return {
-        "etc/passwd": _Entry(0o644, passwd.encode()),
-        "etc/group": _Entry(0o644, f"root:x:0:\n{user}:x:65532:\n".encode()),
+        "etc/passwd": Entry(0o644, passwd.encode()),
+        "etc/group": Entry(0o644, f"root:x:0:\n{user}:x:65532:\n".encode()),
     }
 
 
-def _layer(workdir: Path, name: str, entries: Mapping[str, _Entry]) -> Path:
+def _layer(workdir: Path, name: str, entries: Mapping[str, Entry]) -> Path:
     """A layer of ``entries``, by way of a folder like the operator image's layers."""
     shutil.rmtree(workdir / name, ignore_errors=True)
-    _write_entries(workdir / name, entries)
-    return _tar_tree(workdir / f"{name}.tar", workdir / name)
+    write_entries(workdir / name, entries)
+    return tar_tree(workdir / f"{name}.tar", workdir / name)
 
 
-def _write_entries(root: Path, entries: Mapping[str, _Entry]) -> None:
+def write_entries(root: Path, entries: Mapping[str, Entry]) -> None:
     for name, entry in sorted(entries.items()):
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -279,7 +276,7 @@ def _write_entries(root: Path, entries: Mapping[str, _Entry]) -> None:
         path.chmod(entry.mode)
 
 
-def _tar_tree(path: Path, root: Path, *, only: str = "", exclude: str = "") -> Path:
+def tar_tree(path: Path, root: Path, *, only: str = "", exclude: str = "") -> Path:
     """A layer of the folders under ``root``; fixed owners and times make it (and its digest)
     the same on every build."""
 
@@ -294,190 +291,6 @@ def _tar_tree(path: Path, root: Path, *, only: str = "", exclude: str = "") -> P
     return path
 
 
-# ---- the operator image --------------------------------------------------------------------
-
-_PY = f"python{sys.version_info.major}.{sys.version_info.minor}"
-_STDLIB = f"usr/local/lib/{_PY}"
-_SITE = f"opt/venv/lib/{_PY}/site-packages"
-# Test suites, GUI and installer parts of the standard library, and the static libpython used
-# only to build extensions: the slim image leaves out most of them too.
-_STDLIB_SKIP = {"test", "tests", "idle_test", "idlelib", "tkinter", "turtledemo", "ensurepip"}
-_STDLIB_SKIP_PREFIXES = ("site-packages", "__pycache__", "config-3", "_test", "_tkinter", "xx")
-
-
-def build_operator_image(
-    crane: Path,
-    registry: Registry,
-    workdir: Path,
-    *,
-    tag: str | None = None,
-    log: Log | None = None,
-) -> str:
-    """Pushes the Dockerfile's image, built from this checkout and the interpreter running this;
-    returns its reference. The default tag is the version and a hash of what the image holds; a
-    registry that already has the image is left alone."""
-    say, started = log or _quiet, time.monotonic()
-    root = repo_root()
-    if root is None:
-        raise ImageError("the operator image is built from a source checkout; this is none")
-    workdir.mkdir(parents=True, exist_ok=True)
-    wheel = _build_wheel(root, workdir / "wheel")
-    # Pinned to the versions of the build's environment, which the tests ran against.
-    constraints = workdir / "constraints.txt"
-    constraints.write_text(
-        "".join(
-            f"{dist.metadata['Name']}=={dist.version}\n"
-            for dist in sorted(metadata.distributions(), key=lambda d: d.metadata["Name"])
-            if dist.metadata["Name"] != "scaleset-operator"
-        )
-    )
-    interpreter = [Path(sys.base_prefix, "bin", _PY)]
-    interpreter += sorted(Path(sys.base_prefix, "lib").glob(f"lib{_PY}.so*"))
-    if not interpreter[0].is_file():
-        raise ImageError(f"no {interpreter[0]}: the image reuses the interpreter running the build")
-    digest = hashlib.sha256()
-    for path in [wheel, constraints, *interpreter, Path(__file__)]:
-        digest.update(path.read_bytes())
-    content = digest.hexdigest()
-    ref = registry.ref(OPERATOR_REPOSITORY, tag or f"{wheel.name.split('-')[1]}-{content[:12]}")
-    if _has_content(crane, ref, content):
-        say(f"{ref}: already in the registry")
-        return ref
-    rootfs = workdir / "operator-rootfs"
-    _assemble_rootfs(rootfs, interpreter, wheel, constraints, lambda step: say(f"{ref}: {step}"))
-    # Two layers, like the base image and the venv of the Dockerfile: a change of the code
-    # leaves the interpreter's layer as it was.
-    layers = [
-        _tar_tree(workdir / "operator-runtime.tar", rootfs, exclude="opt"),
-        _tar_tree(workdir / "operator-venv.tar", rootfs, only="opt"),
-    ]
-    size = sum(layer.stat().st_size for layer in layers)
-    say(f"{ref}: pushing {size / 2**20:.0f} MiB")
-    _push(crane, ref, layers, replace(OPERATOR_CONFIG, env=image_env(OPERATOR_CONFIG)), content)
-    shutil.rmtree(rootfs)  # hundreds of MiB, as are the layers
-    for layer in layers:
-        layer.unlink()
-    compressed = sum(
-        layer["size"] for layer in json.loads(_crane(crane, "manifest", ref))["layers"]
-    )
-    took = time.monotonic() - started
-    say(f"{ref}: {compressed / 2**20:.0f} MiB compressed, built in {took:.0f} s")
-    return ref
-
-
-def _build_wheel(root: Path, into: Path) -> Path:
-    shutil.rmtree(into, ignore_errors=True)
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(into), str(root)], "pip"
-    )
-    return next(into.glob("scaleset_operator-*.whl"))
-
-
-def _assemble_rootfs(
-    rootfs: Path, interpreter: list[Path], wheel: Path, constraints: Path, say: Log
-) -> None:
-    shutil.rmtree(rootfs, ignore_errors=True)
-    say(f"copying the interpreter of {sys.base_prefix}")
-    _install_interpreter(rootfs, interpreter)
-    say(f"installing {wheel.name} and its dependencies")
-    _install_venv(rootfs, wheel, constraints)
-    say("byte-compiling, since the root filesystem is read-only in the pod")
-    # Hash-checked .pyc files never compare the sources' times, which the layers do not keep.
-    _run(
-        [sys.executable, "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
-         "-s", str(rootfs), "-p", "/", str(rootfs / _STDLIB), str(rootfs / _SITE)],
-        "compileall",
-    )  # fmt: skip
-    say("copying shared libraries")
-    _copy_libraries(rootfs)
-    nsswitch = b"passwd: files\ngroup: files\nhosts: files dns\n"
-    system = {"etc/nsswitch.conf": _Entry(0o644, nsswitch), "tmp": _Entry(0o1777)}
-    _write_entries(rootfs, _accounts("operator") | system)
-    _ldconfig(rootfs)
-
-
-def _install_interpreter(rootfs: Path, interpreter: list[Path]) -> None:
-    binary, *libraries = interpreter
-    local = rootfs / "usr/local"
-    for folder in ("bin", "lib"):
-        (local / folder).mkdir(parents=True)
-    shutil.copy2(binary, local / "bin" / _PY)
-    for alias in ("python3", "python"):
-        (local / "bin" / alias).symlink_to(_PY)
-    for library in libraries:
-        if library.is_symlink():
-            (local / "lib" / library.name).symlink_to(os.readlink(library))
-        else:
-            shutil.copy2(library, local / "lib" / library.name)
-    shutil.copytree(
-        Path(sys.base_prefix, "lib", _PY),
-        rootfs / _STDLIB,
-        symlinks=True,
-        ignore=lambda _folder, names: {
-            n for n in names if n in _STDLIB_SKIP or n.startswith(_STDLIB_SKIP_PREFIXES)
-        },
-    )
-
-
-def _install_venv(rootfs: Path, wheel: Path, constraints: Path) -> None:
-    """The Dockerfile's /opt/venv, for the interpreter at /usr/local."""
-    venv = rootfs / "opt/venv"
-    _run(
-        [sys.executable, "-m", "pip", "install", "-q", "--prefix", str(venv), "--ignore-installed",
-         "--no-compile", "--no-warn-script-location", "--only-binary", ":all:",
-         "--constraint", str(constraints), str(wheel)],
-        "pip install",
-    )  # fmt: skip
-    (venv / "pyvenv.cfg").write_text(
-        "home = /usr/local/bin\ninclude-system-site-packages = false\n"
-        f"version = {platform.python_version()}\n"
-    )
-    for alias in ("python", "python3", _PY):
-        (venv / "bin" / alias).symlink_to(f"/usr/local/bin/{_PY}")
-    # pip points scripts at the interpreter running it: on the first line, or for a path over
-    # 127 bytes, a /bin/sh line and two lines that `exec` it.
-    for script in (venv / "bin").iterdir():
-        if script.is_symlink() or script.read_bytes()[:2] != b"#!":
-            continue
-        lines = script.read_text().splitlines(keepends=True)
-        skip = 3 if lines[1:2] and lines[1].startswith("'''exec'") else 1
-        if skip == 3 or "python" in lines[0]:
-            script.write_text("#!/opt/venv/bin/python\n" + "".join(lines[skip:]))
-
-
-def _copy_libraries(rootfs: Path) -> None:
-    """Each shared library that the interpreter and the extension modules load, with the dynamic
-    loader, at the path it has on this machine (those in the image already stay out)."""
-    objects = [rootfs / "usr/local/bin" / _PY]
-    objects += [p for p in rootfs.rglob("*.so*") if p.is_file() and not p.is_symlink()]
-    listing = subprocess.run(["ldd", *map(str, objects)], capture_output=True, text=True).stdout
-    needed: set[Path] = set()
-    for line in listing.splitlines():
-        if "not found" in line:
-            raise ImageError(f"a shared library is missing on this machine: {line.strip()}")
-        target = line.split("=>")[-1].split()
-        if target and target[0].startswith("/") and not line.rstrip().endswith(":"):
-            needed.add(Path(target[0]))
-    for libc in [path for path in needed if path.name == "libc.so.6"]:
-        # glibc loads it when a thread ends in pthread_exit (daemon threads at shutdown).
-        if (libc.parent / "libgcc_s.so.1").exists():
-            needed.add(libc.parent / "libgcc_s.so.1")
-    for path in sorted(needed):
-        if not path.is_relative_to(sys.base_prefix) and not path.is_relative_to(rootfs):
-            (rootfs / path.relative_to("/")).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, rootfs / path.relative_to("/"))
-
-
-def _ldconfig(rootfs: Path) -> None:
-    """The loader's cache, through which libpython is found in /usr/local/lib as on
-    python:3.11-slim (the interpreter's own run path names a folder of this machine)."""
-    (rootfs / "etc/ld.so.conf").write_text("/usr/local/lib\n")
-    command = [shutil.which("ldconfig") or "/sbin/ldconfig", "-X", "-r", str(rootfs)]
-    if os.geteuid() != 0:  # ldconfig -r chroots
-        command = ["unshare", "--user", "--map-root-user", *command]
-    _run(command, "ldconfig")
-
-
 # ---- crane -----------------------------------------------------------------------------------
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -487,23 +300,25 @@ def _ensure(crane: Path, ref: str, layers: list[Path], config: ImageConfig, say:
     digest = hashlib.sha256(repr(config).encode())
     for layer in layers:
         digest.update(layer.read_bytes())
-    if not _has_content(crane, ref, digest.hexdigest()):
+    if not has_content(crane, ref, digest.hexdigest()):
         say(f"{ref}: pushing")
-        _push(crane, ref, layers, config, digest.hexdigest())
+        push(crane, ref, layers, config, digest.hexdigest())
 
 
-def _has_content(crane: Path, ref: str, content: str) -> bool:
+def has_content(crane: Path, ref: str, content: str) -> bool:
     try:
-        config = json.loads(_crane(crane, "config", ref))
+        config = json.loads(crane_output(crane, "config", ref))
     except ImageError:  # missing; an unreachable registry fails the push instead
         return False
     return bool((config.get("config", {}).get("Labels") or {}).get(CONTENT_LABEL) == content)
 
 
-def _push(crane: Path, ref: str, layers: list[Path], config: ImageConfig, content: str) -> None:
+def push(crane: Path, ref: str, layers: list[Path], config: ImageConfig, content: str) -> None:
     # The config comes with a second push; until then the tag lacks the content label, so an
     # interrupted build is done again.
-    _crane(crane, "append", "--oci-empty-base", *(f"--new_layer={p}" for p in layers), "-t", ref)
+    crane_output(
+        crane, "append", "--oci-empty-base", *(f"--new_layer={p}" for p in layers), "-t", ref
+    )
     arguments = ["mutate", ref, "-t", ref, f"--set-platform=linux/{_ARCH}"]
     # crane reads --entrypoint as CSV; the other flags split at the first "=" only.
     arguments += ['--entrypoint="{}"'.format(part.replace('"', '""')) for part in config.entrypoint]
@@ -514,19 +329,19 @@ def _push(crane: Path, ref: str, layers: list[Path], config: ImageConfig, conten
         if "=" in key + value or value.startswith('"') or value.endswith('"'):
             raise ImageError(f"crane cannot set the label {key}={value!r}")
         arguments.append(f"--label={key}={value}")
-    _crane(crane, *arguments)
+    crane_output(crane, *arguments)
 
 
-def _crane(crane: Path, *arguments: str) -> str:
-    return _run([str(crane), *arguments, "--insecure"], f"crane {arguments[0]}")
+def crane_output(crane: Path, *arguments: str) -> str:
+    return run_tool([str(crane), *arguments, "--insecure"], f"crane {arguments[0]}")
 
 
-def _run(command: list[str], what: str) -> str:
+def run_tool(command: list[str], what: str) -> str:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ImageError(f"{what} failed (exit {done.returncode}): {done.stderr.strip()}")
     return done.stdout
 
 
-def _quiet(_message: str) -> None:
+def quiet(_message: str) -> None:
     pass

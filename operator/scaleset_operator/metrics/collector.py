@@ -16,7 +16,7 @@ from scaleset_operator.metrics.labels import (
     SCALESET_LABELS,
     VERSION_LABELS,
 )
-from scaleset_operator.metrics.snapshot import ScaleSetSnapshot
+from scaleset_operator.metrics.snapshot import RunView, ScaleSetSnapshot
 from scaleset_operator.models.status import RunningStatusCode
 
 # Name, help text and the labels after namespace and scaleset, in exposition order.
@@ -113,12 +113,21 @@ def _families() -> dict[str, GaugeMetricFamily]:
     }
 
 
+Put = Callable[..., None]
+
+
 def _add(
     families: dict[str, GaugeMetricFamily], namespace: str, name: str, snap: ScaleSetSnapshot
 ) -> None:
     def put(metric: str, value: float, *labels: str) -> None:
         families[metric].add_metric([namespace, name, *labels], value)
 
+    _add_instances(put, snap)
+    if snap.run is not None:
+        _add_run(put, snap.run)
+
+
+def _add_instances(put: Put, snap: ScaleSetSnapshot) -> None:
     put("scaleset_capacity", snap.capacity)
     put("scaleset_instances", snap.instances)
     put("scaleset_instances_ready", snap.ready)
@@ -133,9 +142,9 @@ def _add(
     for condition, status in snap.conditions:
         for candidate in CONDITION_STATUSES:
             put("scaleset_status_condition", float(candidate == status), condition, candidate)
-    run = snap.run
-    if run is None:
-        return
+
+
+def _add_run(put: Put, run: RunView) -> None:
     for state, count in zip(PROGRESS_STATES, run.progress, strict=True):
         put("scaleset_upgrade_instances", count, state)
     for state, count in zip(ROLLBACK_STATES, run.rollback, strict=True):

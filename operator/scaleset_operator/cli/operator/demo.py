@@ -269,21 +269,7 @@ def demo(directory: Path, capacity: int, keep: bool, real: bool) -> None:
       scaleset-operator demo --keep        # then: export KUBECONFIG=.cluster/kubeconfig
       scaleset-operator demo --real-nodes  # real containers, the operator from its chart
     """
-    local = LocalCluster(
-        directory,
-        real_nodes=REAL_NODES if real else 0,
-        zones=REAL_NODES if real else 3,
-        log=lambda m: console.print(f"   [dim]{m}[/]"),
-    )
-    extra = f" and {REAL_NODES} real nodes (kubelet + containerd)" if real else ""
-    _say(
-        f"starting a local control plane in {directory}/ (etcd, kube-apiserver, "
-        f"controller-manager, scheduler, kwok){extra}"
-    )
-    try:
-        local.up(timeout=600)
-    except (LocalClusterError, BinaryNotFoundError, RealNodeError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    local = _start_cluster(directory, real)
     operator: subprocess.Popen[bytes] | None = None
     try:
         cluster = Cluster(make_api_client(str(local.kubeconfig_path)))
@@ -300,75 +286,107 @@ def demo(directory: Path, capacity: int, keep: bool, real: bool) -> None:
         else:
             operator = _start_operator(directory, local.kubeconfig_path, metrics_port)
             _say(f"operator started (pid {operator.pid}), log: {directory}/logs/operator.log")
-        with contextlib.suppress(AlreadyExistsError):
-            cluster.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
-        images = _images(local.registry if real else None)
-        _publish(cluster, "1.0.0", images[0])
-        with contextlib.suppress(AlreadyExistsError):
-            cluster.request(
-                "POST",
-                f"/apis/scaleset.dev/v1alpha1/namespaces/{NAMESPACE}/scalesets",
-                body=_scaleset(capacity, real),
-            )
-        probe = "an HTTP readiness probe" if real else "readiness"
-        _say(
-            f"created ScaleSet demo/web: {capacity} instances, automatic OS upgrades on, "
-            f"20 % per batch, health by {probe}"
-        )
-        _wait(
-            f"waiting for {capacity} healthy instances",
-            lambda: (_get(cluster).get("status") or {}).get("readyInstances") == capacity,
-            timeout=300,
-        )
-        console.print(_instances_table(cluster, real))
-
-        before = (_get(cluster).get("status") or {}).get("rollingUpgrade") or {}
-        _publish(cluster, "1.1.0", images[1])
-        _say("the platform starts a rolling OS upgrade after a 2 s delay:")
-        status = _follow_upgrade(cluster, _start_time(before))
-        _say(f"upgrade {status['rollingUpgrade']['runningStatus']['code']}: all instances on 1.1.0")
-        if real:
-            _say("same pods, same IPs: each container was restarted in place on the new image")
-        console.print(_instances_table(cluster, real))
-
-        before = status["rollingUpgrade"]
-        _publish(cluster, "1.2.0", images[2])
-        _say("1.2.0 is a bad image (its tag was never pushed): watch it fail and roll back")
-        status = _follow_upgrade(cluster, _start_time(before))
-        entry = (status.get("osUpgradeHistory") or [{}])[0]
-        _say("the newest history entry, in Azure's shape:")
-        console.print_json(json.dumps(entry))
-        _wait(
-            "waiting for rolled-back instances to be healthy again",
-            lambda: (_get(cluster).get("status") or {}).get("readyInstances") == capacity,
-        )
-        console.print(_instances_table(cluster, real))
-        _say("look around:")
-        kc = local.kubeconfig_path
-        metrics = (
-            f"  kubectl -n {OPERATOR_NAMESPACE} logs deploy/{RELEASE}\n  kubectl get nodes -o wide"
-            if real
-            else f"  curl -s localhost:{metrics_port}/metrics | grep ^scaleset_"
-        )
-        console.print(
-            f"  export KUBECONFIG={kc} PATH={Path(sys.executable).parent}:$PATH\n"
-            f"  kubectl -n {NAMESPACE} get vmss\n"
-            f"  kubectl scaleset -n {NAMESPACE} get-os-upgrade-history web\n"
-            f"  kubectl scaleset -n {NAMESPACE} get web\n"
-            f"  kubectl -n {NAMESPACE} get events --sort-by=.lastTimestamp\n"
-            f"{metrics}"
-        )
+        _story(cluster, _images(local.registry if real else None), capacity, real)
+        _look_around(local.kubeconfig_path, metrics_port, real)
     except KubeApiError as exc:
         raise click.ClickException(f"the API server refused: {exc}") from exc
     finally:
-        if not keep:
-            if operator is not None:
-                operator.terminate()
-                operator.wait(timeout=20)
-            local.down()
-            _say("stopped the operator and the local cluster (use --keep to explore)")
-        else:
-            _say(
-                f"still running; stop with: kill {operator.pid if operator else ''}; "
-                f"scaleset-operator cluster down --dir {directory}"
-            )
+        _end(local, operator, directory, keep)
+
+
+def _start_cluster(directory: Path, real: bool) -> LocalCluster:
+    local = LocalCluster(
+        directory,
+        real_nodes=REAL_NODES if real else 0,
+        zones=REAL_NODES if real else 3,
+        log=lambda m: console.print(f"   [dim]{m}[/]"),
+    )
+    extra = f" and {REAL_NODES} real nodes (kubelet + containerd)" if real else ""
+    _say(
+        f"starting a local control plane in {directory}/ (etcd, kube-apiserver, "
+        f"controller-manager, scheduler, kwok){extra}"
+    )
+    try:
+        local.up(timeout=600)
+    except (LocalClusterError, BinaryNotFoundError, RealNodeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    return local
+
+
+def _story(cluster: Cluster, images: tuple[str, str, str], capacity: int, real: bool) -> None:
+    """A healthy set, an automatic upgrade to 1.1.0, then a bad 1.2.0 rolled back."""
+    with contextlib.suppress(AlreadyExistsError):
+        cluster.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
+    _publish(cluster, "1.0.0", images[0])
+    with contextlib.suppress(AlreadyExistsError):
+        cluster.request(
+            "POST",
+            f"/apis/scaleset.dev/v1alpha1/namespaces/{NAMESPACE}/scalesets",
+            body=_scaleset(capacity, real),
+        )
+    probe = "an HTTP readiness probe" if real else "readiness"
+    _say(
+        f"created ScaleSet demo/web: {capacity} instances, automatic OS upgrades on, "
+        f"20 % per batch, health by {probe}"
+    )
+
+    def all_ready() -> bool:
+        return bool((_get(cluster).get("status") or {}).get("readyInstances") == capacity)
+
+    _wait(f"waiting for {capacity} healthy instances", all_ready, timeout=300)
+    console.print(_instances_table(cluster, real))
+
+    before = (_get(cluster).get("status") or {}).get("rollingUpgrade") or {}
+    _publish(cluster, "1.1.0", images[1])
+    _say("the platform starts a rolling OS upgrade after a 2 s delay:")
+    status = _follow_upgrade(cluster, _start_time(before))
+    _say(f"upgrade {status['rollingUpgrade']['runningStatus']['code']}: all instances on 1.1.0")
+    if real:
+        _say("same pods, same IPs: each container was restarted in place on the new image")
+    console.print(_instances_table(cluster, real))
+
+    before = status["rollingUpgrade"]
+    _publish(cluster, "1.2.0", images[2])
+    _say("1.2.0 is a bad image (its tag was never pushed): watch it fail and roll back")
+    status = _follow_upgrade(cluster, _start_time(before))
+    entry = (status.get("osUpgradeHistory") or [{}])[0]
+    _say("the newest history entry, in Azure's shape:")
+    console.print_json(json.dumps(entry))
+    _wait("waiting for rolled-back instances to be healthy again", all_ready)
+    console.print(_instances_table(cluster, real))
+
+
+def _look_around(kubeconfig: Path, metrics_port: int, real: bool) -> None:
+    _say("look around:")
+    metrics = (
+        f"  kubectl -n {OPERATOR_NAMESPACE} logs deploy/{RELEASE}\n  kubectl get nodes -o wide"
+        if real
+        else f"  curl -s localhost:{metrics_port}/metrics | grep ^scaleset_"
+    )
+    console.print(
+        f"  export KUBECONFIG={kubeconfig} PATH={Path(sys.executable).parent}:$PATH\n"
+        f"  kubectl -n {NAMESPACE} get vmss\n"
+        f"  kubectl scaleset -n {NAMESPACE} get-os-upgrade-history web\n"
+        f"  kubectl scaleset -n {NAMESPACE} get web\n"
+        f"  kubectl -n {NAMESPACE} get events --sort-by=.lastTimestamp\n"
+        f"{metrics}"
+    )
+
+
+def _end(
+    local: LocalCluster,
+    operator: subprocess.Popen[bytes] | None,
+    directory: Path,
+    keep: bool,
+) -> None:
+    if keep:
+        _say(
+            f"still running; stop with: kill {operator.pid if operator else ''}; "
+            f"scaleset-operator cluster down --dir {directory}"
+        )
+        return
+    if operator is not None:
+        operator.terminate()
+        operator.wait(timeout=20)
+    local.down()
+    _say("stopped the operator and the local cluster (use --keep to explore)")

@@ -16,7 +16,8 @@ from scaleset_operator.k8s.client import Cluster, condition
 from scaleset_operator.k8s.errors import AlreadyExistsError
 from scaleset_operator.localcluster import LocalCluster, find_binary
 from scaleset_operator.localcluster.binaries import repo_root
-from scaleset_operator.localcluster.images import Registry, build_operator_image, find_crane
+from scaleset_operator.localcluster.images import Registry, find_crane
+from scaleset_operator.localcluster.operatorimage import build_operator_image
 from scaleset_operator.localcluster.realnodes import NODE_TYPE_LABEL, TAINT_KEY
 
 OPERATOR_NAMESPACE = "scaleset-system"

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import click
-from rich.console import Console
-from rich.live import Live
 
 from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.cli.plugin.context import (
@@ -23,7 +21,6 @@ from scaleset_operator.cli.plugin.context import (
 )
 from scaleset_operator.cli.views.azure import latest_info
 from scaleset_operator.cli.views.output import document
-from scaleset_operator.cli.views.progress import progress_view
 from scaleset_operator.cli.views.tables import error_text, progress_text
 from scaleset_operator.k8s.errors import ForbiddenError
 from scaleset_operator.models.imageversion import CatalogEntry
@@ -141,6 +138,17 @@ def follow(
     """Watches until the upgrade ends; exits 0 on Completed, 1 on Faulted, Cancelled or
     when `timeout` (seconds, 0 = none) passes first. An upgrade that is due but has not
     started is waited for, up to `start_timeout` (and within `timeout`)."""
+    try:
+        # The live view's library comes with the `cli` extra; the rest of the plugin runs
+        # without it.
+        from rich.console import Console
+        from rich.live import Live
+
+        from scaleset_operator.cli.views.progress import progress_view
+    except ImportError as exc:
+        raise CommandFailed(
+            f"the live view needs {exc.name}: pip install 'scaleset-operator[cli]'"
+        ) from exc
     fmt = settings().output
     deadline = time.monotonic() + timeout if timeout > 0 else None
     console = Console()
