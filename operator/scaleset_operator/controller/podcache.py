@@ -52,6 +52,11 @@ def slim(pod: Obj) -> Obj:
 
 
 class PodCache:
+    """Per scale set, its pods as the watch last reported them (slimmed) and the instances
+    parsed from them. Thread-safe: the pod watch's thread writes, the workers' threads read.
+    `pods` answers None when the copy is not to be trusted (never listed, or listed more than
+    `max_age` seconds ago), and the caller lists instead."""
+
     def __init__(
         self, max_age: float = DEFAULT_MAX_AGE, clock: Callable[[], float] = time.monotonic
     ) -> None:

@@ -38,6 +38,7 @@ from scaleset_operator.localcluster import BinaryNotFoundError, LocalCluster, Lo
 from scaleset_operator.localcluster.realnodes import RealNodeError, pod_spec
 from scaleset_operator.models.crd import render_all
 from scaleset_operator.models.status import RollingUpgradeStatus, RunningStatusCode
+from scaleset_operator.polling import PollTimeoutError, poll
 
 NAMESPACE = "demo"
 REAL_NODES = 2
@@ -184,33 +185,36 @@ def _instances_table(cluster: Cluster, real: bool = False) -> Table:
 
 
 def _wait(what: str, predicate: Any, timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
     with console.status(what):
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.2)
-    raise click.ClickException(f"timed out after {timeout:.0f}s: {what}")
+        try:
+            return poll(predicate, what=what, timeout=timeout, interval=0.2)
+        except PollTimeoutError:
+            raise click.ClickException(f"timed out after {timeout:.0f}s: {what}") from None
 
 
 def _follow_upgrade(cluster: Cluster, since: str | None, timeout: float = 180) -> dict[str, Any]:
     """Live progress bars until the upgrade started after `since` ends."""
-    deadline = time.monotonic() + timeout
     with Live(console=console, refresh_per_second=8) as live:
-        while time.monotonic() < deadline:
+
+        def ended() -> dict[str, Any] | None:
             status = _get(cluster).get("status") or {}
             raw = status.get("rollingUpgrade")
-            if raw and _start_time(raw) != since:
-                ru = RollingUpgradeStatus.model_validate(raw)
-                live.update(progress_view("web", ru))
-                code = ru.running_status.code if ru.running_status else None
-                if code is not None and code is not RunningStatusCode.ROLLING_FORWARD:
-                    live.stop()
-                    console.print()
-                    return status
-            time.sleep(0.25)
-    raise click.ClickException("the upgrade did not finish in time; see the operator log")
+            if not raw or _start_time(raw) == since:
+                return None
+            ru = RollingUpgradeStatus.model_validate(raw)
+            live.update(progress_view("web", ru))
+            code = ru.running_status.code if ru.running_status else None
+            return status if code not in (None, RunningStatusCode.ROLLING_FORWARD) else None
+
+        try:
+            status = poll(ended, what="the upgrade", timeout=timeout, interval=0.25)
+        except PollTimeoutError:
+            raise click.ClickException(
+                "the upgrade did not finish in time; see the operator log"
+            ) from None
+        live.stop()
+    console.print()
+    return status
 
 
 def _start_operator(

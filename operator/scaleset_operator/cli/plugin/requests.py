@@ -8,7 +8,6 @@ The plugin never changes status itself; the operator records each handled reques
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from scaleset_operator.cli.plugin.context import LoadedScaleSet, parse_scaleset,
 from scaleset_operator.models.instance import Request
 from scaleset_operator.models.scaleset import KIND
 from scaleset_operator.planner.timefmt import stamp
+from scaleset_operator.polling import PollTimeoutError, poll
 
 POLL_SECONDS = 0.5
 
@@ -37,14 +37,17 @@ def wait_for(
 ) -> tuple[LoadedScaleSet, bool]:
     """Polls the scale set until `done` or the deadline; returns the last state seen and
     whether `done` held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        loaded = parse_scaleset(settings().api().get_scaleset(name))
-        if done(loaded):
-            return loaded, True
-        if time.monotonic() >= deadline:
-            return loaded, False
-        time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+    last: list[LoadedScaleSet] = []
+
+    def probe() -> bool:
+        last[:] = [parse_scaleset(settings().api().get_scaleset(name))]
+        return done(last[0])
+
+    try:
+        poll(probe, what=f"scale set {name}", timeout=timeout, interval=POLL_SECONDS)
+    except PollTimeoutError:
+        return last[0], False
+    return last[0], True
 
 
 def handled(request: Request) -> Callable[[LoadedScaleSet], bool]:
