@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help demo test setup lint unit e2e crds cluster-up cluster-down testbin nodebin prometheus kind-up clean
+.PHONY: help demo test setup lint unit e2e crds cluster-up cluster-down testbin nodebin browser dashboard-screenshots prometheus kind-up clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -18,10 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,cli]'
 	touch $(STAMP)
 
-setup: $(STAMP) testbin nodebin ## Python environment, control-plane and real-node binaries
+setup: $(STAMP) testbin nodebin browser ## Python environment, control-plane and real-node binaries, Chromium
 
 testbin: ## Build (or reuse) kube-apiserver, etcd, kwok, helm ... from Go modules
 	hack/testbin.sh >/dev/null
+
+browser: ## Chromium for the dashboard's browser tests (Debian package), unless present
+	hack/install-browser.sh
+
+dashboard-screenshots: setup ## Regenerate the dashboard's pictures in docs/
+	$(BIN)/python hack/dashboard-screenshots.py
 
 nodebin: ## Real nodes: containerd, runc, busybox (Debian); kubelet, CNI plugins, crane (Go)
 	hack/install-node-packages.sh

@@ -24,6 +24,7 @@ from scaleset_operator.cli.plugin.plan import plan
 from scaleset_operator.cli.plugin.quarantine import quarantine
 from scaleset_operator.cli.plugin.rolling_upgrade import rolling_upgrade
 from scaleset_operator.cli.plugin.update import update
+from scaleset_operator.dashboard.command import dashboard
 from scaleset_operator.k8s.errors import (
     ForbiddenError,
     InvalidError,
@@ -89,6 +90,7 @@ for command in (
     get,
     protect,
     quarantine,
+    dashboard,
 ):
     cli.add_command(command)
 

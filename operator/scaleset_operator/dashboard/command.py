@@ -1,0 +1,130 @@
+"""`kubectl scaleset dashboard`: serve the live dashboard until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import webbrowser
+
+import click
+
+from scaleset_operator.dashboard.security import (
+    Guard,
+    RefusedAddressError,
+    check_address,
+    new_token,
+)
+from scaleset_operator.dashboard.server import Settings, bind, make_app, serve
+from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.k8s.errors import CredentialsError
+
+DEFAULT_PORT = 8090
+
+
+def _cluster(kubeconfig: str | None, context: str | None) -> Cluster:
+    # Resolved here, not by the client at import time, so that KUBECONFIG counts as kubectl
+    # reads it (several files joined by the path separator are merged).
+    files = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    try:
+        return Cluster(make_api_client(files, context))
+    except CredentialsError as exc:
+        raise click.ClickException(f"no usable kubeconfig ({files}): {exc}") from None
+
+
+async def _run(
+    cluster: Cluster, settings: Settings, sock: socket.socket, open_browser: bool
+) -> None:
+    guard = settings.guard
+    ready = asyncio.Event()
+    server = asyncio.create_task(serve(make_app(cluster, settings), sock, ready))
+    await ready.wait()
+    click.echo(f"Dashboard: {guard.url()}")
+    click.echo("Keep this URL to yourself: it carries the access token. Ctrl-C stops.", err=True)
+    if open_browser:
+        webbrowser.open(guard.url())
+    await server
+
+
+@click.command("dashboard")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to serve on; 0 picks a free one.",
+)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to serve on; a loopback address unless --allow-remote.",
+)
+@click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --address. The page and its token then travel unencrypted "
+    "over the network; prefer an SSH tunnel to a loopback address.",
+)
+@click.option(
+    "--prometheus",
+    metavar="URL",
+    help="Prometheus to draw upgrade graphs from (the Grafana dashboard's queries), such "
+    "as http://127.0.0.1:9090.",
+)
+@click.option(
+    "-n",
+    "--namespace",
+    help="Show the scale sets of this namespace only (default: all namespaces).",
+)
+@click.option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
+@click.option("--context", help="Kubeconfig context to use (default: the current context).")
+@click.option(
+    "--open/--no-open",
+    "open_browser",
+    default=False,
+    show_default=True,
+    help="Open the page in the default browser.",
+)
+def dashboard(
+    port: int,
+    address: str,
+    allow_remote: bool,
+    prometheus: str | None,
+    namespace: str | None,
+    kubeconfig: str | None,
+    context: str | None,
+    open_browser: bool,
+) -> None:
+    """Serve a live web dashboard of scale sets and their OS upgrades.
+
+    The page lists every scale set and shows one live: its instances by zone,
+    coloured by upgrade state, the batch in flight, progress, a timeline of the
+    run, recent history and the image catalog with quarantined versions. It can
+    start or cancel a rolling upgrade and clear a quarantined version, with
+    your own Kubernetes permissions. The printed URL carries a token that
+    the page needs; other web pages cannot use the dashboard.
+
+    \b
+    Examples:
+      kubectl scaleset dashboard
+      kubectl scaleset dashboard --port 0 --open
+      kubectl scaleset dashboard --prometheus http://127.0.0.1:9090 -n shop
+    """
+    try:
+        check_address(address, allow_remote)
+    except RefusedAddressError as exc:
+        raise click.UsageError(str(exc)) from None
+    cluster = _cluster(kubeconfig, context)
+    try:
+        sock = bind(address, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {address}:{port}: {exc}") from None
+    settings = Settings(
+        guard=Guard(address, int(sock.getsockname()[1]), new_token()),
+        namespace=namespace,
+        prometheus=prometheus.rstrip("/") if prometheus else None,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(cluster, settings, sock, open_browser))

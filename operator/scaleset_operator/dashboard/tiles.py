@@ -1,0 +1,140 @@
+"""Which colour each instance gets on the page: its state in the current (or last) upgrade.
+
+Pure: a status and the instances in, one `Tile` per instance out. Reads only what the
+operator recorded (the run's id lists, the model image) and what the pods say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from scaleset_operator.models.instance import Instance, UpgradePhase
+from scaleset_operator.models.status import (
+    ResolvedImage,
+    RunningStatusCode,
+    ScaleSetStatus,
+    UpgradeRun,
+)
+
+NO_ZONE = "(no zone)"
+
+
+class TileState(StrEnum):
+    TARGET = "target"
+    IN_FLIGHT = "in-flight"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled-back"
+    PENDING = "pending"
+    PROTECTED = "protected"
+
+
+@dataclass(frozen=True)
+class Tile:
+    instance_id: int
+    pod: str
+    zone: str
+    state: TileState
+    version: str | None
+    ready: bool
+    detail: str
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "id": self.instance_id,
+            "pod": self.pod,
+            "zone": self.zone,
+            "state": self.state.value,
+            "version": self.version,
+            "ready": self.ready,
+            "detail": self.detail,
+        }
+
+
+def target_image(status: ScaleSetStatus) -> ResolvedImage | None:
+    """What "on the target" means: the running upgrade's target, else the model image (after
+    a faulted run that is the previous image again)."""
+    run = status.upgrade_run
+    if run is not None and run.code is RunningStatusCode.ROLLING_FORWARD:
+        return run.target
+    return status.model_image
+
+
+def _version(inst: Instance) -> str | None:
+    return inst.image_urn.rsplit(":", 1)[-1] if inst.image_urn else None
+
+
+def _waiting(inst: Instance) -> str:
+    reason = inst.os_status.waiting_reason if inst.os_status else None
+    return f" ({reason})" if reason else ""
+
+
+def _run_state(inst: Instance, run: UpgradeRun) -> tuple[TileState, str] | None:
+    """The state the run's own records give, which outlive the pods' transient looks."""
+    iid = inst.instance_id
+    why = run.failure_reasons.get(str(iid), "")
+    if iid in run.rolled_back:
+        back = run.previous.version if run.previous else "the previous version"
+        return TileState.ROLLED_BACK, f"rolled back to {back}" + (f": {why}" if why else "")
+    if iid in run.rolling_back:
+        return TileState.FAILED, "failed, rolling back" + (f": {why}" if why else "")
+    if iid in run.rollback_failed:
+        return TileState.FAILED, "rollback failed" + (f": {why}" if why else "")
+    if iid in run.failed:
+        return TileState.FAILED, "failed" + (f": {why}" if why else "")
+    in_batch = run.batch is not None and iid in run.batch.instance_ids
+    if in_batch and iid not in run.succeeded:
+        return TileState.IN_FLIGHT, f"batch {run.batch.number if run.batch else '?'}"
+    return None
+
+
+def tile_of(inst: Instance, status: ScaleSetStatus) -> Tile:
+    run = status.upgrade_run
+    target = target_image(status)
+    state: TileState
+    detail: str
+    found = _run_state(inst, run) if run is not None else None
+    mark = inst.upgrade
+    if inst.protected:
+        state, detail = TileState.PROTECTED, "protected from scale set actions"
+    elif found is not None:
+        state, detail = found
+    elif target is not None and inst.image_urn == target.urn:
+        if inst.ready:
+            state, detail = TileState.TARGET, f"on {target.version}"
+        else:
+            state, detail = TileState.IN_FLIGHT, f"starting on {target.version}{_waiting(inst)}"
+    elif mark is not None and mark.phase is UpgradePhase.ROLLING_BACK and not inst.ready:
+        state, detail = TileState.FAILED, f"rolling back{_waiting(inst)}"
+    else:
+        state = TileState.PENDING
+        detail = f"on {_version(inst) or 'an unknown version'}"
+    if inst.deleting:
+        detail += ", being deleted"
+    return Tile(
+        instance_id=inst.instance_id,
+        pod=inst.name,
+        zone=inst.zone or NO_ZONE,
+        state=state,
+        version=_version(inst),
+        ready=inst.ready,
+        detail=detail,
+    )
+
+
+def tiles_by_zone(instances: Iterable[Instance], status: ScaleSetStatus) -> dict[str, list[Tile]]:
+    """Zones in name order, instances by id inside each: the layout stays put as states move."""
+    zones: dict[str, list[Tile]] = {}
+    for inst in sorted(instances, key=lambda i: i.instance_id):
+        tile = tile_of(inst, status)
+        zones.setdefault(tile.zone, []).append(tile)
+    return dict(sorted(zones.items()))
+
+
+def state_counts(tiles: Sequence[Tile]) -> dict[str, int]:
+    counts = {state.value: 0 for state in TileState}
+    for tile in tiles:
+        counts[tile.state.value] += 1
+    return counts
