@@ -24,10 +24,11 @@ from typing import Any
 
 from kubernetes import client
 
-from bench import common, guard
+from bench import common, guard, plot
 from bench.common import log
 from tests.e2e.support import World
 
+NEW_IMAGE = "example.test/os:1.1.0"
 SS_RES = {"pods": ("",), "scalesets": ("", "status")}
 DEPLOY_RES = {
     "pods": ("",),
@@ -37,7 +38,8 @@ DEPLOY_RES = {
 
 
 class PodImages:
-    """A pod watch on one namespace, remembering when each image first showed up on a pod.
+    """A pod watch on one namespace, remembering when each image first showed up on a pod and
+    when each pod was first Ready on each image (the rollout timeline).
 
     It reads the raw event stream and decodes each line with `json` alone: deserialising every
     event into the client's models would cost the shared cores more than the operator does."""
@@ -46,6 +48,7 @@ class PodImages:
         self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.first_seen: dict[str, float] = {}
+        self.ready_on: dict[tuple[str, str], float] = {}
         self._stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -61,11 +64,28 @@ class PodImages:
                     pod = json.loads(line).get("object") or {}
                     for c in (pod.get("spec") or {}).get("containers") or []:
                         self.first_seen.setdefault(c.get("image", ""), now)
+                    self._note_ready(pod, now)
                     if self._stop:
                         break
             except Exception as exc:  # the watch is best effort; restart it
                 log(f"pod watch on {self.namespace} restarted: {exc!r}")
                 time.sleep(0.5)
+
+    def _note_ready(self, pod: dict[str, Any], now: float) -> None:
+        status = pod.get("status") or {}
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        if not ready:
+            return
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        for c in status.get("containerStatuses") or []:
+            self.ready_on.setdefault((uid, c.get("image", "")), now)
+
+    def timeline(self, image: str, since: float) -> list[float]:
+        """Seconds after ``since`` at which each pod was first Ready on ``image``, sorted."""
+        return sorted(t - since for (_, img), t in self.ready_on.items() if img == image)
 
     def stop(self) -> None:
         self._stop = True
@@ -206,6 +226,13 @@ def main() -> None:
     ap.add_argument(
         "--record", action="store_true", help="with --quick: make this run the new baseline"
     )
+    ap.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="write a PNG of both rollouts' timelines (instances Ready on the new image over "
+        "time) to this path",
+    )
     args = ap.parse_args()
     if args.quick:
         args.instances, args.publishes, args.raw_patches = 200, 2, 200
@@ -293,6 +320,8 @@ def main() -> None:
 
             # --- (b) Deployment rollout -----------------------------------------------------
             time.sleep(3)
+            pods_d = PodImages(api, ns_d)
+            time.sleep(1)
             before = common.scrape_requests(cluster)
             cpu_before = common.cpu_by_process(cluster, op.pid)
             t0 = time.monotonic()
@@ -318,6 +347,11 @@ def main() -> None:
                 if time.monotonic() - t0 > args.timeout:
                     raise TimeoutError("deployment rollout")
             dep_s = time.monotonic() - t0
+            pods_d.stop()
+            result["timelines"] = {
+                "scaleset": [round(t, 3) for t in images.timeline(NEW_IMAGE, t_pub)],
+                "deployment": [round(t, 3) for t in pods_d.timeline(NEW_IMAGE, t0)],
+            }
             dep_cpu = common.cpu_delta(common.cpu_by_process(cluster, op.pid), cpu_before)
             after = common.scrape_requests(cluster)
             d = common.delta(after, before)
@@ -410,6 +444,9 @@ def main() -> None:
     print(common.table(rows))
     path = common.write_json("rollout_vs_deployment", result)
     print(f"\nwrote {path}")
+    if args.plot is not None:
+        plot.rollout_timelines(result, args.plot)
+        print(f"wrote {args.plot}")
     if args.quick:
         sys.exit(_guard(result, args.record))
 
