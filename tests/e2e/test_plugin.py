@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from kubernetes import client
 
+from scaleset_operator.localcluster.cluster import SERVICE_ACCOUNT_ISSUER
 from scaleset_operator.models.instance import ANNOTATION_PROTECT, ANNOTATION_START
 from tests.e2e.support import REPO, World, eventually
 
@@ -539,6 +541,120 @@ def test_watch_right_after_a_publish_follows_the_upgrade_it_waits_for(
     entry = world.status()["osUpgradeHistory"][0]
     assert entry["startedBy"] == "Platform"
     assert entry["targetImageReference"]["version"] == "1.1.0"
+
+
+def _zone_counts(line: str) -> dict[str, dict[str, int]]:
+    """`Zones: zone-1: 1 target, 1 pending; zone-2: ...` as {zone: {state: count}}."""
+    zones = {}
+    for part in line.removeprefix("Zones: ").split("; "):
+        zone, _, counts = part.partition(": ")
+        zones[zone] = {state: int(n) for n, state in (c.split(" ") for c in counts.split(", "))}
+    return zones
+
+
+def test_watch_prints_the_instances_by_zone_as_their_states_move(
+    plugin: Plugin, world: World
+) -> None:
+    ready_scaleset(
+        world,
+        3,
+        automatic=False,
+        rolling={"maxBatchInstancePercent": 20, "pauseTimeBetweenBatches": "PT3S"},
+    )
+    shown = plugin("get", "web", "-o", "json").json()["instances"]
+    zones = sorted({i["zone"] for i in shown})
+    world.publish("1.1.0")
+    assert plugin("rolling-upgrade", "start", "web").code == 0
+
+    watched = plugin("rolling-upgrade", "watch", "web", "--interval", "0.3", timeout=180)
+
+    assert watched.code == 0, watched.out + watched.err
+    assert watched.err == ""
+    lines = watched.out.splitlines()
+    assert lines[0].startswith("RollingForward: ")
+    assert lines[1].startswith("Zones: ")
+    assert lines[-1] == "Outcome: Completed"
+    seen = [_zone_counts(line) for line in lines if line.startswith("Zones: ")]
+    # One batch of one instance at a time, 3 s apart: the watch sees the states move.
+    assert len(seen) >= 2, watched.out
+    assert all(sorted(counts) == zones for counts in seen)
+    assert all(sum(n for c in counts.values() for n in c.values()) == 3 for counts in seen)
+    assert any("in-flight" in c or "pending" in c for c in seen[0].values())
+    assert all(set(c) == {"target"} for c in seen[-1].values()), seen[-1]
+
+
+def _service_account_kubeconfig(
+    world: World, kubeconfig: Path, folder: Path, rules: list[client.V1PolicyRule]
+) -> Path:
+    """A kubeconfig for a service account of the test's namespace bound to a Role named
+    "reader" with these rules (replace the Role to change them)."""
+    rbac = client.RbacAuthorizationV1Api(world.api)
+    ns = world.namespace
+    meta = client.V1ObjectMeta(name="reader")
+    world.core.create_namespaced_service_account(ns, client.V1ServiceAccount(metadata=meta))
+    rbac.create_namespaced_role(ns, client.V1Role(metadata=meta, rules=rules))
+    subject = client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=ns)
+    role = client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="reader")
+    rbac.create_namespaced_role_binding(
+        ns, client.V1RoleBinding(metadata=meta, role_ref=role, subjects=[subject])
+    )
+    request = client.V1TokenRequestSpec(audiences=[SERVICE_ACCOUNT_ISSUER], expiration_seconds=600)
+    answer = world.core.create_namespaced_service_account_token(
+        "reader", ns, client.AuthenticationV1TokenRequest(spec=request)
+    )
+    assert answer.status is not None
+    config = yaml.safe_load(kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": answer.status.token}
+    path = folder / "reader.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_watch_by_a_user_who_may_not_list_pods_or_nodes_notes_what_it_cannot_show(
+    plugin: Plugin, world: World, kubeconfig: Path, tmp_path: Path
+) -> None:
+    ready_scaleset(world, 2, automatic=False)
+    # Nothing newer to move to: the run starts and completes at once, and watch reports it.
+    assert plugin("rolling-upgrade", "start", "web").code == 0
+    scalesets = client.V1PolicyRule(
+        api_groups=["scaleset.dev"], resources=["scalesets"], verbs=["get", "list", "watch"]
+    )
+    pods = client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list"])
+    reader = _service_account_kubeconfig(world, kubeconfig, tmp_path, [scalesets])
+    args = ("rolling-upgrade", "watch", "web", "-n", world.namespace)
+
+    without_pods = run_plugin(reader, *args)
+    client.RbacAuthorizationV1Api(world.api).replace_namespaced_role(
+        "reader",
+        world.namespace,
+        client.V1Role(metadata=client.V1ObjectMeta(name="reader"), rules=[scalesets, pods]),
+    )
+
+    # A namespaced Role cannot grant nodes (cluster-scoped): zones stay unknown to this user.
+    def with_zones() -> Result | None:
+        shown = run_plugin(reader, *args)
+        return shown if "Zones:" in shown.out else None
+
+    without_nodes = eventually(with_zones, 30, what="pods readable by the reader")
+
+    assert without_pods.code == 0, without_pods.err
+    assert without_pods.out.splitlines() == [
+        "Completed: 0 successful, 0 failed, 0 in progress, 0 pending",
+        "Outcome: Completed",
+    ]
+    assert without_pods.err.startswith(
+        'note: instances by zone not shown: not allowed to access pods of scale set "web"'
+    )
+    assert "Traceback" not in without_pods.err
+    assert without_nodes.code == 0, without_nodes.err
+    assert without_nodes.out.splitlines() == [
+        "Completed: 0 successful, 0 failed, 0 in progress, 0 pending",
+        "Zones: (no zone): 2 target",
+        "Outcome: Completed",
+    ]
+    assert without_nodes.err.startswith("note: zones unknown: not allowed to access nodes")
+    assert without_nodes.err.count("\n") == 1
 
 
 def test_a_window_closing_mid_run_holds_the_next_batch_and_get_latest_says_until_when(

@@ -224,6 +224,33 @@ class UserApi:
                 zones[meta.name] = zone
         return zones
 
+    def instances_in_zones(
+        self, name: str, spec: ScaleSetSpec, zones: dict[str, str]
+    ) -> list[Instance]:
+        """The scale set's pods as instances, placed by the caller's node-to-zone map (see
+        `node_zones`). Reads pods only, no endpoints: a view needs no health signals, and a
+        user who may list pods can then see it."""
+        with _translated(f'pods of scale set "{name}"'):
+            listed = self._core.list_namespaced_pod(
+                self.namespace, label_selector=f"{LABEL_SCALESET}={name}", _request_timeout=_TIMEOUT
+            )
+        raw = [self._api.sanitize_for_serialization(pod) for pod in listed.items]
+        found = [to_instance(pod, spec, zones, None) for pod in raw]
+        return sorted((i for i in found if i is not None), key=lambda i: i.instance_id)
+
+    def node_zones(self) -> dict[str, str]:
+        """Node name to zone, for the nodes that carry the zone label; unlike the instance
+        listing's own lookup this raises `ForbiddenError`, so a caller can say zones are
+        unknown rather than show every instance in none."""
+        with _translated("nodes"):
+            nodes = self._core.list_node(_request_timeout=_TIMEOUT).items
+        named = (
+            (n.metadata.name, (n.metadata.labels or {}).get(_ZONE_LABEL))
+            for n in nodes
+            if n.metadata
+        )
+        return {node: zone for node, zone in named if node and zone}
+
     def _ready_endpoints(self, spec: ScaleSetSpec) -> set[str] | None:
         """Pod names the load balancer's Service lists as ready (LoadBalancer health only)."""
         probe = spec.health_probe

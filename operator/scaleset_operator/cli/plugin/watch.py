@@ -1,12 +1,15 @@
 """`kubectl scaleset rolling-upgrade watch`: a live view of the latest rolling upgrade, one
-progress bar per instance state, until it ends; right after a publish, of the platform's upgrade
-once it starts. Reads status and the catalog only; changes nothing."""
+progress bar per instance state and the instances by zone (the dashboard's states), until it
+ends; right after a publish, of the platform's upgrade once it starts. Reads status, the
+catalog, pods and nodes only; changes nothing."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,7 +25,9 @@ from scaleset_operator.cli.plugin.context import (
 from scaleset_operator.cli.views.azure import latest_info
 from scaleset_operator.cli.views.output import document
 from scaleset_operator.cli.views.tables import error_text, progress_text
-from scaleset_operator.k8s.errors import ForbiddenError
+from scaleset_operator.cli.views.zones import zone_line
+from scaleset_operator.dashboard.tiles import Tile, tiles_by_zone
+from scaleset_operator.k8s.errors import ForbiddenError, KubeApiError
 from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import (
@@ -33,6 +38,9 @@ from scaleset_operator.models.status import (
     StartedBy,
 )
 from scaleset_operator.planner.schedule import upgrade_target
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 # Platform upgrades start seconds after a publish by default, but a deployment may delay them
 # for minutes (--upgrade-delay, maintenance windows); five minutes covers the usual settings.
@@ -132,6 +140,81 @@ def _line(ru: RollingUpgradeStatus) -> str:
     return f"{code}: {progress_text(ru.progress or Progress())}"
 
 
+@dataclass
+class ZoneReader:
+    """The scale set's instances by zone, read afresh on each call. Nodes are listed again only
+    when a pod sits on a node not seen before: nodes do not change zone, and listing every node
+    each second would weigh on a large cluster. A user who may not list pods or nodes gets a
+    note instead, and is not asked again."""
+
+    zones: dict[str, str] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+    stale: bool = True
+    nodes_note: str | None = None
+    pods_note: str | None = None
+
+    def read(self, loaded: LoadedScaleSet) -> tuple[dict[str, list[Tile]], str | None]:
+        if self.pods_note is not None:
+            return {}, self.pods_note
+        api = settings().api()
+        if self.stale and self.nodes_note is None:
+            try:
+                self.zones = api.node_zones()
+            except ForbiddenError as exc:
+                self.nodes_note = f"zones unknown: {exc}"
+            except KubeApiError as exc:
+                return {}, f"instances by zone not shown this time: {exc}"
+            self.seen |= set(self.zones)
+        try:
+            instances = api.instances_in_zones(loaded.name, loaded.spec, self.zones)
+        except ForbiddenError as exc:
+            self.pods_note = f"instances by zone not shown: {exc}"
+            return {}, self.pods_note
+        except KubeApiError as exc:
+            return {}, f"instances by zone not shown this time: {exc}"
+        nodes = {i.node_name for i in instances if i.node_name}
+        self.stale = bool(nodes - self.seen)
+        self.seen |= nodes
+        return tiles_by_zone(instances, loaded.status), self.nodes_note
+
+
+@dataclass
+class LineOutput:
+    """Output without a terminal: a line whenever the progress, or the instances by zone,
+    change; each note once, on stderr, so stdout reads as before for scripts."""
+
+    reader: ZoneReader
+    last: str = ""
+    last_zones: str = ""
+    noted: set[str] = field(default_factory=set)
+
+    def show(self, loaded: LoadedScaleSet, ru: RollingUpgradeStatus) -> None:
+        if _line(ru) != self.last:
+            self.last = _line(ru)
+            click.echo(self.last)
+        zones, note = self.reader.read(loaded)
+        if zones and zone_line(zones) != self.last_zones:
+            self.last_zones = zone_line(zones)
+            click.echo(self.last_zones)
+        if note and note not in self.noted:
+            self.noted.add(note)
+            click.echo(f"note: {note}", err=True)
+
+
+def live_view(
+    name: str, loaded: LoadedScaleSet, ru: RollingUpgradeStatus, reader: ZoneReader
+) -> RenderableType:
+    # Imported here, as in `follow`, which has already made sure the `cli` extra is there.
+    from rich.console import Group
+    from rich.text import Text
+
+    from scaleset_operator.cli.views.progress import progress_view
+    from scaleset_operator.cli.views.zones import zone_view
+
+    zones, note = reader.read(loaded)
+    return Group(progress_view(name, ru), Text(""), zone_view(zones, note))
+
+
 def follow(
     name: str, timeout: float, interval: float, start_timeout: float = START_TIMEOUT
 ) -> None:
@@ -155,16 +238,16 @@ def follow(
     loaded, ru = _await_run(name, min(start_timeout, timeout or start_timeout), interval)
     live = Live(progress_view(name, ru), console=console, auto_refresh=False)
     interactive = fmt == "table" and console.is_terminal
-    last = ""
+    reader = ZoneReader()
+    lines = LineOutput(reader)
     if interactive:
         live.start()
     try:
         while True:
             if interactive:
-                live.update(progress_view(name, ru), refresh=True)
-            elif fmt == "table" and _line(ru) != last:
-                last = _line(ru)
-                click.echo(last)
+                live.update(live_view(name, loaded, ru, reader), refresh=True)
+            elif fmt == "table":
+                lines.show(loaded, ru)
             if _finished(ru):
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -223,8 +306,12 @@ def watch(name: str, timeout: float, interval: float, start_timeout: float) -> N
     """Follow the latest rolling upgrade of scale set NAME until it ends.
 
     Shows one progress bar per instance state (successful, failed, in progress,
-    pending). Without a terminal it prints a line whenever the progress changes;
-    with -o json|yaml it prints only the final rollingUpgrades/latest document.
+    pending), and each zone's instances coloured by their state in the upgrade
+    (target, in-flight, failed, rolled-back, pending, protected; as on the
+    dashboard). Without a terminal it prints a line whenever the progress
+    changes, and a "Zones:" line whenever the instances' states change; with
+    -o json|yaml it prints only the final rollingUpgrades/latest document.
+    Without permission to list pods or nodes, a note says what is missing.
     An upgrade that already ended is reported at once, unless a newer image
     version is due: then the platform's upgrade to it is awaited
     (--start-timeout) and followed.
