@@ -16,21 +16,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scaleset_operator.models.imageversion import CatalogEntry, ImageVersionSpec
-from scaleset_operator.models.instance import ContainerState, Instance, Request
+from scaleset_operator.models.instance import (
+    LABEL_INSTANCE_ID,
+    LABEL_SCALESET,
+    ContainerState,
+    Instance,
+    Request,
+)
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import RunningStatusCode, ScaleSetStatus, UpgradeRun
 from scaleset_operator.planner.actions import (
     CreateInstance,
     DeleteInstance,
     EmitEvent,
+    LabelInstance,
     PromoteInstance,
     SetInstanceImage,
 )
+from scaleset_operator.planner.disruption import DisruptionBudget, SelectorRequirement
 from scaleset_operator.planner.model_hash import model_hash
 from scaleset_operator.planner.observed import Observed, Plan, PlannerSettings
 from scaleset_operator.planner.plan import plan
@@ -180,6 +188,11 @@ class World:
                 if action.upgrade is not None:
                     update["upgrade"] = action.upgrade
                 self._put(inst.model_copy(update=update))
+            elif isinstance(action, LabelInstance):
+                inst = self.by_name(action.name, action.uid)
+                if inst is not None:
+                    labels = {**inst.labels, action.key: action.value}
+                    self._put(inst.model_copy(update={"labels": labels}))
             elif isinstance(action, PromoteInstance):
                 inst = self.by_name(action.name, action.uid)
                 if inst is not None and not inst.deleting:
@@ -205,6 +218,7 @@ class World:
                 zone=self.zone_of(iid),
                 upgrade=action.upgrade,
                 surge_for=action.surge_for,
+                labels={"app": "web", LABEL_SCALESET: self.name, LABEL_INSTANCE_ID: str(iid)},
             )
         )
 
@@ -290,6 +304,10 @@ class Sim:
     events: list[EmitEvent] = field(default_factory=list)
     plans: list[Plan] = field(default_factory=list)
     _request_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # PodDisruptionBudgets as their specs say: a selector (as a budget allowing nothing) and
+    # maxUnavailable; `observed()` works out what each allows, as the disruption controller
+    # would.
+    budgets: dict[str, tuple[DisruptionBudget, int]] = field(default_factory=dict)
 
     def observed(self) -> Observed:
         return Observed(
@@ -303,7 +321,28 @@ class Sim:
             now=self.now,
             requests=tuple(self.requests.values()),
             settings=self.settings,
+            budgets=self.disruption_budgets(),
         )
+
+    def add_budget(
+        self,
+        name: str,
+        max_unavailable: int,
+        match_labels: dict[str, str] | None = None,
+        match_expressions: tuple[SelectorRequirement, ...] = (),
+    ) -> None:
+        selector = DisruptionBudget(name, 0, match_labels or {}, match_expressions)
+        self.budgets[name] = (selector, max_unavailable)
+
+    def disruption_budgets(self) -> tuple[DisruptionBudget, ...]:
+        """Each budget's disruptionsAllowed from the pods' Ready conditions right now."""
+        found = []
+        for selector, max_unavailable in self.budgets.values():
+            selected = [i for i in self.world.live() if selector.selects(i)]
+            unready = sum(1 for i in selected if not i.ready)
+            allowed = max(0, max_unavailable - unready)
+            found.append(replace(selector, disruptions_allowed=allowed))
+        return tuple(found)
 
     def plan(self) -> Plan:
         return plan(self.observed())

@@ -179,6 +179,8 @@ def test_api_server_defaults_match_the_model_defaults() -> None:
         "enableCrossZoneUpgrade": False,
         "maxSurge": False,
         "rollbackFailedInstancesOnPolicyBreach": False,
+        "disruptionBudgetTimeout": "PT30M",
+        "onDisruptionBudgetTimeout": "Fault",
     }
 
 

@@ -95,6 +95,10 @@ watched, else by a Role in each watched namespace. Every verb here is one the op
   resources: ["endpointslices"]
   # Application health: an instance is healthy when its endpoints are ready.
   verbs: ["get", "list", "watch"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  # An OS upgrade takes no more instances out of service than their budgets allow.
+  verbs: ["list"]
 {{- end }}
 
 {{/*

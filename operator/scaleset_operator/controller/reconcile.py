@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from scaleset_operator.controller.pacing import (
 )
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.k8s.apply import apply_actions
+from scaleset_operator.k8s.budgets import to_budget
 from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import to_instance
@@ -37,9 +38,10 @@ from scaleset_operator.models.instance import (
     Request,
 )
 from scaleset_operator.models.scaleset import HealthSource, ScaleSetSpec
-from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.models.status import RunningStatusCode, ScaleSetStatus
 from scaleset_operator.planner import conditions as cond
 from scaleset_operator.planner.actions import Action, EmitEvent
+from scaleset_operator.planner.disruption import DisruptionBudget
 from scaleset_operator.planner.observed import Observed, PlannerSettings
 from scaleset_operator.planner.plan import plan
 from scaleset_operator.planner.timefmt import stamp
@@ -125,6 +127,26 @@ def _status_of(obj: Obj) -> ScaleSetStatus:
         return ScaleSetStatus()
 
 
+class _PassBudgets:
+    """The namespace's PodDisruptionBudgets, listed at most once per pass and only when an OS
+    upgrade runs: most passes of most scale sets never need them."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self._cluster, self._namespace = cluster, namespace
+        self._listed: tuple[DisruptionBudget, ...] | None = None
+
+    def get(self) -> tuple[DisruptionBudget, ...]:
+        if self._listed is None:
+            items = self._cluster.list_disruption_budgets(self._namespace)
+            self._listed = tuple(to_budget(p) for p in items)
+        return self._listed
+
+
+def _upgrading(status: ScaleSetStatus) -> bool:
+    run = status.upgrade_run
+    return run is not None and run.code is RunningStatusCode.ROLLING_FORWARD
+
+
 @dataclass(frozen=True)
 class _Planned:
     pods: list[Obj]
@@ -143,6 +165,7 @@ def _plan_with(
     pods: list[Obj],
     settings: PlannerSettings,
     pod_cache: PodCache | None,
+    budgets: _PassBudgets,
 ) -> _Planned:
     pods = [p for p in pods if _owned_by(p, obj)]
     nodes = {(p.get("spec") or {}).get("nodeName") for p in pods} - {None}
@@ -171,8 +194,13 @@ def _plan_with(
         now=datetime.now(UTC),
         requests=requests_of(obj),
         settings=settings,
+        budgets=budgets.get() if _upgrading(status) else (),
     )
     result = plan(observed)
+    if not _upgrading(status) and _upgrading(result.status):
+        # The run starts in this very pass and its first batch with it: plan that batch
+        # within the budgets too.
+        result = plan(replace(observed, budgets=budgets.get()))
     valid = cond.set_condition(
         result.status.conditions,
         type_=SPEC_VALID,
@@ -252,9 +280,10 @@ def _observe_and_plan(
     the pods afresh and plans again, so that every action rests on a fresh read."""
     meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
+    budgets = _PassBudgets(cluster, meta["namespace"])
     cached = pod_cache.pods(key) if pod_cache is not None else None
     if cached is not None:
-        quick = _plan_with(cluster, obj, spec, status, cached, settings, pod_cache)
+        quick = _plan_with(cluster, obj, spec, status, cached, settings, pod_cache, budgets)
         if not (quick.actions or quick.events) and (
             quick.status == status or only_progress_changed(status, quick.status)
         ):
@@ -264,7 +293,7 @@ def _observe_and_plan(
     listed = cluster.list_pods(meta["namespace"], f"{LABEL_SCALESET}={meta['name']}")
     if pod_cache is not None:
         pod_cache.seed(key, listed)
-    return _plan_with(cluster, obj, spec, status, listed, settings, pod_cache)
+    return _plan_with(cluster, obj, spec, status, listed, settings, pod_cache, budgets)
 
 
 def _write_status(

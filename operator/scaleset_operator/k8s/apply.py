@@ -9,12 +9,19 @@ from typing import Any
 
 from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.errors import ConflictError, InvalidError, NotFoundError
-from scaleset_operator.k8s.pods import build_claims, build_pod, image_patch, promote_patch
+from scaleset_operator.k8s.pods import (
+    build_claims,
+    build_pod,
+    image_patch,
+    label_patch,
+    promote_patch,
+)
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.planner.actions import (
     Action,
     CreateInstance,
     DeleteInstance,
+    LabelInstance,
     PromoteInstance,
     SetInstanceImage,
 )
@@ -47,6 +54,9 @@ def apply_actions(
                 cluster.delete_pod(namespace, action.name, action.uid)
             elif isinstance(action, PromoteInstance):
                 cluster.json_patch_pod(namespace, action.name, promote_patch(action.uid))
+            elif isinstance(action, LabelInstance):
+                ops = label_patch(action.uid, action.key, action.value)
+                cluster.json_patch_pod(namespace, action.name, ops)
             elif isinstance(action, SetInstanceImage):
                 pod = by_name.get(action.name)
                 if pod is not None:

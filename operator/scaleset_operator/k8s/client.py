@@ -152,6 +152,11 @@ class Cluster:
         )
         return cast(list[Obj], body.get("items") or [])
 
+    def list_disruption_budgets(self, namespace: str) -> list[Obj]:
+        """The namespace's policy/v1 PodDisruptionBudgets, status included."""
+        body = self.request("GET", f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets")
+        return cast(list[Obj], body.get("items") or [])
+
     def invalidate_catalog(self) -> None:
         with self._lock:
             self._catalog_at = 0.0

@@ -21,6 +21,7 @@ from scaleset_operator.models.instance import (
     ANNOTATION_UPGRADE,
     LABEL_INSTANCE_ID,
     LABEL_SCALESET,
+    LABEL_UPGRADE_SKIPPED,
     ContainerState,
     Instance,
     UpgradeMark,
@@ -253,6 +254,7 @@ def to_instance(
         else None,
         upgrade=_mark(annotations),
         surge_for=int(surge) if surge and surge.isdigit() else None,
+        labels={str(k): str(v) for k, v in labels.items()},
     )
 
 
@@ -278,6 +280,9 @@ def image_patch(
         },
         {"op": "replace", "path": f"/spec/containers/{index}/image", "value": image},
     ]
+    if LABEL_UPGRADE_SKIPPED in (meta.get("labels") or {}):
+        # The instance is upgraded after all: the label no longer says anything true.
+        ops.append({"op": "remove", "path": f"/metadata/labels/{_escape(LABEL_UPGRADE_SKIPPED)}"})
     annotations = {ANNOTATION_IMAGE_URN: urn}
     if mark is not None:
         annotations[ANNOTATION_UPGRADE] = json.dumps(mark.wire(), sort_keys=True)
@@ -289,6 +294,14 @@ def image_patch(
                 {"op": "add", "path": f"/metadata/annotations/{_escape(key)}", "value": value}
             )
     return ops
+
+
+def label_patch(uid: str, key: str, value: str) -> list[Obj]:
+    """Sets one label on the pod we observed (our pods always carry labels)."""
+    return [
+        {"op": "test", "path": "/metadata/uid", "value": uid},
+        {"op": "add", "path": f"/metadata/labels/{_escape(key)}", "value": value},
+    ]
 
 
 def promote_patch(uid: str) -> list[Obj]:

@@ -15,6 +15,9 @@ from scaleset_operator.models.scaleset import GROUP
 
 LABEL_SCALESET = f"{GROUP}/scaleset"
 LABEL_INSTANCE_ID = f"{GROUP}/instance-id"
+# On an instance a run left on its old image because a disruption budget never allowed it.
+LABEL_UPGRADE_SKIPPED = f"{GROUP}/upgrade-skipped"
+SKIPPED_FOR_DISRUPTION_BUDGET = "disruption-budget"
 ANNOTATION_IMAGE_URN = f"{GROUP}/image"
 ANNOTATION_MODEL_HASH = f"{GROUP}/model-hash"
 ANNOTATION_UPGRADE = f"{GROUP}/os-upgrade"
@@ -96,4 +99,6 @@ class Instance(ApiModel):
     endpoint_ready: bool | None = None
     upgrade: UpgradeMark | None = None
     surge_for: int | None = None
+    # The pod's labels: what PodDisruptionBudget selectors match.
+    labels: dict[str, str] = Field(default_factory=dict)
     extra_conditions: dict[str, str] = Field(default_factory=dict)

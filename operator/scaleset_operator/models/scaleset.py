@@ -115,9 +115,14 @@ class AutomaticOSUpgradePolicy(ApiModel):
     )
 
 
-class RollingUpgradePolicy(ApiModel):
-    """How a rolling upgrade proceeds, with Azure's ranges and defaults. OS image upgrades use
-    every knob; model changes in Rolling mode use the batch size."""
+class OnDisruptionBudgetTimeout(StrEnum):
+    FAULT = "Fault"
+    SKIP = "Skip"
+
+
+class AzureRollingUpgradePolicy(ApiModel):
+    """How a rolling upgrade proceeds, with Azure's ranges and defaults: the fields of Azure's
+    API, which is all that Azure-shaped status shows."""
 
     max_batch_instance_percent: int = Field(
         default=20,
@@ -170,6 +175,26 @@ class RollingUpgradePolicy(ApiModel):
         description="When true and the upgrade aborts because a limit above was exceeded, "
         "every instance that failed its upgrade is also put back on its previous image. "
         "Default false.",
+    )
+
+
+class RollingUpgradePolicy(AzureRollingUpgradePolicy):
+    """How a rolling upgrade proceeds, with Azure's ranges and defaults, and how it respects
+    PodDisruptionBudgets. OS image upgrades use every knob; model changes in Rolling mode use
+    the batch size."""
+
+    disruption_budget_timeout: str = Field(
+        default="PT30M",
+        pattern=ISO8601_DURATION,
+        description="How long a batch member may wait for its PodDisruptionBudgets to allow "
+        "taking it out of service, an ISO 8601 duration. Default PT30M, like AKS's node drain "
+        "timeout. Not in Azure's API.",
+    )
+    on_disruption_budget_timeout: OnDisruptionBudgetTimeout = Field(
+        default=OnDisruptionBudgetTimeout.FAULT,
+        description="A member still blocked after disruptionBudgetTimeout: Fault (default) "
+        "ends the upgrade Faulted, naming the budget; Skip leaves it on its image, labelled "
+        "scaleset.dev/upgrade-skipped=disruption-budget. Not in Azure's API.",
     )
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from scaleset_operator.models.base import ApiModel
-from scaleset_operator.models.scaleset import RollingUpgradePolicy
+from scaleset_operator.models.scaleset import AzureRollingUpgradePolicy, RollingUpgradePolicy
 
 
 class RunningStatusCode(StrEnum):
@@ -44,6 +44,8 @@ class ErrorCode(StrEnum):
     UPGRADED_UNHEALTHY = "MaxUnhealthyUpgradedInstancePercentExceededInRollingUpgrade"
     FAILED_UPGRADED_VMS = "RollingUpgradeInProgressWithFailedUpgradedVMs"
     TIMEOUT = "RollingUpgradeTimeoutError"
+    # Ours, not Azure's: Azure has no PodDisruptionBudgets.
+    DISRUPTION_BUDGET_TIMEOUT = "DisruptionBudgetTimeoutInRollingUpgrade"
 
 
 _STAMP = "(RFC 3339, UTC)"
@@ -171,7 +173,7 @@ class RollingUpgradeStatus(ApiModel):
     """The current or latest OS upgrade, shaped like the `properties` of Azure's
     rollingUpgrades/latest answer."""
 
-    policy: RollingUpgradePolicy | None = Field(
+    policy: AzureRollingUpgradePolicy | None = Field(
         default=None, description="The rolling upgrade policy this upgrade runs with."
     )
     running_status: RollingRunningStatus | None = None
@@ -247,6 +249,19 @@ class ResolvedImage(ApiModel):
         )
 
 
+class BudgetWait(ApiModel):
+    """A batch member not started yet because a PodDisruptionBudget allows no more
+    disruptions."""
+
+    instance_id: int = Field(description="The member that waits.")
+    disruption_budget: str = Field(
+        description="The PodDisruptionBudget that blocked it on the latest pass."
+    )
+    since: str = Field(
+        description=f"When it first waited {_STAMP}; disruptionBudgetTimeout counts from then."
+    )
+
+
 class Batch(ApiModel):
     """One batch of an OS upgrade, or of the rollback after a policy breach."""
 
@@ -262,6 +277,12 @@ class Batch(ApiModel):
         default=None,
         description="maxSurge: ids of the new instances, in the order of the instanceIds "
         "they replace.",
+    )
+    blocked_by_disruption_budget: list[BudgetWait] | None = Field(
+        default=None,
+        description="Members that wait because a PodDisruptionBudget allows no more "
+        "disruptions; each starts in a later pass once its budgets allow. Absent when none "
+        "waits.",
     )
 
 
@@ -327,6 +348,11 @@ class UpgradeRun(ApiModel):
     rolling_back: list[int] = Field(
         default_factory=list,
         description="Ids of failed instances going back to their old image now.",
+    )
+    skipped: list[int] = Field(
+        default_factory=list,
+        description="Ids of the instances left on their old image because a "
+        "PodDisruptionBudget blocked them longer than disruptionBudgetTimeout (policy Skip).",
     )
     failure_reasons: dict[str, str] = Field(
         default_factory=dict,

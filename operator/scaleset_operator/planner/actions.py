@@ -49,6 +49,8 @@ class EventReason(StrEnum):
     SCALED_OUT = "ScaledOut"
     UNKNOWN_INSTANCES = "UnknownInstances"
     UPDATE_INSTANCES = "UpdateInstances"
+    UPGRADE_SKIPPED = "UpgradeSkipped"
+    WAITING_FOR_DISRUPTION_BUDGET = "WaitingForDisruptionBudget"
     WAITING_FOR_MAINTENANCE_WINDOW = "WaitingForMaintenanceWindow"
 
 
@@ -89,6 +91,16 @@ class PromoteInstance:
 
 
 @dataclass(frozen=True)
+class LabelInstance:
+    """Set one label on an instance's pod, so that people can find it."""
+
+    name: str
+    uid: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
 class EmitEvent:
     """A Kubernetes Event; ``version`` and ``cause`` carry, as data, what the message says
     in words (the version a NewImageVersion announces, why an instance failed)."""
@@ -100,4 +112,4 @@ class EmitEvent:
     cause: str | None = None
 
 
-Action = CreateInstance | DeleteInstance | SetInstanceImage | PromoteInstance
+Action = CreateInstance | DeleteInstance | SetInstanceImage | PromoteInstance | LabelInstance

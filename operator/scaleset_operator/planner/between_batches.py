@@ -21,8 +21,8 @@ from scaleset_operator.models.status import (
 from scaleset_operator.planner import conditions as cond
 from scaleset_operator.planner.actions import EventReason
 from scaleset_operator.planner.batches import batch_size, next_batch
+from scaleset_operator.planner.budget_wait import start_members
 from scaleset_operator.planner.gate import HealthGate, health_gate
-from scaleset_operator.planner.instance_upgrade import patch_to_target
 from scaleset_operator.planner.instances import id_list
 from scaleset_operator.planner.passstate import NORMAL, PassState
 from scaleset_operator.planner.run_end import (
@@ -176,6 +176,7 @@ def _candidates(state: PassState, run: UpgradeRun, live: dict[int, Instance]) ->
         and not inst.protected
         and inst.os_image != run.target.container_image
         and iid not in run.failed
+        and iid not in run.skipped
         and iid not in state.touched
     ]
 
@@ -218,9 +219,9 @@ def _start_batch(
         for action in creates:
             state.act(action, action.instance_id)
     else:
-        run = run.model_copy(update={"batch": batch})
-        for inst in chosen:
-            patch_to_target(state, run, inst)
+        # Every member waits for the budgets, the first ones too: the batch as chosen stands,
+        # and members a budget blocks start in later passes.
+        run = start_members(state, run.model_copy(update={"batch": batch}), chosen, ()).run
     size = batch_size(gate.total, policy)
     estimate = run.batches_done + -(-len(candidates) // max(1, size))
     state.event(

@@ -11,6 +11,7 @@ UPGRADE_FAULTED = "UpgradeFaulted"
 
 # Reasons that more than one module reads.
 WAITING_FOR_WINDOW = "WaitingForMaintenanceWindow"
+WAITING_FOR_DISRUPTION_BUDGET = "WaitingForDisruptionBudget"
 
 
 def set_condition(

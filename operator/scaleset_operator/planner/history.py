@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from scaleset_operator.models.scaleset import AzureRollingUpgradePolicy, RollingUpgradePolicy
 from scaleset_operator.models.status import (
     ApiError,
     ApiErrorBase,
@@ -30,9 +31,17 @@ def progress_of(run: UpgradeRun, pending: int) -> Progress:
     )
 
 
+def azure_policy(policy: RollingUpgradePolicy) -> AzureRollingUpgradePolicy:
+    """The policy as Azure shows it: its own knobs, without ours."""
+    fields = AzureRollingUpgradePolicy.model_fields
+    return AzureRollingUpgradePolicy.model_validate(
+        {k: v for k, v in vars(policy).items() if k in fields}
+    )
+
+
 def rolling_upgrade_status(run: UpgradeRun, pending: int) -> RollingUpgradeStatus:
     return RollingUpgradeStatus(
-        policy=run.policy,
+        policy=azure_policy(run.policy),
         running_status=RollingRunningStatus(
             code=run.code,
             start_time=run.start_time,

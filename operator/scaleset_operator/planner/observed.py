@@ -10,6 +10,7 @@ from scaleset_operator.models.instance import Instance, Request
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.planner.actions import Action, EmitEvent
+from scaleset_operator.planner.disruption import DisruptionBudget
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class Observed:
     now: datetime
     requests: tuple[Request, ...] = ()
     settings: PlannerSettings = field(default_factory=PlannerSettings)
+    # The namespace's PodDisruptionBudgets; listed only while an OS upgrade runs.
+    budgets: tuple[DisruptionBudget, ...] = ()
 
 
 @dataclass(frozen=True)

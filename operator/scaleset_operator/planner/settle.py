@@ -14,9 +14,15 @@ from scaleset_operator.planner.actions import (
     EventReason,
 )
 from scaleset_operator.planner.batches import exceeds
+from scaleset_operator.planner.budget_wait import (
+    Started,
+    fault_on_expired,
+    start_members,
+    starts_nobody,
+)
 from scaleset_operator.planner.health import counts_as_unhealthy, verdict
 from scaleset_operator.planner.health_deadline import Judgement, Outcome, judge_by_deadline
-from scaleset_operator.planner.instance_upgrade import patch_to_target, roll_back
+from scaleset_operator.planner.instance_upgrade import roll_back
 from scaleset_operator.planner.instances import creation_time, mark_left_by, upgrade_mark
 from scaleset_operator.planner.passstate import NORMAL, WARNING, PassState
 from scaleset_operator.planner.run_end import fault_run, finish_faulting
@@ -63,14 +69,16 @@ class BatchTally:
 
 
 def settle_batch(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -> UpgradeRun:
-    """Patch batch members, wait for their health, roll back what fails."""
+    """Judge the members started, roll back what fails, start the members still to start
+    within the disruption budgets, and close the batch once none is open."""
     batch = run.batch
     if batch is None:
         return finish_faulting(state, run)
     tally = BatchTally.of(run)
     # Members scaled in by this pass are no longer waited for.
     kept = _kept_ids(state, live)
-    members = [i for i in batch.instance_ids if i in kept]
+    members = [i for i in batch.instance_ids if i in kept and i not in run.skipped]
+    waiting: list[Instance] = []
     for iid in members:
         if tally.settled(iid):
             continue
@@ -79,12 +87,46 @@ def settle_batch(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -
             continue  # recreated by capacity keeping, on the target and with a mark
         if iid in tally.rolling_back:
             _settle_rollback(state, run, inst, tally)
+        elif _to_start(run, inst):
+            waiting.append(inst)
         else:
             _settle_member(state, run, inst, tally)
     run = tally.onto(run)
-    if _open_members(members, tally, live):
+    started = start_members(state, run, waiting, _in_flight(members, tally, live, waiting))
+    run = started.run
+    dropped = _not_waited_for(run, waiting, started)
+    if [i for i in _open_members(members, tally, live) if i not in dropped]:
         return run
-    return close_batch(state, run, batch.number, live)
+    run = close_batch(state, run, batch.number, live)
+    return fault_on_expired(state, run, started.expired)
+
+
+def _not_waited_for(run: UpgradeRun, waiting: list[Instance], started: Started) -> set[int]:
+    """Members left unstarted that the batch no longer waits for: skipped, blocked past
+    disruptionBudgetTimeout, or any once the run faults or is cancelled."""
+    assert run.batch is not None
+    waits = {w.instance_id for w in run.batch.blocked_by_disruption_budget or []}
+    if starts_nobody(run):
+        waits = set()
+    else:
+        waits -= {w.instance_id for w in started.expired}
+    return {i.instance_id for i in waiting} - set(started.started) - waits
+
+
+def _to_start(run: UpgradeRun, inst: Instance) -> bool:
+    """A member not on the target yet: it waits for its start (a protected one never starts)."""
+    return inst.os_image != run.target.container_image and not inst.protected
+
+
+def _in_flight(
+    members: list[int], tally: BatchTally, live: dict[int, Instance], waiting: list[Instance]
+) -> list[Instance]:
+    """Members out of service by this run's doing: started and not settled, or on their way
+    back."""
+    not_started = {i.instance_id for i in waiting}
+    ids = [i for i in members if not tally.settled(i) and i not in not_started]
+    ids += [i for i in tally.rolling_back if i not in ids]
+    return [live[i] for i in ids if i in live and not live[i].protected]
 
 
 def _settle_rollback(state: PassState, run: UpgradeRun, inst: Instance, tally: BatchTally) -> None:
@@ -121,11 +163,9 @@ def _settle_rollback(state: PassState, run: UpgradeRun, inst: Instance, tally: B
 
 
 def _settle_member(state: PassState, run: UpgradeRun, inst: Instance, tally: BatchTally) -> None:
-    """Patch a member not on the target yet; judge one that is."""
+    """Judge a member on the target (a protected one not on it is not waited for)."""
     mark = mark_left_by(run, inst)
     if inst.os_image != run.target.container_image:
-        if not inst.protected:
-            patch_to_target(state, run, inst)
         return
     if mark is None:
         if inst.protected:

@@ -90,6 +90,12 @@ def _upgrading_reason(state: PassState, run: UpgradeRun | None) -> tuple[str, st
     if not run_finished(run) and state.waiting_for_window:
         # What `rolling-upgrade get-latest` shows: Azure's shape has no field for it.
         return cond.WAITING_FOR_WINDOW, f"{window_wait_text(run, state.window_opens_at)}; {message}"
+    waits = run.batch.blocked_by_disruption_budget if run.batch is not None else None
+    if not run_finished(run) and waits:
+        budgets = sorted({w.disruption_budget for w in waits})
+        ids = ", ".join(str(w.instance_id) for w in waits)
+        text = f"instance(s) {ids} wait for PodDisruptionBudget {', '.join(budgets)}"
+        return cond.WAITING_FOR_DISRUPTION_BUDGET, f"{text}; {message}"
     return run.code.value, message
 
 

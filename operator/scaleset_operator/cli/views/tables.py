@@ -21,7 +21,11 @@ from scaleset_operator.models.status import (
     ScaleSetStatus,
     TargetImageReference,
 )
-from scaleset_operator.planner.conditions import UPGRADING, WAITING_FOR_WINDOW
+from scaleset_operator.planner.conditions import (
+    UPGRADING,
+    WAITING_FOR_DISRUPTION_BUDGET,
+    WAITING_FOR_WINDOW,
+)
 from scaleset_operator.planner.health import verdict
 from scaleset_operator.planner.timefmt import parse_stamp
 
@@ -59,10 +63,13 @@ def target_text(t: TargetImageReference | None) -> str | None:
 
 
 def waiting_text(status: ScaleSetStatus) -> str | None:
-    """What holds a running upgrade between batches, as the operator put it in the Upgrading
-    condition; None when nothing does."""
+    """What holds a running upgrade (a maintenance window, a disruption budget), as the
+    operator put it in the Upgrading condition; None when nothing does."""
     upgrading = next((c for c in status.conditions if c.type == UPGRADING), None)
-    if upgrading is None or upgrading.reason != WAITING_FOR_WINDOW:
+    if upgrading is None or upgrading.reason not in (
+        WAITING_FOR_WINDOW,
+        WAITING_FOR_DISRUPTION_BUDGET,
+    ):
         return None
     return upgrading.message
 
