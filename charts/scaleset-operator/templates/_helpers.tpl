@@ -141,7 +141,20 @@ Arguments of `scaleset-operator run` (the image's entrypoint), one YAML list ite
 - --lease-namespace={{ .Release.Namespace }}
 - --lease-duration={{ .Values.leaderElection.leaseDurationSeconds }}
 {{- end }}
+{{- range $i, $sink := .Values.notifications.sinks }}
+- {{ printf "--notify-url=%s" $sink.url | quote }}
+{{- /* One file per URL, in the same order; an empty one leaves that sink unsigned. */}}
+- --notify-secret-file={{ if $sink.secretName }}{{ include "scaleset-operator.notifyKeyDir" $i }}/key{{ end }}
+{{- end }}
+{{- if .Values.notifications.sinks }}
+- --notify-backoff-cap={{ .Values.notifications.backoffCapSeconds }}
+{{- end }}
 {{- range .Values.operator.extraArgs }}
 - {{ . | quote }}
 {{- end }}
+{{- end }}
+
+{{/* Where the Secret that signs the requests of the sink with this index is mounted. */}}
+{{- define "scaleset-operator.notifyKeyDir" -}}
+/etc/scaleset-operator/notify/{{ . }}
 {{- end }}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from scaleset_operator.notifications.delivery import Sink
 from scaleset_operator.planner.observed import PlannerSettings
 
 
@@ -24,6 +25,8 @@ class OperatorConfig:
     lease_name: str = "scaleset-operator"
     lease_seconds: float = 15.0
     planner: PlannerSettings = field(default_factory=PlannerSettings)
+    notify_sinks: tuple[Sink, ...] = ()
+    notify_backoff_cap: float = 60.0
 
 
 CONFIG = OperatorConfig()

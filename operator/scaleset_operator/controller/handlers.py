@@ -25,10 +25,15 @@ from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.k8s.errors import KubeApiError, NotFoundError
 from scaleset_operator.metrics import OperatorMetrics, operator_registry, serve
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.instance import LABEL_SCALESET
 from scaleset_operator.models.scaleset import GROUP, PLURAL, VERSION
+from scaleset_operator.notifications.delivery import Backoff
+from scaleset_operator.notifications.ledger import ANNOTATION as NOTIFIED
+from scaleset_operator.notifications.notifier import Notifier
+from scaleset_operator.notifications.wire import ScaleSetRef
 
 log = logging.getLogger("scaleset_operator")
 
@@ -42,6 +47,7 @@ class _State:
     pacer: StatusPacer = StatusPacer()
     pods: PodCache = PodCache()
     podwatch: PodWatch | None = None
+    notifier: Notifier | None = None
 
 
 STATE = _State()
@@ -67,7 +73,14 @@ def _pass(namespace: str, name: str) -> Outcome:
     timer = metrics.reconcile_timer(namespace, name) if metrics else contextlib.nullcontext()
     with timer:
         return reconcile_once(
-            STATE.cluster, namespace, name, CONFIG.planner, metrics, STATE.pacer, STATE.pods
+            STATE.cluster,
+            namespace,
+            name,
+            CONFIG.planner,
+            metrics,
+            STATE.pacer,
+            STATE.pods,
+            STATE.notifier,
         )
 
 
@@ -109,6 +122,40 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
             raise kopf.PermanentError(
                 f"cannot serve metrics on port {CONFIG.metrics_port}: {exc.strerror}"
             ) from exc
+    if CONFIG.notify_sinks:
+        STATE.notifier = _start_notifier(STATE.cluster)
+
+
+def _start_notifier(cluster: Cluster) -> Notifier:
+    """Webhook delivery in threads of its own; the passes only hand it their status."""
+
+    def write_cursor(namespace: str, name: str, value: str) -> None:
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        with contextlib.suppress(NotFoundError):  # deleted: its record went with it
+            cluster.request(
+                "PATCH",
+                path,
+                body={"metadata": {"annotations": {NOTIFIED: value}}},
+                content_type="application/merge-patch+json",
+            )
+
+    def warn(ref: ScaleSetRef, message: str) -> None:
+        meta = {"name": ref.name, "namespace": ref.namespace, "uid": ref.uid}
+        try:
+            cluster.post_event({"metadata": meta}, "Warning", "NotificationSinkFailing", message)
+        except KubeApiError as exc:
+            log.debug("event not recorded: %s", exc)
+
+    metrics = STATE.metrics.notifications if STATE.metrics is not None else None
+    notifier = Notifier(
+        CONFIG.notify_sinks,
+        write_cursor,
+        warn,
+        metrics,
+        backoff=Backoff(cap=CONFIG.notify_backoff_cap),
+    )
+    notifier.start()
+    return notifier
 
 
 def _start_pod_watch(cluster: Cluster, workers: Workers) -> PodWatch:
@@ -161,6 +208,8 @@ def _start_leadership(cluster: Cluster, workers: Workers) -> None:
 async def shutdown(**_: Any) -> None:
     if STATE.podwatch is not None:
         STATE.podwatch.stop()
+    if STATE.notifier is not None:
+        await asyncio.to_thread(STATE.notifier.stop)
     if STATE.leadership_task is not None:
         STATE.leadership_task.cancel()
     if STATE.workers is not None:
@@ -180,6 +229,8 @@ async def scaleset_changed(
         STATE.pods.forget((namespace, name))
         if STATE.metrics is not None:
             STATE.metrics.forget(namespace, name)
+        if STATE.notifier is not None:
+            STATE.notifier.forget(namespace, name)
         return
     _workers().poke((namespace, name))
 

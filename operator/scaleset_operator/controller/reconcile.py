@@ -64,6 +64,10 @@ class MetricsSink(Protocol):
     def record_events(self, namespace: str, name: str, events: Sequence[EmitEvent]) -> None: ...
 
 
+class NotificationSink(Protocol):
+    def offer(self, obj: Obj, status: ScaleSetStatus) -> None: ...
+
+
 @dataclass(frozen=True)
 class Outcome:
     """When to look again: seconds, or None to wait for the next watch event."""
@@ -228,6 +232,7 @@ def reconcile_once(
     metrics: MetricsSink | None = None,
     pacer: StatusPacer | None = None,
     pod_cache: PodCache | None = None,
+    notifier: NotificationSink | None = None,
 ) -> Outcome:
     key = (namespace, name)
     try:
@@ -248,14 +253,17 @@ def reconcile_once(
     result = _observe_and_plan(cluster, obj, spec, status, settings, pod_cache)
     new_status = result.status
     held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
+    persisted = status
     if new_status != status and not held:
         written = _write_status(cluster, obj, status, new_status)
         if written is None:
             # Someone (or our previous pass) changed the object: plan again on fresh state.
             return Outcome(0.05)
-        obj = written
+        obj, persisted = written, new_status
         if pacer is not None:
             pacer.wrote(key)
+    if notifier is not None:
+        _notify(notifier, obj, persisted)
     lost = apply_actions(
         cluster, obj, spec, new_status.model_hash or "", result.pods, result.actions
     )
@@ -325,6 +333,20 @@ def _report(
     if metrics is not None:
         metrics.record_events(namespace, name, result.events)
         metrics.observe(namespace, name, result.status, result.instances, capacity)
+
+
+def _notify(notifier: NotificationSink, obj: Obj, persisted: ScaleSetStatus) -> None:
+    """Hands over only what is in the API: a notification must never announce a status that
+    a crash could still take back. A notifier bug must not stop upgrades, hence the catch-all;
+    the next pass offers the same status again."""
+    try:
+        notifier.offer(obj, persisted)
+    except Exception:
+        log.exception("notifications of %s/%s not queued", *_key_of(obj))
+
+
+def _key_of(obj: Obj) -> tuple[str, str]:
+    return obj["metadata"]["namespace"], obj["metadata"]["name"]
 
 
 def _after(requeue_after: float | None, held: float) -> Outcome:

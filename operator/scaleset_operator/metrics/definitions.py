@@ -24,6 +24,13 @@ RECONCILE_DURATION = "scaleset_reconcile_duration_seconds"
 VERSION_UPGRADES = "scaleset_image_version_upgrades_total"
 VERSION_UPGRADE_DURATION = "scaleset_image_version_upgrade_duration_seconds"
 TIME_TO_REVERT = "scaleset_time_to_revert_seconds"
+NOTIFICATIONS_SENT = "scaleset_notifications_sent_total"
+NOTIFICATIONS_FAILED = "scaleset_notification_failures_total"
+NOTIFICATIONS_DROPPED = "scaleset_notifications_dropped_total"
+# A gauge, set by the sink's delivery thread, so it stays out of OPERATOR_METRICS.
+NOTIFICATION_QUEUE = "scaleset_notification_queue_length"
+NOTIFICATION_QUEUE_HELP = "Events waiting for delivery to a notification sink (retries included)."
+NOTIFICATION_LABELS = ("sink",)
 
 # Stamps in status have a precision of one second; the buckets start there. Azure waits up to
 # three hours before the first automatic upgrade, hence the long tail of the publish latency.
@@ -120,6 +127,20 @@ OPERATOR_METRICS: tuple[MetricDefinition, ...] = (
         "on its previous image.",
         VERSION_LABELS,
         REVERT_BUCKETS,
+    ),
+    # Webhook delivery, per sink (host and a hash of its URL, never the URL itself).
+    CounterDefinition(
+        NOTIFICATIONS_SENT, "Notifications a sink acknowledged (2xx).", NOTIFICATION_LABELS
+    ),
+    CounterDefinition(
+        NOTIFICATIONS_FAILED,
+        "Notification attempts that failed (no answer or not 2xx); each is retried.",
+        NOTIFICATION_LABELS,
+    ),
+    CounterDefinition(
+        NOTIFICATIONS_DROPPED,
+        "Non-critical notifications dropped because the sink's queue was full.",
+        NOTIFICATION_LABELS,
     ),
 )
 

@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -150,6 +157,7 @@ class OperatorMetrics:
         self.version_upgrades = counters[metric.VERSION_UPGRADES]
         self.version_upgrade_duration = histograms[metric.VERSION_UPGRADE_DURATION]
         self.time_to_revert = histograms[metric.TIME_TO_REVERT]
+        self.notifications = NotificationMetrics(counters, registry)
         registry.register(ScaleSetCollector(self._all_snapshots))
 
     def observe(
@@ -210,6 +218,33 @@ class OperatorMetrics:
     def _all_snapshots(self) -> list[tuple[str, str, ScaleSetSnapshot]]:
         with self._lock:
             return [(ns, name, snap) for (ns, name), snap in sorted(self._snapshots.items())]
+
+
+class NotificationMetrics:
+    """Webhook delivery per sink, in the shape the notifications package asks for."""
+
+    def __init__(self, counters: dict[str, Counter], registry: CollectorRegistry) -> None:
+        self._sent = counters[metric.NOTIFICATIONS_SENT]
+        self._failed = counters[metric.NOTIFICATIONS_FAILED]
+        self._dropped = counters[metric.NOTIFICATIONS_DROPPED]
+        self._queue = Gauge(
+            metric.NOTIFICATION_QUEUE,
+            metric.NOTIFICATION_QUEUE_HELP,
+            metric.NOTIFICATION_LABELS,
+            registry=registry,
+        )
+
+    def sent(self, sink: str) -> None:
+        self._sent.labels(sink).inc()
+
+    def failed(self, sink: str) -> None:
+        self._failed.labels(sink).inc()
+
+    def dropped(self, sink: str, count: int) -> None:
+        self._dropped.labels(sink).inc(count)
+
+    def queued(self, sink: str, length: int) -> None:
+        self._queue.labels(sink).set(length)
 
 
 def _own_version() -> str:

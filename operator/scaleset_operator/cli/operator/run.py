@@ -96,6 +96,29 @@ _LOG_FORMATS = ("text", "json")
     envvar="SCALESET_OPERATOR_LEASE_DURATION",
     help="Seconds a leader's lease stays valid without renewal (takeover time after a crash).",
 )
+@click.option(
+    "--notify-url",
+    "notify_urls",
+    multiple=True,
+    help="Send CloudEvents about OS upgrades (started, completed, faulted, cancelled, "
+    "instance rolled back, version quarantined) to this webhook (repeatable).",
+)
+@click.option(
+    "--notify-secret-file",
+    "notify_secret_files",
+    multiple=True,
+    help="File holding the HMAC-SHA256 key that signs the webhook requests "
+    "(header X-Scaleset-Signature: sha256=<hex>); one per --notify-url in the same order "
+    "(an empty path: unsigned), or one for all. Without it the key comes from "
+    "$SCALESET_OPERATOR_NOTIFY_SECRET, if set.",
+)
+@click.option(
+    "--notify-backoff-cap",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Longest wait, in seconds, between two tries of a failing webhook.",
+)
 def run(
     kubeconfig: str | None,
     context: str | None,
@@ -110,6 +133,9 @@ def run(
     leader_elect: bool,
     lease_namespace: str,
     lease_duration: float,
+    notify_urls: tuple[str, ...],
+    notify_secret_files: tuple[str, ...],
+    notify_backoff_cap: float,
 ) -> None:
     """Run the operator until interrupted.
 
@@ -122,8 +148,14 @@ def run(
     import kopf
 
     from scaleset_operator.controller.config import CONFIG
+    from scaleset_operator.notifications.sinks import SinkConfigError, sinks_from
     from scaleset_operator.planner.observed import PlannerSettings
 
+    try:
+        CONFIG.notify_sinks = tuple(sinks_from(notify_urls, notify_secret_files))
+    except SinkConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    CONFIG.notify_backoff_cap = notify_backoff_cap
     _check_credentials(kubeconfig, context)
     _check_start(kubeconfig, context, namespaces, metrics_port, health_port)
     if kubeconfig:
