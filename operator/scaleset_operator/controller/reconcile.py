@@ -29,11 +29,8 @@ from scaleset_operator.k8s.client import Cluster
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import (
-    ANNOTATION_CANCEL,
-    ANNOTATION_CLEAR_QUARANTINE,
-    ANNOTATION_START,
-    ANNOTATION_UPDATE_INSTANCES,
     LABEL_SCALESET,
+    REQUEST_ANNOTATIONS,
     Instance,
     Request,
 )
@@ -79,12 +76,7 @@ class Outcome:
 def requests_of(obj: Obj) -> tuple[Request, ...]:
     annotations = obj["metadata"].get("annotations") or {}
     found = []
-    for key in (
-        ANNOTATION_START,
-        ANNOTATION_CANCEL,
-        ANNOTATION_UPDATE_INSTANCES,
-        ANNOTATION_CLEAR_QUARANTINE,
-    ):
+    for key in REQUEST_ANNOTATIONS:
         text = annotations.get(key)
         if not text:
             continue

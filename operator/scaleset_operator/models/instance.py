@@ -28,6 +28,15 @@ ANNOTATION_START = f"{GROUP}/rolling-upgrade-start"
 ANNOTATION_CANCEL = f"{GROUP}/rolling-upgrade-cancel"
 ANNOTATION_UPDATE_INSTANCES = f"{GROUP}/update-instances"
 ANNOTATION_CLEAR_QUARANTINE = f"{GROUP}/clear-quarantine"
+ANNOTATION_ROLLBACK = f"{GROUP}/rolling-upgrade-rollback"
+# Every annotation a request may arrive in; the controller reads each of them.
+REQUEST_ANNOTATIONS = (
+    ANNOTATION_START,
+    ANNOTATION_CANCEL,
+    ANNOTATION_UPDATE_INSTANCES,
+    ANNOTATION_CLEAR_QUARANTINE,
+    ANNOTATION_ROLLBACK,
+)
 
 
 class RequestAction(StrEnum):
@@ -35,6 +44,7 @@ class RequestAction(StrEnum):
     CANCEL = "cancel"
     UPDATE_INSTANCES = "update-instances"
     CLEAR_QUARANTINE = "clear-quarantine"
+    ROLLBACK = "rollback"
 
 
 class Request(ApiModel):

@@ -36,6 +36,13 @@ class StartedBy(StrEnum):
     PLATFORM = "Platform"
 
 
+class QuarantineReason(StrEnum):
+    """Why a version is kept out of `latest`."""
+
+    UPGRADE_FAULTED = "UpgradeFaulted"
+    ROLLED_BACK_BY_USER = "RolledBackByUser"
+
+
 class ErrorCode(StrEnum):
     """Azure's rolling upgrade error codes."""
 
@@ -367,6 +374,18 @@ class UpgradeRun(ApiModel):
     error: ApiError | None = Field(
         default=None, description="The error the run ended with, if any."
     )
+    rollback_of: ResolvedImage | None = Field(
+        default=None,
+        description="Set on a rollback run (kubectl scaleset rolling-upgrade rollback): the "
+        "version it undoes, quarantined when it started. The run's target is the previous "
+        "model image of the run it undoes. Absent on an upgrade.",
+    )
+    rollback_requested_at: str | None = Field(
+        default=None,
+        description=f"When a user asked to roll this run back while it ran {_STAMP}: it is "
+        "cancelled, and once its batch in flight has settled the rollback run starts. Absent "
+        "otherwise.",
+    )
 
 
 class Condition(ApiModel):
@@ -390,6 +409,19 @@ class PendingUpgrade(ApiModel):
         description=f"When it was first seen {_STAMP}; the operator's upgrade delay counts "
         "from then."
     )
+
+
+class QuarantinedVersion(ApiModel):
+    """Why one version of faultedVersions is there."""
+
+    version: str = Field(description="The quarantined version.")
+    reason: QuarantineReason = Field(
+        description="UpgradeFaulted: its OS upgrade ended Faulted after touching instances. "
+        "RolledBackByUser: a user rolled its upgrade back (kubectl scaleset rolling-upgrade "
+        "rollback)."
+    )
+    message: str = Field(default="", description="The reason for people.")
+    since: str | None = Field(default=None, description=f"When it was quarantined {_STAMP}.")
 
 
 class ScaleSetStatus(ApiModel):
@@ -450,8 +482,14 @@ class ScaleSetStatus(ApiModel):
     pending_upgrade: PendingUpgrade | None = None
     faulted_versions: list[str] = Field(
         default_factory=list,
-        description="Quarantined versions: their OS upgrade ended Faulted, so `latest` skips "
-        "them until a user clears them (kubectl scaleset quarantine clear). The last 20.",
+        description="Quarantined versions: their OS upgrade ended Faulted, or a user rolled "
+        "it back, so `latest` skips them until a user clears them (kubectl scaleset quarantine "
+        "clear). The last 20; quarantineReasons says why each is here.",
+    )
+    quarantine_reasons: list[QuarantinedVersion] = Field(
+        default_factory=list,
+        description="Why each version of faultedVersions is quarantined, one entry per "
+        "version; a version without an entry (quarantined by an older operator) was faulted.",
     )
     handled_requests: list[str] = Field(
         default_factory=list,

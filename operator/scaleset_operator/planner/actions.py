@@ -37,6 +37,7 @@ class EventReason(StrEnum):
     NO_ROLLING_UPGRADE = "NoRollingUpgrade"
     QUARANTINE_CLEARED = "QuarantineCleared"
     ROLLBACK_FAILED = "RollbackFailed"
+    ROLLBACK_REFUSED = "RollbackRefused"
     ROLLING_UPGRADE_CANCELLED = "RollingUpgradeCancelled"
     ROLLING_UPGRADE_CANCELLING = "RollingUpgradeCancelling"
     ROLLING_UPGRADE_COMPLETED = "RollingUpgradeCompleted"

@@ -23,6 +23,10 @@ from scaleset_operator.planner.settle import settle_batch
 from scaleset_operator.planner.summary import summarise
 from scaleset_operator.planner.surge import settle_surge_batch, tidy_surges
 from scaleset_operator.planner.user_requests import handle_requests
+from scaleset_operator.planner.user_rollback import (
+    resume_requested_rollback,
+    wake_for_requested_rollback,
+)
 
 
 def plan(obs: Observed) -> Plan:
@@ -53,6 +57,7 @@ def _advance_upgrade(state: PassState, live: dict[int, Instance]) -> None:
     """Start a platform run when one is due, settle the batch in flight, then take the step
     between batches once none is."""
     tidy_surges(state)
+    resume_requested_rollback(state)
     run = state.status.upgrade_run
     if run is None or run_finished(run):
         maybe_start_platform_upgrade(state)
@@ -65,4 +70,5 @@ def _advance_upgrade(state: PassState, live: dict[int, Instance]) -> None:
         run = settle_batch(state, run, live)
     if run.batch is None and run.code is RunningStatusCode.ROLLING_FORWARD:
         run = between_batches(state, run, live)
+    wake_for_requested_rollback(state, run)
     state.status = state.status.model_copy(update={"upgrade_run": run})

@@ -11,6 +11,8 @@ from scaleset_operator.models.status import (
     Batch,
     ErrorCode,
     PendingUpgrade,
+    QuarantinedVersion,
+    QuarantineReason,
     RunningStatusCode,
     StartedBy,
     UpgradeRun,
@@ -25,6 +27,10 @@ from scaleset_operator.planner.timefmt import parse_stamp
 
 # Quarantined versions are remembered in status; the oldest are forgotten first.
 _FAULTED_MEMORY = 20
+_QUARANTINE_MESSAGES = {
+    QuarantineReason.UPGRADE_FAULTED: "its OS upgrade ended Faulted",
+    QuarantineReason.ROLLED_BACK_BY_USER: "rolled back by user",
+}
 
 
 def run_finished(run: UpgradeRun) -> bool:
@@ -117,15 +123,31 @@ def _remember_outcome(state: PassState, run: UpgradeRun, ended: UpgradeRun) -> N
         status_update["pending_upgrade"] = pending
         if pending is not None:
             state.wake(refusal_retry_at(state, state.now_s, pending))
+    elif run.rollback_of is not None:
+        # A rollback that faults says nothing new about the version it goes back to: the user
+        # chose it, and the version undone stays quarantined. New instances keep getting it.
+        return
     elif code is RunningStatusCode.FAULTED:
-        faulted = [v for v in state.status.faulted_versions if v != run.target.version]
-        status_update["faulted_versions"] = [*faulted, run.target.version][-_FAULTED_MEMORY:]
+        quarantine(state, run.target.version, QuarantineReason.UPGRADE_FAULTED)
     if code is RunningStatusCode.FAULTED and run.previous is not None:
         # New instances must not get an image whose upgrade faulted or never began.
         status_update["model_image"] = run.previous
         status_update["current_image_version"] = run.previous.version
     if status_update:
         state.status = state.status.model_copy(update=status_update)
+
+
+def quarantine(state: PassState, version: str, reason: QuarantineReason) -> None:
+    """Keep `version` out of `latest` until a user clears it, saying why."""
+    status = state.status
+    kept = [*(v for v in status.faulted_versions if v != version), version][-_FAULTED_MEMORY:]
+    why = QuarantinedVersion(
+        version=version, reason=reason, message=_QUARANTINE_MESSAGES[reason], since=state.now_s
+    )
+    reasons = [q for q in status.quarantine_reasons if q.version != version and q.version in kept]
+    state.status = status.model_copy(
+        update={"faulted_versions": kept, "quarantine_reasons": [*reasons, why]}
+    )
 
 
 def _with_causes(state: PassState, run: UpgradeRun, error: ApiError | None) -> ApiError | None:

@@ -40,7 +40,7 @@ def user_start(state: PassState) -> None:
         )
         return
     # Azure: a manually started upgrade never rolls back automatically.
-    _start_run(state, target, StartedBy.USER, automatic_rollback=False)
+    start_run(state, target, StartedBy.USER, automatic_rollback=False)
 
 
 def maybe_start_platform_upgrade(state: PassState) -> None:
@@ -66,7 +66,7 @@ def maybe_start_platform_upgrade(state: PassState) -> None:
             state.wake(target.window_opens_at)
         return
     auto = spec.upgrade_policy.automatic_os_upgrade_policy
-    _start_run(
+    start_run(
         state, image, StartedBy.PLATFORM, automatic_rollback=not auto.disable_automatic_rollback
     )
 
@@ -104,15 +104,23 @@ def _platform_start_due(
     return due
 
 
-def _start_run(
-    state: PassState, target: ResolvedImage, started_by: StartedBy, *, automatic_rollback: bool
+def start_run(
+    state: PassState,
+    target: ResolvedImage,
+    started_by: StartedBy,
+    *,
+    automatic_rollback: bool,
+    rollback_of: ResolvedImage | None = None,
 ) -> None:
+    """A run to `target`; a rollback run names the version it undoes, which is where its
+    instances come from whatever the model says now."""
     status = state.status
     run = UpgradeRun(
         started_by=started_by,
         start_time=state.now_s,
         target=target,
-        previous=status.model_image,
+        previous=rollback_of or status.model_image,
+        rollback_of=rollback_of,
         last_action=LastAction.START,
         last_action_time=state.now_s,
         automatic_rollback=automatic_rollback,
@@ -127,8 +135,9 @@ def _start_run(
             "current_image_version": target.version,
         }
     )
+    undo = f"rollback of {rollback_of.version}: " if rollback_of is not None else ""
     state.event(
         NORMAL,
         EventReason.ROLLING_UPGRADE_STARTED,
-        f"OS upgrade to {target.urn} started by {started_by.value}",
+        f"{undo}OS upgrade to {target.urn} started by {started_by.value}",
     )

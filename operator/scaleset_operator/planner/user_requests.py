@@ -1,5 +1,5 @@
-"""User requests (start, cancel, update-instances, clear-quarantine), each handled once and
-remembered in status by its id."""
+"""User requests (start, cancel, rollback, update-instances, clear-quarantine), each handled
+once and remembered in status by its id."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from scaleset_operator.planner.instances import id_list, live_instances
 from scaleset_operator.planner.passstate import NORMAL, WARNING, PassState
 from scaleset_operator.planner.run_end import run_finished
 from scaleset_operator.planner.run_start import user_start
+from scaleset_operator.planner.user_rollback import request_rollback
 
 # Request objects outlive the pass that handles them; status remembers the latest handled ids.
 _REQUEST_MEMORY = 20
@@ -31,6 +32,8 @@ def handle_requests(state: PassState, model: ResolvedImage) -> None:
             user_start(state)
         elif req.action is RequestAction.CANCEL:
             _user_cancel(state)
+        elif req.action is RequestAction.ROLLBACK:
+            request_rollback(state)
         elif req.action is RequestAction.UPDATE_INSTANCES:
             _update_instances(state, req, model)
         elif req.action is RequestAction.CLEAR_QUARANTINE:
@@ -66,11 +69,15 @@ def _update_instances(state: PassState, req: Request, model: ResolvedImage) -> N
 
 
 def _clear_quarantine(state: PassState, req: Request) -> None:
-    """A version quarantined by a faulted upgrade becomes eligible for `latest` again."""
+    """A quarantined version, faulted or rolled back by a user, becomes eligible for `latest`
+    again."""
     current = state.status.faulted_versions
     cleared = current if not req.versions or "*" in req.versions else req.versions
     kept = [v for v in current if v not in cleared]
-    state.status = state.status.model_copy(update={"faulted_versions": kept})
+    reasons = [q for q in state.status.quarantine_reasons if q.version in kept]
+    state.status = state.status.model_copy(
+        update={"faulted_versions": kept, "quarantine_reasons": reasons}
+    )
     done = [v for v in current if v not in kept]
     state.event(
         NORMAL,

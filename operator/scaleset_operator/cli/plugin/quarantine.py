@@ -1,7 +1,9 @@
-"""`quarantine list|clear`: image versions kept out of `latest` after a faulted upgrade.
+"""`quarantine list|clear`: image versions kept out of `latest` after a faulted upgrade or a
+user's rollback.
 
-A version whose OS upgrade ended Faulted is never picked as "latest" again for that scale
-set (neither for automatic upgrades nor for new instances) until a user clears it here.
+A version whose OS upgrade ended Faulted, or that a user rolled back, is never picked as
+"latest" again for that scale set (neither for automatic upgrades nor for new instances) until
+a user clears it here.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import click
 
 from scaleset_operator.cli.plugin.context import common_options, load_scaleset, settings
 from scaleset_operator.cli.plugin.requests import handled, new_request, submit, wait_for
-from scaleset_operator.cli.views.output import emit, table
+from scaleset_operator.cli.views.output import Cell, emit, table
 from scaleset_operator.models.instance import ANNOTATION_CLEAR_QUARANTINE
 
 
 @click.group("quarantine")
 def quarantine() -> None:
-    """Image versions kept out of "latest" because their upgrade faulted.
+    """Image versions kept out of "latest": their upgrade faulted, or a user rolled it back.
 
     \b
     Examples:
@@ -38,11 +40,25 @@ def list_(name: str) -> None:
       kubectl scaleset quarantine list web
       kubectl scaleset quarantine list web -o json
     """
-    versions = load_scaleset(name).status.faulted_versions
+    status = load_scaleset(name).status
+    versions = status.faulted_versions
+    why = {q.version: q for q in status.quarantine_reasons}
+
+    def row(version: str) -> list[Cell]:
+        reason = why.get(version)
+        if reason is None:
+            # Quarantined before reasons were recorded: only a faulted upgrade did that then.
+            return [version, "its OS upgrade ended Faulted", None]
+        return [version, reason.message, reason.since]
+
     emit(
         {"quarantinedVersions": versions},
         settings().output,
-        lambda: table(["Version"], [[v] for v in versions]) if versions else "(none)\n",
+        lambda: (
+            table(["Version", "Reason", "Since"], [row(v) for v in versions])
+            if versions
+            else "(none)\n"
+        ),
     )
 
 

@@ -1,6 +1,6 @@
-"""`kubectl scaleset rolling-upgrade start|cancel|get-latest|watch` (Azure: `az vmss
-rolling-upgrade ...`). Start and cancel are requests the operator carries out; this module
-writes them and reports what the status shows afterwards."""
+"""`kubectl scaleset rolling-upgrade start|cancel|rollback|get-latest|watch` (Azure: `az vmss
+rolling-upgrade ...`; rollback is ours). Start, cancel and rollback are requests the operator
+carries out; this module writes them and reports what the status shows afterwards."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from scaleset_operator.cli.plugin.context import (
     settings,
 )
 from scaleset_operator.cli.plugin.requests import (
+    POLL_SECONDS,
     handled,
     new_request,
     not_observed,
@@ -28,15 +29,23 @@ from scaleset_operator.cli.plugin.watch import follow, watch
 from scaleset_operator.cli.views.azure import latest_info
 from scaleset_operator.cli.views.output import emit
 from scaleset_operator.cli.views.tables import error_text, latest_table, progress_text, waiting_text
-from scaleset_operator.models.instance import ANNOTATION_CANCEL, ANNOTATION_START, Request
+from scaleset_operator.models.instance import (
+    ANNOTATION_CANCEL,
+    ANNOTATION_ROLLBACK,
+    ANNOTATION_START,
+    Request,
+)
 from scaleset_operator.models.status import RunningStatusCode
+from scaleset_operator.planner.timefmt import parse_stamp, stamp
+from scaleset_operator.polling import PollTimeoutError, poll
 
 _WAIT_HELP = "Seconds to wait for the operator to act on the request."
+_REASON_WAIT = 5.0
 
 
 @click.group("rolling-upgrade")
 def rolling_upgrade() -> None:
-    """Start, cancel, inspect and follow rolling OS image upgrades.
+    """Start, cancel, roll back, inspect and follow rolling OS image upgrades.
 
     \b
     Examples:
@@ -44,6 +53,7 @@ def rolling_upgrade() -> None:
       kubectl scaleset rolling-upgrade get-latest web -o json
       kubectl scaleset rolling-upgrade watch web
       kubectl scaleset rolling-upgrade cancel web
+      kubectl scaleset rolling-upgrade rollback web --watch
     """
 
 
@@ -132,12 +142,24 @@ def start(name: str, no_wait: bool, wait_timeout: float, then_watch: bool) -> No
 
 
 def _refused(name: str, request: Request, what: str) -> None:
-    reasons = operator_said(name, request.at)
+    # Events carry whole seconds: one from the same second as the request is not older.
+    since = stamp(parse_stamp(request.at).replace(microsecond=0))
+    try:
+        # The operator writes status before its events: the reason may arrive a moment later.
+        reasons = poll(
+            lambda: operator_said(name, since),
+            what="the operator's reason",
+            timeout=_REASON_WAIT,
+            interval=POLL_SECONDS,
+        )
+    except PollTimeoutError:
+        reasons = []
     why = "; ".join(reasons) if reasons else "see `kubectl describe vmss " + name + "`"
     raise CommandFailed(f"the operator {what}: {why}")
 
 
-def _report_start(loaded: LoadedScaleSet) -> None:
+def _report_start(loaded: LoadedScaleSet, headline: str | None = None) -> None:
+    """What the run just started shows; `headline` replaces the first line of the table."""
     ru = loaded.status.rolling_upgrade
     run = loaded.status.upgrade_run
     code = _code(loaded)
@@ -146,7 +168,8 @@ def _report_start(loaded: LoadedScaleSet) -> None:
     else:
         target = f" to {run.target.urn}" if run else ""
         click.echo(
-            f'Rolling OS upgrade of "{loaded.name}"{target} started at '
+            headline
+            or f'Rolling OS upgrade of "{loaded.name}"{target} started at '
             f"{_start_time(loaded)}: {code.value if code else 'Unknown'}"
         )
         if ru and ru.progress:
@@ -206,6 +229,81 @@ def cancel(name: str, no_wait: bool, wait_timeout: float) -> None:
             else ""
         )
     )
+
+
+@rolling_upgrade.command("rollback")
+@click.argument("name")
+@_wait_options
+@click.option("--watch", "then_watch", is_flag=True, help="Then follow the rollback until it ends.")
+@common_options
+def rollback(name: str, no_wait: bool, wait_timeout: float, then_watch: bool) -> None:
+    """Roll the last OS upgrade of scale set NAME back to the image before it.
+
+    The instances go back to the previous image version batch by batch, under
+    the same rolling upgrade policy as an upgrade: batch size, health checks,
+    pause between batches, unhealthy limits and PodDisruptionBudgets. The
+    rollback is a run of its own, started by User: history shows it with the
+    previous version as its target. The version rolled back is quarantined
+    (reason RolledBackByUser), so automatic upgrades do not apply it again;
+    a newer version is still picked up, and `kubectl scaleset quarantine clear`
+    releases it. An instance that fails its health check on the previous image
+    is not sent forward again: it counts as failed, as in a user's upgrade.
+
+    An upgrade still in progress is stopped first: its batch in flight finishes,
+    the upgrade ends Cancelled, then the rollback starts. Rolling back a rollback
+    that did not finish carries it on.
+
+    The command waits (--wait-timeout) until the rollback has started and says
+    what happened. Exit code 1 when the operator refuses it (no upgrade to roll
+    back, every instance already on the previous image, a pinned image version)
+    or when it has already ended Faulted or Cancelled.
+
+    \b
+    Examples:
+      kubectl scaleset rolling-upgrade rollback web
+      kubectl scaleset rolling-upgrade rollback web --watch
+      kubectl scaleset rolling-upgrade rollback web --no-wait -n shop
+    """
+    before = load_scaleset(name)
+    request = new_request("rollback", [], datetime.now(UTC))
+    submit(name, ANNOTATION_ROLLBACK, request)
+    if no_wait:
+        click.echo(
+            f'Requested a rollback of the last OS upgrade of "{name}" (request {request.id}).'
+        )
+        return
+    old_start = _start_time(before)
+
+    def decided(loaded: LoadedScaleSet) -> bool:
+        return handled(request)(loaded) and not _rollback_pending(loaded)
+
+    after, seen = wait_for(name, decided, wait_timeout)
+    if not seen and not (handled(request)(after) and _rollback_pending(after)):
+        click.echo(f"warning: {not_observed('the rollback', wait_timeout)}", err=True)
+        return
+    run = after.status.upgrade_run
+    if _rollback_pending(after) and run is not None:
+        click.echo(
+            f'Stopping the OS upgrade of "{name}" to {run.target.version}: the rollback starts '
+            "once its batch in flight has settled (not within the wait timeout)."
+        )
+    elif run is None or run.rollback_of is None or _start_time(after) in (None, old_start):
+        _refused(name, request, "refused the rollback")
+    else:
+        _report_start(
+            after,
+            f'Rolling back "{name}" from {run.rollback_of.version} to {run.target.version}, '
+            f"started at {run.start_time}: {run.code.value}; {run.rollback_of.version} is "
+            "quarantined (rolled back by user)",
+        )
+    if then_watch:
+        follow(name, timeout=0, interval=1.0)
+
+
+def _rollback_pending(loaded: LoadedScaleSet) -> bool:
+    """A rollback waits for the run it stops to end."""
+    run = loaded.status.upgrade_run
+    return run is not None and run.rollback_requested_at is not None
 
 
 @rolling_upgrade.command("get-latest")
