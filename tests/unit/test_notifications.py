@@ -120,6 +120,24 @@ def test_each_pass_adds_exactly_its_transitions() -> None:
             cursor = new[-1].position
 
 
+def test_a_user_rollback_reports_the_version_it_holds_as_it_starts() -> None:
+    rollback = _run(
+        started_by=StartedBy.USER,
+        target=_image("1.0.0"),
+        previous=_image("2.0.0"),
+        rollback_of=_image("2.0.0"),
+    )
+    started = after(facts_of(_status(rollback, faulted_versions=["2.0.0"])), None)
+    assert [f.kind for f in started] == [Kind.RUN_STARTED, Kind.VERSION_QUARANTINED]
+    assert started[1].data["version"] == "2.0.0"
+    assert started[1].data["reason"] == "RolledBackByUser"
+    done = rollback.model_copy(
+        update={"code": RunningStatusCode.COMPLETED, "end_time": "2026-11-29T10:09:00Z"}
+    )
+    ended = after(facts_of(_status(done, faulted_versions=["2.0.0"])), started[-1].position)
+    assert [f.kind for f in ended] == [Kind.RUN_COMPLETED], "the rollback's end still follows"
+
+
 def test_faulted_carries_cause_and_instances() -> None:
     faulted = next(f for f in facts_of(STEPS[-1][1]) if f.kind is Kind.RUN_FAULTED)
     assert faulted.critical

@@ -123,6 +123,16 @@ def _run_facts(run: UpgradeRun, quarantined: list[str]) -> Iterator[Fact]:
     start = run.start_time
     summary = _run_summary(run)
     yield Fact(Kind.RUN_STARTED, Position(start), start, summary)
+    undone = run.rollback_of.version if run.rollback_of else None
+    if undone is not None and undone in quarantined:
+        # A user's rollback holds the version it undoes from its start, not from its end; the
+        # fact sorts right after the start, before anything the run does.
+        yield Fact(
+            Kind.VERSION_QUARANTINED,
+            Position(start, Phase.STARTED, 1),
+            start,
+            {**_scope(run), "version": undone, "reason": "RolledBackByUser"},
+        )
     for index, iid in enumerate(run.rolled_back):
         yield Fact(
             Kind.INSTANCE_ROLLED_BACK,
