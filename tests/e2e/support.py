@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from kubernetes import client, watch
 
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.crds import wait_established
 from scaleset_operator.localcluster import find_binary
 
@@ -63,7 +63,7 @@ def install_crds(kubeconfig: Path, api: client.ApiClient) -> None:
     )
     assert applied.returncode == 0, f"kubectl apply of crds/ failed: {applied.stderr.strip()}"
     # Read raw: a CRD just created has `status.conditions: null` (or no status at all).
-    wait_established(Cluster(api), ["scalesets.scaleset.dev", "imageversions.scaleset.dev"])
+    wait_established(KubeClient(api), ["scalesets.scaleset.dev", "imageversions.scaleset.dev"])
 
 
 class OperatorProcess:

@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes import client
 
 from scaleset_operator.controller.podwatch import PodWatch
-from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.k8s.client import KubeClient, make_api_client
 from tests.e2e.support import eventually
 
 LABEL = "scaleset.dev/scaleset"
@@ -47,7 +47,7 @@ def test_watch_reports_only_labelled_pods_and_their_deletion(
     core.create_namespaced_pod(namespace, pod("before", {LABEL: "web"}))
     seen = Recorder()
     watch = PodWatch(
-        Cluster(make_api_client(str(kubeconfig))), LABEL, [namespace], seen, timeout_seconds=5
+        KubeClient(make_api_client(str(kubeconfig))), LABEL, [namespace], seen, timeout_seconds=5
     )
     watch.start()
     try:
@@ -80,7 +80,7 @@ def test_a_new_list_reports_pods_that_vanished(
     core = client.CoreV1Api(kube_api)
     core.create_namespaced_pod(namespace, pod("kept", {LABEL: "web"}))
     seen = Recorder()
-    watch = PodWatch(Cluster(make_api_client(str(kubeconfig))), LABEL, [namespace], seen)
+    watch = PodWatch(KubeClient(make_api_client(str(kubeconfig))), LABEL, [namespace], seen)
     path = f"/api/v1/namespaces/{namespace}/pods"
     deleted: list[dict[str, Any]] = []
 

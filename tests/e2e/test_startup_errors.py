@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from scaleset_operator.controller.preflight import CrdsMissingError, check_crds
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from tests.e2e.support import GROUP, VERSION, OperatorProcess
 
 pytestmark = pytest.mark.e2e
@@ -128,7 +128,7 @@ def test_no_permission_to_list_scalesets(
 def test_missing_crds_are_named(api_client: client.ApiClient, crds_installed: None) -> None:
     # The session's CRDs are shared by every test, so the check is pointed at kinds that
     # were never installed rather than the real ones removed.
-    cluster = Cluster(api_client)
+    cluster = KubeClient(api_client)
 
     with pytest.raises(CrdsMissingError) as unknown_kind:
         check_crds(cluster, f"{GROUP}/{VERSION}", ["scalesets", "nosuchthings"])

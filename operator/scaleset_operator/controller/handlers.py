@@ -24,7 +24,7 @@ from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.workers import Workers
-from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.k8s.client import KubeClient, make_api_client
 from scaleset_operator.k8s.errors import KubeApiError, NotFoundError
 from scaleset_operator.metrics import OperatorMetrics, operator_registry, serve
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
@@ -39,7 +39,7 @@ log = logging.getLogger("scaleset_operator")
 
 
 class _State:
-    cluster: Cluster | None = None
+    cluster: KubeClient | None = None
     workers: Workers | None = None
     metrics: OperatorMetrics | None = None
     leadership: Leadership | None = None
@@ -107,7 +107,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=CONFIG.max_threads)
     )
-    STATE.cluster = Cluster(make_api_client(CONFIG.kubeconfig, CONFIG.context))
+    STATE.cluster = KubeClient(make_api_client(CONFIG.kubeconfig, CONFIG.context))
     STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.pods = PodCache()
     STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
@@ -126,7 +126,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         STATE.notifier = _start_notifier(STATE.cluster)
 
 
-def _start_notifier(cluster: Cluster) -> Notifier:
+def _start_notifier(cluster: KubeClient) -> Notifier:
     """Webhook delivery in threads of its own; the passes only hand it their status."""
 
     def write_cursor(namespace: str, name: str, value: str) -> None:
@@ -158,7 +158,7 @@ def _start_notifier(cluster: Cluster) -> Notifier:
     return notifier
 
 
-def _start_pod_watch(cluster: Cluster, workers: Workers) -> PodWatch:
+def _start_pod_watch(cluster: KubeClient, workers: Workers) -> PodWatch:
     """Our own pod watch (see podwatch.py); its thread hands wake-ups to the event loop."""
     loop = asyncio.get_running_loop()
 
@@ -186,7 +186,7 @@ def _start_metrics(port: int) -> OperatorMetrics:
     return metrics
 
 
-def _start_leadership(cluster: Cluster, workers: Workers) -> None:
+def _start_leadership(cluster: KubeClient, workers: Workers) -> None:
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     STATE.leadership = Leadership(
         cluster,

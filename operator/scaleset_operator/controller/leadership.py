@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -34,7 +34,7 @@ class Leadership:
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: KubeClient,
         *,
         namespace: str,
         name: str,

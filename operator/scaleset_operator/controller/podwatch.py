@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import ExpiredError, KubeApiError
 
 Obj = dict[str, Any]
@@ -37,7 +37,7 @@ class PodWatch:
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: KubeClient,
         label: str,
         namespaces: Sequence[str],
         on_event: EventSink,

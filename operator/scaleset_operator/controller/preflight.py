@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.crds import missing_resources
 from scaleset_operator.k8s.errors import ForbiddenError, UnavailableError
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
@@ -70,7 +70,7 @@ class CrdsMissingError(StartupError):
 
 
 def check_api(
-    cluster: Cluster, namespaces: Sequence[str], *, wait: float = 10.0, crd_grace: float = 3.0
+    cluster: KubeClient, namespaces: Sequence[str], *, wait: float = 10.0, crd_grace: float = 3.0
 ) -> None:
     """Fails when the CRDs are missing or the identity may not list what the operator
     watches. An unreachable API server is waited for up to `wait` seconds (a pod may start a
@@ -92,7 +92,7 @@ def check_api(
             time.sleep(0.5)
 
 
-def check_crds(cluster: Cluster, group_version: str, plurals: Sequence[str]) -> None:
+def check_crds(cluster: KubeClient, group_version: str, plurals: Sequence[str]) -> None:
     missing = missing_resources(cluster, group_version, plurals)
     if missing:
         names = ", ".join(f"{p}.{group_version.split('/')[0]}" for p in missing)
@@ -102,7 +102,7 @@ def check_crds(cluster: Cluster, group_version: str, plurals: Sequence[str]) -> 
         )
 
 
-def _check_api_once(cluster: Cluster, namespaces: Sequence[str]) -> None:
+def _check_api_once(cluster: KubeClient, namespaces: Sequence[str]) -> None:
     check_crds(cluster, f"{GROUP}/{VERSION}", (PLURAL, IV_PLURAL))
     for resource, path, where in _watched(namespaces):
         try:

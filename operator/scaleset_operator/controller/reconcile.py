@@ -25,7 +25,7 @@ from scaleset_operator.controller.pacing import (
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.budgets import to_budget
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import (
@@ -87,7 +87,7 @@ def requests_of(obj: Obj) -> tuple[Request, ...]:
     return tuple(found)
 
 
-def _invalid_spec(cluster: Cluster, obj: Obj, exc: ValidationError) -> Outcome:
+def _invalid_spec(cluster: KubeClient, obj: Obj, exc: ValidationError) -> Outcome:
     status = _status_of(obj)
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
@@ -127,7 +127,7 @@ class _PassBudgets:
     """The namespace's PodDisruptionBudgets, listed at most once per pass and only when an OS
     upgrade runs: most passes of most scale sets never need them."""
 
-    def __init__(self, cluster: Cluster, namespace: str) -> None:
+    def __init__(self, cluster: KubeClient, namespace: str) -> None:
         self._cluster, self._namespace = cluster, namespace
         self._listed: tuple[DisruptionBudget, ...] | None = None
 
@@ -154,7 +154,7 @@ class _Planned:
 
 
 def _plan_with(
-    cluster: Cluster,
+    cluster: KubeClient,
     obj: Obj,
     spec: ScaleSetSpec,
     status: ScaleSetStatus,
@@ -217,7 +217,7 @@ def _plan_with(
 
 
 def reconcile_once(
-    cluster: Cluster,
+    cluster: KubeClient,
     namespace: str,
     name: str,
     settings: PlannerSettings,
@@ -269,7 +269,7 @@ def reconcile_once(
 
 
 def _observe_and_plan(
-    cluster: Cluster,
+    cluster: KubeClient,
     obj: Obj,
     spec: ScaleSetSpec,
     status: ScaleSetStatus,
@@ -297,7 +297,7 @@ def _observe_and_plan(
 
 
 def _write_status(
-    cluster: Cluster, obj: Obj, status: ScaleSetStatus, new_status: ScaleSetStatus
+    cluster: KubeClient, obj: Obj, status: ScaleSetStatus, new_status: ScaleSetStatus
 ) -> Obj | None:
     """The object as written, or None when it changed since it was read."""
     try:
@@ -313,7 +313,7 @@ def _write_status(
 
 
 def _report(
-    cluster: Cluster, obj: Obj, result: _Planned, metrics: MetricsSink | None, capacity: int
+    cluster: KubeClient, obj: Obj, result: _Planned, metrics: MetricsSink | None, capacity: int
 ) -> None:
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     for event in result.events:

@@ -17,24 +17,24 @@ from scaleset_operator.dashboard.security import (
     new_token,
 )
 from scaleset_operator.dashboard.server import Settings, bind, make_app, serve
-from scaleset_operator.k8s.client import Cluster, make_api_client
+from scaleset_operator.k8s.client import KubeClient, make_api_client
 from scaleset_operator.k8s.errors import CredentialsError
 
 DEFAULT_PORT = 8090
 
 
-def _cluster(kubeconfig: str | None, context: str | None) -> Cluster:
+def _cluster(kubeconfig: str | None, context: str | None) -> KubeClient:
     # Resolved here, not by the client at import time, so that KUBECONFIG counts as kubectl
     # reads it (several files joined by the path separator are merged).
     files = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
     try:
-        return Cluster(make_api_client(files, context))
+        return KubeClient(make_api_client(files, context))
     except CredentialsError as exc:
         raise click.ClickException(f"no usable kubeconfig ({files}): {exc}") from None
 
 
 async def _run(
-    cluster: Cluster, settings: Settings, sock: socket.socket, open_browser: bool
+    cluster: KubeClient, settings: Settings, sock: socket.socket, open_browser: bool
 ) -> None:
     guard = settings.guard
     ready = asyncio.Event()

@@ -29,7 +29,7 @@ from scaleset_operator.dashboard.prometheus import (
 from scaleset_operator.dashboard.security import Guard
 from scaleset_operator.dashboard.store import CATALOG, PODS, SCALESETS, Store
 from scaleset_operator.dashboard.watches import Source, start_reflectors
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.userapi import UserApi
 from scaleset_operator.models.imageversion import PLURAL as IMAGEVERSIONS
 from scaleset_operator.models.instance import LABEL_SCALESET
@@ -228,7 +228,7 @@ def sources(namespace: str | None) -> list[Source]:
 
 async def _lifecycle(app: web.Application) -> Any:
     settings: Settings = app["settings"]
-    cluster: Cluster = app["cluster"]
+    cluster: KubeClient = app["cluster"]
     stop = threading.Event()
     store = Store(asyncio.get_running_loop(), cluster)
     app["store"] = store
@@ -239,7 +239,7 @@ async def _lifecycle(app: web.Application) -> Any:
     await app["http"].close()
 
 
-def make_app(cluster: Cluster, settings: Settings) -> web.Application:
+def make_app(cluster: KubeClient, settings: Settings) -> web.Application:
     app = web.Application(middlewares=[_guarded])
     app["settings"] = settings
     app["cluster"] = cluster

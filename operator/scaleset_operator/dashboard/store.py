@@ -13,7 +13,7 @@ from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.dashboard.documents import detail, parse, summary
 from scaleset_operator.dashboard.timeline import Timeline, advance
 from scaleset_operator.dashboard.watches import Sink
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import KubeApiError
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import LABEL_SCALESET
@@ -34,7 +34,7 @@ def _owner_key(pod: Obj) -> str:
 
 
 class Store(Sink):
-    def __init__(self, loop: asyncio.AbstractEventLoop, cluster: Cluster) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, cluster: KubeClient) -> None:
         self.loop = loop
         self.cluster = cluster
         self.scalesets: dict[str, Obj] = {}

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import ExpiredError, KubeApiError
 
 Obj = dict[str, Any]
@@ -43,7 +43,7 @@ class Sink:
 
 
 class Reflector:
-    def __init__(self, cluster: Cluster, source: Source, sink: Sink, stop: threading.Event):
+    def __init__(self, cluster: KubeClient, source: Source, sink: Sink, stop: threading.Event):
         self.cluster = cluster
         self.source = source
         self.sink = sink
@@ -100,7 +100,7 @@ class Reflector:
 
 
 def start_reflectors(
-    cluster: Cluster, sources: list[Source], sink: Sink, stop: threading.Event
+    cluster: KubeClient, sources: list[Source], sink: Sink, stop: threading.Event
 ) -> list[Reflector]:
     reflectors = [Reflector(cluster, s, sink, stop) for s in sources]
     for r in reflectors:

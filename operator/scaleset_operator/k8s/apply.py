@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from scaleset_operator.k8s.client import Cluster
+from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import ConflictError, InvalidError, NotFoundError
 from scaleset_operator.k8s.pods import (
     build_claims,
@@ -33,7 +33,7 @@ _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="apply")
 
 
 def apply_actions(
-    cluster: Cluster,
+    cluster: KubeClient,
     scaleset: Obj,
     spec: ScaleSetSpec,
     model_hash: str,

@@ -64,7 +64,7 @@ def condition(obj: Obj, type_: str) -> str | None:
     return None
 
 
-class Cluster:
+class KubeClient:
     """The operator's view of the API: a few calls, each one request, JSON in and out."""
 
     def __init__(self, api: client.ApiClient, *, catalog_ttl: float = 5.0) -> None:

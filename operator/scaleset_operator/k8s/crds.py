@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from scaleset_operator.k8s.client import Cluster, condition
+from scaleset_operator.k8s.client import KubeClient, condition
 from scaleset_operator.k8s.errors import NotFoundError, UnavailableError
 from scaleset_operator.polling import PollTimeoutError, poll
 
@@ -27,7 +27,7 @@ def is_established(crd: Obj) -> bool:
     return condition(crd, "Established") == "True"
 
 
-def apply_crds(cluster: Cluster, documents: Iterable[Obj]) -> None:
+def apply_crds(cluster: KubeClient, documents: Iterable[Obj]) -> None:
     """Server-side apply, as `kubectl apply --server-side` does: one idempotent request per
     CRD whether or not it exists, instead of a create-or-replace that can race."""
     for crd in documents:
@@ -41,7 +41,7 @@ def apply_crds(cluster: Cluster, documents: Iterable[Obj]) -> None:
 
 
 def wait_established(
-    cluster: Cluster, names: Sequence[str], timeout: float = 30.0, interval: float = 0.2
+    cluster: KubeClient, names: Sequence[str], timeout: float = 30.0, interval: float = 0.2
 ) -> None:
     """Returns once every named CRD is Established; raises `NotEstablishedError` after
     `timeout` seconds. A CRD not found yet counts as not established (a create may still be
@@ -60,14 +60,14 @@ def wait_established(
         ) from None
 
 
-def _established_now(cluster: Cluster, name: str) -> bool:
+def _established_now(cluster: KubeClient, name: str) -> bool:
     try:
         return is_established(cluster.request("GET", f"{_CRDS}/{name}"))
     except NotFoundError:
         return False
 
 
-def missing_resources(cluster: Cluster, group_version: str, plurals: Iterable[str]) -> list[str]:
+def missing_resources(cluster: KubeClient, group_version: str, plurals: Iterable[str]) -> list[str]:
     """Which of these resources the API server does not serve, by API discovery. Discovery
     needs no RBAC grant (every authenticated user may read it), unlike reading the CRDs."""
     try:

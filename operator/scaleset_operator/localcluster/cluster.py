@@ -30,7 +30,7 @@ import yaml
 
 from scaleset_operator.localcluster import kwokconfig, processes, procfs
 from scaleset_operator.localcluster.binaries import CONTROL_PLANE, resolve_binaries
-from scaleset_operator.localcluster.kubeapi import ApiClient, ApiError, Obj
+from scaleset_operator.localcluster.kubeapi import ApiError, Obj, PlainKubeClient
 from scaleset_operator.localcluster.pki import FRONT_PROXY_CN, Pki, ensure_pki
 from scaleset_operator.localcluster.processes import ProcessRecord
 from scaleset_operator.polling import PollTimeoutError, poll
@@ -178,9 +178,9 @@ class LocalCluster:
     def ca_file(self) -> Path:
         return self.pki.ca_cert
 
-    def api(self, identity: str = "admin") -> ApiClient:
+    def api(self, identity: str = "admin") -> PlainKubeClient:
         """A minimal API client (see kubeapi) for ``identity`` (a key of pki.IDENTITIES)."""
-        return ApiClient(
+        return PlainKubeClient(
             "127.0.0.1", self.ports()["apiserver"], self.pki.tokens()[identity], self.pki.ca_cert
         )
 
@@ -568,7 +568,7 @@ class LocalCluster:
 
     def _healthy(self) -> bool:
         for key in ("controller-manager", "scheduler"):
-            api = ApiClient("127.0.0.1", self.ports()[key], "", None)
+            api = PlainKubeClient("127.0.0.1", self.ports()[key], "", None)
             if api.raw_get("/healthz")[0] != 200:
                 return False
         return True

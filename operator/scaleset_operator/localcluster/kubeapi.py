@@ -26,7 +26,7 @@ class ApiError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class ApiClient:
+class PlainKubeClient:
     host: str
     port: int
     token: str

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scaleset_operator.localcluster.kubeapi import ApiClient, ApiError, Obj
+from scaleset_operator.localcluster.kubeapi import ApiError, Obj, PlainKubeClient
 from scaleset_operator.localcluster.pki import Pki
 
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
@@ -28,7 +28,9 @@ def _log(message: str) -> None:
 
 
 class Provisioner:
-    def __init__(self, api: ApiClient, directory: Path, storage_class: str, name: str) -> None:
+    def __init__(
+        self, api: PlainKubeClient, directory: Path, storage_class: str, name: str
+    ) -> None:
         self.api = api
         self.volumes_dir = directory / "pv"
         self.storage_class = storage_class
@@ -86,7 +88,7 @@ class Provisioner:
         _log(f"deleted released volume {meta['name']}")
 
 
-def run_informer(api: ApiClient, path: str, handle: Callable[[Obj], None]) -> None:
+def run_informer(api: PlainKubeClient, path: str, handle: Callable[[Obj], None]) -> None:
     """List, then watch, forever; any error (apiserver restart, expired version) relists."""
     while True:
         try:
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     directory: Path = args.dir
     state = json.loads((directory / "state.json").read_text())
     pki = Pki(directory / "pki")
-    api = ApiClient(
+    api = PlainKubeClient(
         "127.0.0.1", int(state["ports"]["apiserver"]), pki.tokens()["provisioner"], pki.ca_cert
     )
     prov = Provisioner(api, directory, args.storage_class, args.provisioner_name)

@@ -424,6 +424,55 @@ class QuarantinedVersion(ApiModel):
     since: str | None = Field(default=None, description=f"When it was quarantined {_STAMP}.")
 
 
+class HoldReason(StrEnum):
+    """What keeps an out-of-date instance where it is; see OutOfDateHold.reason."""
+
+    PROTECTED = "Protected"
+    MANUAL_UPGRADE_MODE = "ManualUpgradeMode"
+    AUTOMATIC_UPGRADE_DISABLED = "AutomaticOSUpgradeDisabled"
+    YOUNGER_THAN_MINIMUM_AGE = "YoungerThanMinimumImageAge"
+    QUARANTINED = "Quarantined"
+    UPGRADE_DELAY = "UpgradeDelay"
+    HEALTH_GATE = "HealthGate"
+    OUTSIDE_MAINTENANCE_WINDOW = "OutsideMaintenanceWindow"
+    PAUSE_BETWEEN_BATCHES = "PauseBetweenBatches"
+    DISRUPTION_BUDGET = "DisruptionBudget"
+    WAITING_FOR_BATCH = "WaitingForBatch"
+    UPGRADING = "Upgrading"
+    LEFT_BEHIND = "LeftBehind"
+
+
+class OutOfDateHold(ApiModel):
+    """Out-of-date instances held for one reason."""
+
+    reason: HoldReason = Field(
+        description="Protected, ManualUpgradeMode (update-instances brings them), "
+        "AutomaticOSUpgradeDisabled, YoungerThanMinimumImageAge, Quarantined, UpgradeDelay "
+        "(the platform's delay after a version is seen), HealthGate (a refused start's "
+        "back-off), OutsideMaintenanceWindow, PauseBetweenBatches, DisruptionBudget, "
+        "WaitingForBatch (their batch has not come), Upgrading (in the batch in flight) or "
+        "LeftBehind (an upgrade failed them; a user's start brings them)."
+    )
+    instance_ids: list[int] = Field(description="The instances, in id order.")
+    until: str | None = Field(
+        default=None,
+        description=f"When the hold ends, where that is known {_STAMP}.",
+    )
+
+
+class OutOfDate(ApiModel):
+    """Instances not on the latest model and image, grouped by what holds them."""
+
+    count: int = Field(description="Out-of-date instances.")
+    next_eligible_time: str | None = Field(
+        default=None,
+        description=f"The soonest time a hold ends {_STAMP}; absent when none has a known end.",
+    )
+    holds: list[OutOfDateHold] = Field(
+        default_factory=list, description="One entry per reason; each instance is in one."
+    )
+
+
 class ScaleSetStatus(ApiModel):
     """What the operator observed and decided; only the operator writes it."""
 
@@ -495,6 +544,11 @@ class ScaleSetStatus(ApiModel):
         default_factory=list,
         description="Ids of the user requests (annotations the kubectl plugin writes) already "
         "carried out, so none runs twice. The last 20.",
+    )
+    out_of_date: OutOfDate | None = Field(
+        default=None,
+        description="Why instances that are not on the latest version (newer ones held back "
+        "included) or model are not upgraded yet, and when they may be. Absent when none is.",
     )
     returning_instances: list[int] = Field(
         default_factory=list,

@@ -31,7 +31,7 @@ from scaleset_operator.cli.operator.demo_realnodes import (
     served_version,
 )
 from scaleset_operator.cli.views.progress import progress_view
-from scaleset_operator.k8s.client import Cluster, condition, make_api_client
+from scaleset_operator.k8s.client import KubeClient, condition, make_api_client
 from scaleset_operator.k8s.crds import apply_crds, wait_established
 from scaleset_operator.k8s.errors import AlreadyExistsError, KubeApiError
 from scaleset_operator.localcluster import BinaryNotFoundError, LocalCluster, LocalClusterError
@@ -57,13 +57,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _install_crds(cluster: Cluster) -> None:
+def _install_crds(cluster: KubeClient) -> None:
     documents = [yaml.safe_load(text) for text in render_all().values()]
     apply_crds(cluster, documents)
     wait_established(cluster, [d["metadata"]["name"] for d in documents])
 
 
-def _publish(cluster: Cluster, version: str, image: str) -> None:
+def _publish(cluster: KubeClient, version: str, image: str) -> None:
     body = {
         "apiVersion": "scaleset.dev/v1alpha1",
         "kind": "ImageVersion",
@@ -136,7 +136,7 @@ def _images(registry: str | None) -> tuple[str, str, str]:
     )
 
 
-def _get(cluster: Cluster) -> dict[str, Any]:
+def _get(cluster: KubeClient) -> dict[str, Any]:
     return cluster.get_scaleset(NAMESPACE, "web")
 
 
@@ -156,7 +156,7 @@ def _start_time(rolling_upgrade: dict[str, Any] | None) -> str | None:
     return str(start) if start is not None else None
 
 
-def _instances_table(cluster: Cluster, real: bool = False) -> Table:
+def _instances_table(cluster: KubeClient, real: bool = False) -> Table:
     table = Table(title="instances", title_justify="left")
     columns = ["instance", "node", "image", "ready"]
     if real:
@@ -192,7 +192,7 @@ def _wait(what: str, predicate: Any, timeout: float = 120) -> Any:
             raise click.ClickException(f"timed out after {timeout:.0f}s: {what}") from None
 
 
-def _follow_upgrade(cluster: Cluster, since: str | None, timeout: float = 180) -> dict[str, Any]:
+def _follow_upgrade(cluster: KubeClient, since: str | None, timeout: float = 180) -> dict[str, Any]:
     """Live progress bars until the upgrade started after `since` ends."""
     with Live(console=console, refresh_per_second=8) as live:
 
@@ -276,7 +276,7 @@ def demo(directory: Path, capacity: int, keep: bool, real: bool) -> None:
     local = _start_cluster(directory, real)
     operator: subprocess.Popen[bytes] | None = None
     try:
-        cluster = Cluster(make_api_client(str(local.kubeconfig_path)))
+        cluster = KubeClient(make_api_client(str(local.kubeconfig_path)))
         _say("installing the ScaleSet and ImageVersion CRDs")
         _install_crds(cluster)
         metrics_port = _free_port()
@@ -317,7 +317,7 @@ def _start_cluster(directory: Path, real: bool) -> LocalCluster:
     return local
 
 
-def _story(cluster: Cluster, images: tuple[str, str, str], capacity: int, real: bool) -> None:
+def _story(cluster: KubeClient, images: tuple[str, str, str], capacity: int, real: bool) -> None:
     """A healthy set, an automatic upgrade to 1.1.0, then a bad 1.2.0 rolled back."""
     with contextlib.suppress(AlreadyExistsError):
         cluster.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from scaleset_operator.k8s.client import Cluster, condition
+from scaleset_operator.k8s.client import KubeClient, condition
 from scaleset_operator.k8s.errors import AlreadyExistsError
 from scaleset_operator.localcluster import LocalCluster, find_binary
 from scaleset_operator.localcluster.binaries import repo_root
@@ -37,7 +37,7 @@ def chart_dir() -> Path:
     return root / "charts" / "scaleset-operator"
 
 
-def install_operator(local: LocalCluster, cluster: Cluster, log: Callable[[str], None]) -> str:
+def install_operator(local: LocalCluster, cluster: KubeClient, log: Callable[[str], None]) -> str:
     """Builds the operator image, installs the chart into a `restricted` namespace with the
     operator on a real node, and waits for its pod to be Ready; returns the pod's name."""
     registry = local.registry

@@ -222,7 +222,7 @@ def _check_start(
         check_api,
         check_ports,
     )
-    from scaleset_operator.k8s.client import Cluster, make_api_client
+    from scaleset_operator.k8s.client import KubeClient, make_api_client
 
     try:
         check_ports(
@@ -231,6 +231,6 @@ def _check_start(
                 Listener(health_port, "health", "--health-port"),
             ]
         )
-        check_api(Cluster(make_api_client(kubeconfig, context)), namespaces)
+        check_api(KubeClient(make_api_client(kubeconfig, context)), namespaces)
     except StartupError as exc:
         raise click.ClickException(str(exc)) from None
