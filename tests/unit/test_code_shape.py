@@ -66,3 +66,13 @@ def test_no_block_of_six_lines_is_written_twice() -> None:
             )
     found = [places[0] for places in repeats.values()]
     assert not found, f"blocks of {WINDOW}+ lines written twice: {found}"
+
+
+def test_test_modules_have_unique_names() -> None:
+    # Test folders are not packages, so pytest imports each module by its file name: two files
+    # of one name make the whole run fail at collection.
+    tests = PACKAGE.parents[1] / "tests"
+    names: dict[str, list[str]] = defaultdict(list)
+    for path in tests.rglob("test_*.py"):
+        names[path.name].append(str(path.relative_to(tests)))
+    assert not {k: v for k, v in names.items() if len(v) > 1}
