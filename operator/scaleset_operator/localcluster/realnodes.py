@@ -81,6 +81,17 @@ if TYPE_CHECKING:
 REGISTRY_PORT = 5000
 _OWNER_FILE = "real-nodes.owner"
 _RUN_ROOT = "/run/scaleset-operator"
+# Fixed in the kubelet, whatever --root-dir says.
+DEVICE_PLUGIN_SOCKET = Path("/var/lib/kubelet/device-plugins/kubelet.sock")
+
+
+def _socket_identity() -> tuple[int, int] | None:
+    """The device-plugin socket's inode and change time: a kubelet that binds makes it anew."""
+    try:
+        stat = DEVICE_PLUGIN_SOCKET.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_ctime_ns
 
 
 def our_bridges() -> list[str]:
@@ -241,6 +252,7 @@ class RealNodes:
             )
         if not self.cluster.running(kubelet_name):
             self.log(f"starting kubelet of {node.name} ({node.zone}, pods on {node.subnet})")
+            before = _socket_identity()
             labels = ",".join(
                 [
                     f"type={NODE_TYPE_LABEL}",
@@ -264,6 +276,23 @@ class RealNodes:
                 ],
                 env_path=str(bins.shim.parent),
             )
+            self._await_device_socket(node, before)
+
+    def _await_device_socket(self, node: RealNode, before: tuple[int, int] | None) -> None:
+        """Every kubelet on a machine serves its device-plugin registry on one fixed socket,
+        whatever its root folder; a kubelet starting clears that folder, then binds. Two
+        kubelets doing so at once collide (`bind: address already in use`) and one exits, so
+        each must have bound before the next starts."""
+
+        def bound() -> bool:
+            now = _socket_identity()
+            return now is not None and now != before
+
+        self.cluster.wait_for(
+            f"kubelet of {node.name} serving its device-plugin socket",
+            bound,
+            time.monotonic() + 60,
+        )
 
     def _ready(self, names: list[str]) -> bool:
         ready = set()
