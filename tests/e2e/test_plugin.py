@@ -218,6 +218,9 @@ def test_update_changes_only_the_given_fields(plugin: Plugin, world: World) -> N
         "enableCrossZoneUpgrade": True,
         "maxSurge": True,
         "rollbackFailedInstancesOnPolicyBreach": True,
+        # Not given, so the API server's defaults.
+        "disruptionBudgetTimeout": "PT30M",
+        "onDisruptionBudgetTimeout": "Fault",
     }
     assert spec["imageReference"] == {
         "publisher": world.publisher,

@@ -102,6 +102,8 @@ def test_defaults_are_azures(world: World) -> None:
         "enableCrossZoneUpgrade": False,
         "maxSurge": False,
         "rollbackFailedInstancesOnPolicyBreach": False,
+        "disruptionBudgetTimeout": "PT30M",
+        "onDisruptionBudgetTimeout": "Fault",
     }
     assert policy["automaticOSUpgradePolicy"] == {
         "enableAutomaticOSUpgrade": False,

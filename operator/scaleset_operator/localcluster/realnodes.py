@@ -279,10 +279,8 @@ class RealNodes:
             self._await_device_socket(node, before)
 
     def _await_device_socket(self, node: RealNode, before: tuple[int, int] | None) -> None:
-        """Every kubelet on a machine serves its device-plugin registry on one fixed socket,
-        whatever its root folder; a kubelet starting clears that folder, then binds. Two
-        kubelets doing so at once collide (`bind: address already in use`) and one exits, so
-        each must have bound before the next starts."""
+        """All kubelets of a machine serve device plugins on one fixed socket; a kubelet clears
+        its folder, then binds. Two at once collide (`address already in use`) and one exits."""
 
         def bound() -> bool:
             now = _socket_identity()

@@ -290,6 +290,13 @@ def scaleset_crd() -> Schema:
             ("Latest-Model", "integer", ".status.latestModelInstances", "On the latest model"),
             ("Image-Version", "string", ".status.currentImageVersion", "Model image version"),
             ("Upgrade", "string", ".status.upgradeState", "Latest OS upgrade state"),
+            # A string, not a date: kubectl renders a future date as "<invalid>".
+            (
+                "Next-Eligible",
+                "string",
+                ".status.outOfDate.nextEligibleTime",
+                "When the next out-of-date instance may be upgraded",
+            ),
         ],
         scale=True,
     )

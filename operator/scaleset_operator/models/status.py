@@ -446,12 +446,8 @@ class OutOfDateHold(ApiModel):
     """Out-of-date instances held for one reason."""
 
     reason: HoldReason = Field(
-        description="Protected, ManualUpgradeMode (update-instances brings them), "
-        "AutomaticOSUpgradeDisabled, YoungerThanMinimumImageAge, Quarantined, UpgradeDelay "
-        "(the platform's delay after a version is seen), HealthGate (a refused start's "
-        "back-off), OutsideMaintenanceWindow, PauseBetweenBatches, DisruptionBudget, "
-        "WaitingForBatch (their batch has not come), Upgrading (in the batch in flight) or "
-        "LeftBehind (an upgrade failed them; a user's start brings them)."
+        description="What holds them, one of the listed values (the README explains each); "
+        "every out-of-date instance is held by exactly one."
     )
     instance_ids: list[int] = Field(description="The instances, in id order.")
     until: str | None = Field(

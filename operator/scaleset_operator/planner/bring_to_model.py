@@ -32,7 +32,7 @@ def apply_model(state: PassState, live: dict[int, Instance]) -> None:
         if not i.deleting
         and not i.protected
         and i.instance_id not in state.touched
-        and _out_of_date(i, model, model_hash, spec)
+        and is_out_of_date(i, model, model_hash, spec)
     ]
     if not stale:
         return
@@ -61,7 +61,7 @@ def _rolling_room(state: PassState, model: ResolvedImage, live: dict[int, Instan
         for i in live.values()
         if i.deleting
         or (
-            not _out_of_date(i, model, state.model_hash, spec)
+            not is_out_of_date(i, model, state.model_hash, spec)
             and not verdict(i, probe, state.now).healthy
         )
     )
@@ -81,7 +81,9 @@ def bring_to_model(state: PassState, inst: Instance, model: ResolvedImage, model
         )
 
 
-def _out_of_date(inst: Instance, model: ResolvedImage, model_hash: str, spec: ScaleSetSpec) -> bool:
+def is_out_of_date(
+    inst: Instance, model: ResolvedImage, model_hash: str, spec: ScaleSetSpec
+) -> bool:
     if inst.model_hash != model_hash:
         return True
     family = (inst.image_urn or "").rsplit(":", 1)[0] if inst.image_urn else None

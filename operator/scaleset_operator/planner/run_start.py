@@ -57,7 +57,7 @@ def maybe_start_platform_upgrade(state: PassState) -> None:
             state.status = status.model_copy(update={"pending_upgrade": None})
         return
     pending = _note_pending(state, image)
-    due = _platform_start_due(state, pending, image)
+    due = platform_start_due(state, pending, image)
     if state.now < due:
         state.wake(due)
         return
@@ -87,9 +87,7 @@ def _note_pending(state: PassState, image: ResolvedImage) -> PendingUpgrade:
     return pending
 
 
-def _platform_start_due(
-    state: PassState, pending: PendingUpgrade, image: ResolvedImage
-) -> datetime:
+def platform_start_due(state: PassState, pending: PendingUpgrade, image: ResolvedImage) -> datetime:
     """The upgrade delay after detection, and the back-off after a refused start of the same
     version."""
     due = parse_stamp(pending.detected_at) + state.obs.settings.automatic_upgrade_delay

@@ -1,5 +1,6 @@
 """The status summary at the end of a pass: instance counts, the Ready, Upgrading and
-UpgradeFaulted conditions, and the run's rolling-upgrade status and history."""
+UpgradeFaulted conditions, what holds out-of-date instances, and the run's rolling-upgrade
+status and history."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from scaleset_operator.planner import conditions as cond
 from scaleset_operator.planner.between_batches import window_wait_text
 from scaleset_operator.planner.health import HealthVerdict, verdict
 from scaleset_operator.planner.history import record_history, rolling_upgrade_status
+from scaleset_operator.planner.holds import out_of_date
 from scaleset_operator.planner.instances import creation_time
 from scaleset_operator.planner.passstate import PassState
 from scaleset_operator.planner.run_end import run_finished
@@ -37,6 +39,7 @@ def summarise(state: PassState, live: dict[int, Instance]) -> None:
         "protected_instances": protected,
         "conditions": _conditions(state, ready, run),
         "upgrade_state": run.code.value if run else None,
+        "out_of_date": out_of_date(state, live),
     }
     if run is not None and (running or run != obs.status.upgrade_run):
         pending = _pending_count(run, live)

@@ -27,12 +27,17 @@ def get(name: str) -> None:
     (Healthy, Unhealthy, Initializing or Unknown: ready by the scale set's health
     source *and* running the image its spec names), whether it runs the latest
     model (latestModelApplied) and whether it is protected from scale set actions.
+    While instances are out of date (behind the model or the newest version,
+    held-back ones included), HELD-BY says what holds each one (a maintenance
+    window, the minimum image age, a PodDisruptionBudget, protection...) and
+    ELIGIBLE when that hold ends, where known (status.outOfDate).
 
     \b
     Examples:
       kubectl scaleset get web
       kubectl scaleset get web -o yaml
       kubectl scaleset get web -o json | jq '.instances[] | select(.health != "Healthy")'
+      kubectl scaleset get web -o json | jq '.instances[] | select(.heldBy)'
     """
     loaded = load_scaleset(name)
     api = settings().api()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scaleset_operator.cli.views.output import key_values, table
+from scaleset_operator.cli.views.output import Cell, key_values, table
 from scaleset_operator.models.durations import DurationError, parse_duration
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import ScaleSetSpec
@@ -16,6 +16,7 @@ from scaleset_operator.models.status import (
     ApiError,
     ApiErrorBase,
     HistoryEntry,
+    OutOfDateHold,
     Progress,
     RollingUpgradeStatus,
     ScaleSetStatus,
@@ -136,6 +137,9 @@ class InstanceRow:
     health_reason: str
     latest_model_applied: bool
     protected: bool
+    # From status.outOfDate: what holds the instance back and until when; None when current.
+    held_by: str | None = None
+    eligible_at: str | None = None
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -147,6 +151,8 @@ class InstanceRow:
             "healthReason": self.health_reason,
             "latestModelApplied": self.latest_model_applied,
             "protectFromScaleSetActions": self.protected,
+            "heldBy": self.held_by,
+            "eligibleAt": self.eligible_at,
         }
 
 
@@ -177,6 +183,7 @@ def instance_row(
         since=parse_stamp(started) if started else None,
         grace=grace,
     )
+    hold = _hold_of(inst.instance_id, status)
     return InstanceRow(
         instance_id=inst.instance_id,
         pod=inst.name,
@@ -186,28 +193,39 @@ def instance_row(
         health_reason=v.reason,
         latest_model_applied=latest_model_applied(inst, status),
         protected=inst.protected,
+        held_by=hold.reason.value if hold is not None else None,
+        eligible_at=hold.until if hold is not None else None,
     )
+
+
+def _hold_of(instance_id: int, status: ScaleSetStatus) -> OutOfDateHold | None:
+    found = status.out_of_date
+    holds = found.holds if found is not None else []
+    return next((h for h in holds if instance_id in h.instance_ids), None)
 
 
 def instances_table(rows: Sequence[InstanceRow]) -> str:
     if not rows:
         return "No instances.\n"
     headers = ["Id", "Pod", "Zone", "Image-Version", "Health", "Latest-Model", "Protected"]
-    return table(
-        headers,
+    cells: list[list[Cell]] = [
         [
-            [
-                r.instance_id,
-                r.pod,
-                r.zone,
-                r.image_version,
-                r.health if r.health == "Healthy" else f"{r.health} ({r.health_reason})",
-                r.latest_model_applied,
-                r.protected,
-            ]
-            for r in rows
-        ],
-    )
+            r.instance_id,
+            r.pod,
+            r.zone,
+            r.image_version,
+            r.health if r.health == "Healthy" else f"{r.health} ({r.health_reason})",
+            r.latest_model_applied,
+            r.protected,
+        ]
+        for r in rows
+    ]
+    if any(r.held_by for r in rows):
+        # Only when something is held, so the usual view (and scripts reading it) stays as is.
+        headers += ["Held-By", "Eligible"]
+        for row, r in zip(cells, rows, strict=True):
+            row += [r.held_by, r.eligible_at]
+    return table(headers, cells)
 
 
 def scaleset_summary(name: str, namespace: str, spec: ScaleSetSpec, status: ScaleSetStatus) -> str:
@@ -235,9 +253,19 @@ def scaleset_summary(name: str, namespace: str, spec: ScaleSetSpec, status: Scal
                 + (", automatic rollback off" if auto.disable_automatic_rollback else ""),
             ),
             ("Rolling upgrade", upgrade),
+            ("Out of date", _out_of_date_text(status)),
             ("Conditions", conditions or None),
         ]
     )
+
+
+def _out_of_date_text(status: ScaleSetStatus) -> str | None:
+    found = status.out_of_date
+    if found is None:
+        return None
+    reasons = ", ".join(f"{h.reason.value} {len(h.instance_ids)}" for h in found.holds)
+    eligible = found.next_eligible_time or "not known"
+    return f"{found.count} ({reasons}); next eligible {eligible}"
 
 
 def scaleset_document(
@@ -259,6 +287,8 @@ def scaleset_document(
         doc["modelImage"] = status.model_image.urn
     if status.rolling_upgrade is not None:
         doc["rollingUpgrade"] = status.rolling_upgrade.wire()
+    if status.out_of_date is not None:
+        doc["outOfDate"] = status.out_of_date.wire()
     doc["conditions"] = [c.wire() for c in status.conditions]
     doc["instances"] = [{k: v for k, v in r.wire().items() if v is not None} for r in rows]
     return doc

@@ -1,0 +1,149 @@
+"""Why each out-of-date instance is not upgraded yet, and when it may be: `status.outOfDate`.
+
+Read-only: it reports the decisions the other steps made this pass (schedule, gate back-off,
+pause, window, budgets) and must never make one of its own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from scaleset_operator.catalog.resolve import is_newer
+from scaleset_operator.models.durations import parse_duration
+from scaleset_operator.models.instance import Instance
+from scaleset_operator.models.scaleset import UpgradeMode
+from scaleset_operator.models.status import (
+    HoldReason,
+    OutOfDate,
+    OutOfDateHold,
+    ResolvedImage,
+    StartedBy,
+    UpgradeRun,
+)
+
+# The exact checks apply_model and the platform start make; private there, shared on purpose.
+from scaleset_operator.planner.bring_to_model import is_out_of_date as model_change
+from scaleset_operator.planner.passstate import PassState
+from scaleset_operator.planner.refusal import is_refusal
+from scaleset_operator.planner.run_end import run_finished
+from scaleset_operator.planner.run_start import platform_start_due
+from scaleset_operator.planner.schedule import HoldReason as VersionHold
+from scaleset_operator.planner.schedule import UpgradeTarget, upgrade_target
+from scaleset_operator.planner.timefmt import parse_stamp, stamp
+
+Hold = tuple[HoldReason, datetime | None]
+PLATFORM, USER = StartedBy.PLATFORM, StartedBy.USER
+
+
+def out_of_date(state: PassState, live: dict[int, Instance]) -> OutOfDate | None:
+    """Out-of-date instances grouped by their one hold; None when every instance is current."""
+    model = state.status.model_image
+    if model is None:
+        return None
+    run = state.status.upgrade_run
+    running = run is not None and not run_finished(run)
+    obs = state.obs
+    target = upgrade_target(obs.spec, state.status, obs.catalog, state.now, started_by=PLATFORM)
+    if run is not None and running:
+        latest = run.target.urn
+    else:
+        # A user's target, because versions count whether or not the platform may start.
+        anyone = upgrade_target(obs.spec, state.status, obs.catalog, state.now, started_by=USER)
+        latest = f"{model.family}:{_newest(model, anyone)}"
+    grouped: dict[Hold, list[int]] = defaultdict(list)
+    for iid, inst in sorted(live.items()):
+        if inst.deleting or (inst.model_hash == state.model_hash and inst.image_urn == latest):
+            continue
+        if inst.protected:
+            hold: Hold = (HoldReason.PROTECTED, None)
+        elif run is not None and running:
+            hold = _in_run(state, run, iid)
+        else:
+            hold = _idle(state, inst, target)
+        grouped[hold].append(iid)
+    if not grouped:
+        return None
+    holds = [
+        OutOfDateHold(reason=reason, instance_ids=ids, until=stamp(until) if until else None)
+        for (reason, until), ids in sorted(grouped.items(), key=lambda kv: kv[1][0])
+    ]
+    ends = [until for reason, until in grouped if until is not None]
+    return OutOfDate(
+        count=sum(len(ids) for ids in grouped.values()),
+        next_eligible_time=stamp(min(ends)) if ends else None,
+        holds=holds,
+    )
+
+
+def _newest(model: ResolvedImage, target: UpgradeTarget) -> str:
+    """The version instances should end on: the highest one `latest` may ever pick, those held
+    back for their age or quarantine included, so that waiting for them shows."""
+    newest = target.image.version if target.image is not None else model.version
+    for held in target.held_back:
+        if is_newer(held.version, newest):
+            newest = held.version
+    return newest
+
+
+def _in_run(state: PassState, run: UpgradeRun, iid: int) -> Hold:
+    """A running upgrade holds an instance by its batch, its pause, its window or its budget."""
+    batch = run.batch
+    if iid in run.skipped:
+        return HoldReason.DISRUPTION_BUDGET, None
+    if iid in run.failed:
+        return HoldReason.LEFT_BEHIND, None
+    if batch is not None:
+        blocked = {w.instance_id for w in batch.blocked_by_disruption_budget or []}
+        if iid in blocked:
+            return HoldReason.DISRUPTION_BUDGET, None
+        if iid in batch.instance_ids or iid in state.touched:
+            return HoldReason.UPGRADING, None
+        return HoldReason.WAITING_FOR_BATCH, None
+    if state.waiting_for_window:
+        return HoldReason.OUTSIDE_MAINTENANCE_WINDOW, state.window_opens_at
+    if run.last_batch_end is not None:
+        # The same deadline between_batches waits for.
+        resume = parse_stamp(run.last_batch_end) + parse_duration(
+            run.policy.pause_time_between_batches
+        )
+        if state.now < resume:
+            return HoldReason.PAUSE_BETWEEN_BATCHES, resume
+    return HoldReason.WAITING_FOR_BATCH, None
+
+
+def _idle(state: PassState, inst: Instance, target: UpgradeTarget) -> Hold:
+    """No upgrade runs: the upgrade mode holds a model change, the schedule an OS upgrade."""
+    spec = state.obs.spec
+    model = state.status.model_image
+    if model is not None and model_change(inst, model, state.model_hash, spec):
+        if spec.upgrade_policy.mode is UpgradeMode.MANUAL:
+            return HoldReason.MANUAL_UPGRADE_MODE, None
+        if inst.instance_id in state.touched:
+            return HoldReason.UPGRADING, None
+        return HoldReason.WAITING_FOR_BATCH, None
+    if not spec.upgrade_policy.automatic_os_upgrade_policy.enable_automatic_os_upgrade:
+        return HoldReason.AUTOMATIC_UPGRADE_DISABLED, None
+    if target.image is not None:
+        return _platform_start(state, target, target.image)
+    if model is not None and inst.os_image != model.container_image:
+        # Older than the model with nothing newer to start: only a user's start moves it.
+        return HoldReason.LEFT_BEHIND, None
+    ripening = [h.until for h in target.held_back if h.reason is VersionHold.TOO_YOUNG]
+    if ripening:
+        return HoldReason.YOUNGER_THAN_MINIMUM_AGE, min(u for u in ripening if u is not None)
+    return HoldReason.QUARANTINED, None
+
+
+def _platform_start(state: PassState, target: UpgradeTarget, image: ResolvedImage) -> Hold:
+    """A platform upgrade to `image` is due: what it waits for, in the order run_start checks."""
+    pending = state.status.pending_upgrade
+    if pending is not None and pending.version == image.version:
+        due = platform_start_due(state, pending, image)
+        if state.now < due:
+            last = state.status.upgrade_run
+            refused = last is not None and is_refusal(last) and last.target.version == image.version
+            return (HoldReason.HEALTH_GATE if refused else HoldReason.UPGRADE_DELAY), due
+    if not target.in_window:
+        return HoldReason.OUTSIDE_MAINTENANCE_WINDOW, target.window_opens_at
+    return HoldReason.WAITING_FOR_BATCH, None
