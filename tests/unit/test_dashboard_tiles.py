@@ -305,6 +305,14 @@ def test_the_detail_document_shows_quarantine_progress_and_the_latest_five_runs(
     json.dumps(doc)  # the page gets it as JSON
 
 
+def test_the_overview_carries_the_next_eligible_time() -> None:
+    held = ScaleSetStatus.model_validate(
+        {"outOfDate": {"count": 2, "nextEligibleTime": "2026-11-29T10:00:15Z", "holds": []}}
+    )
+    assert summary(parse(_obj(held)))["nextEligible"] == "2026-11-29T10:00:15Z"
+    assert summary(parse(_obj(ScaleSetStatus())))["nextEligible"] is None
+
+
 def test_an_unreadable_scale_set_is_listed_with_its_error() -> None:
     row = summary(parse({"metadata": {"namespace": "a", "name": "b"}, "spec": {"capacity": -1}}))
     assert row["key"] == "a/b"

@@ -86,6 +86,7 @@ def summary(parsed: Parsed) -> Obj:
             {"version": pending.version, "detectedAt": pending.detected_at} if pending else None
         ),
         "waiting": _waiting(status),
+        "nextEligible": status.out_of_date.next_eligible_time if status.out_of_date else None,
     }
 
 

@@ -93,6 +93,7 @@ function select(key) {
 
 function nextText(s) {
   if (s.waiting) return s.waiting;
+  if (s.nextEligible) return `eligible ${when(s.nextEligible)}`;
   if (s.pendingUpgrade) return `${s.pendingUpgrade.version} seen ${when(s.pendingUpgrade.detectedAt)}`;
   return "";
 }
