@@ -48,7 +48,7 @@ def test_demo_on_real_nodes_with_the_operator_from_its_chart(
     # Real nodes use machine-wide names: lend the session's slot to the demo's cluster.
     RealNodes(real_nodes, lambda _: None).stop()
     try:
-        result = _demo(tmp_path / ".cluster", "--real-nodes", "--capacity", "4", timeout=900)
+        result = _demo(tmp_path / ".cluster", "--real-nodes", "--capacity", "4", timeout=600)
         out = result.stdout + result.stderr
         assert result.returncode == 0, out[-4000:]
         assert "is Ready on a real node" in out
@@ -58,4 +58,6 @@ def test_demo_on_real_nodes_with_the_operator_from_its_chart(
         assert "ErrImagePull" in out or "ImagePullBackOff" in out
         assert our_bridges() == []
     finally:
+        # A demo that died half-way leaves its cluster, which holds the real-node slot.
+        LocalCluster(tmp_path / ".cluster").down()
         real_nodes.add_real_nodes(REAL_NODES)
