@@ -75,13 +75,18 @@ def _orphans(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -> li
     ]
 
 
+def pause_ends_at(run: UpgradeRun) -> datetime | None:
+    """When the pause after the run's last batch ends; None before its first batch ends."""
+    if run.last_batch_end is None:
+        return None
+    return parse_stamp(run.last_batch_end) + parse_duration(run.policy.pause_time_between_batches)
+
+
 def _pausing(state: PassState, run: UpgradeRun) -> bool:
     """Whether the pause after the last batch still runs; the pass wakes when it ends."""
-    if run.last_batch_end is None:
+    resume_at = pause_ends_at(run)
+    if resume_at is None:
         return False
-    resume_at = parse_stamp(run.last_batch_end) + parse_duration(
-        run.policy.pause_time_between_batches
-    )
     if state.now < resume_at:
         state.wake(resume_at)
         return True

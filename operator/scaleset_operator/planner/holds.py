@@ -10,7 +10,6 @@ from collections import defaultdict
 from datetime import datetime
 
 from scaleset_operator.catalog.resolve import is_newer
-from scaleset_operator.models.durations import parse_duration
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import UpgradeMode
 from scaleset_operator.models.status import (
@@ -23,6 +22,7 @@ from scaleset_operator.models.status import (
 )
 
 # The exact checks apply_model and the platform start make; private there, shared on purpose.
+from scaleset_operator.planner.between_batches import pause_ends_at
 from scaleset_operator.planner.bring_to_model import is_out_of_date as model_change
 from scaleset_operator.planner.passstate import PassState
 from scaleset_operator.planner.refusal import is_refusal
@@ -30,7 +30,7 @@ from scaleset_operator.planner.run_end import run_finished
 from scaleset_operator.planner.run_start import platform_start_due
 from scaleset_operator.planner.schedule import HoldReason as VersionHold
 from scaleset_operator.planner.schedule import UpgradeTarget, upgrade_target
-from scaleset_operator.planner.timefmt import parse_stamp, stamp
+from scaleset_operator.planner.timefmt import stamp
 
 Hold = tuple[HoldReason, datetime | None]
 PLATFORM, USER = StartedBy.PLATFORM, StartedBy.USER
@@ -102,13 +102,9 @@ def _in_run(state: PassState, run: UpgradeRun, iid: int) -> Hold:
         return HoldReason.WAITING_FOR_BATCH, None
     if state.waiting_for_window:
         return HoldReason.OUTSIDE_MAINTENANCE_WINDOW, state.window_opens_at
-    if run.last_batch_end is not None:
-        # The same deadline between_batches waits for.
-        resume = parse_stamp(run.last_batch_end) + parse_duration(
-            run.policy.pause_time_between_batches
-        )
-        if state.now < resume:
-            return HoldReason.PAUSE_BETWEEN_BATCHES, resume
+    resume = pause_ends_at(run)
+    if resume is not None and state.now < resume:
+        return HoldReason.PAUSE_BETWEEN_BATCHES, resume
     return HoldReason.WAITING_FOR_BATCH, None
 
 
