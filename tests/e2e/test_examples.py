@@ -74,3 +74,37 @@ def test_application_health_example_waits_for_the_instance_signal(
         30,
         what="healthy once the application says so",
     )
+
+
+def test_wave_example_places_labelled_scale_sets_in_its_stages(
+    world: World, kubeconfig: Path
+) -> None:
+    _apply(kubeconfig, world.namespace, "imageversions.yaml", "scaleset-web.yaml")
+    world.custom.patch_namespaced_custom_object(
+        "scaleset.dev",
+        "v1alpha1",
+        world.namespace,
+        "scalesets",
+        "web",
+        {"metadata": {"labels": {"ring": "canary"}}},
+    )
+    _apply(kubeconfig, world.namespace, "upgradewave.yaml")
+    try:
+        stages = eventually(
+            lambda: (
+                world.custom.get_cluster_custom_object(
+                    "scaleset.dev", "v1alpha1", "upgradewaves", "webos-rollout"
+                )
+                .get("status", {})
+                .get("stages")
+            ),
+            30,
+            what="the wave's stages",
+        )
+        assert stages[0]["name"] == "canary"
+        assert f"{world.namespace}/web" in stages[0]["scaleSets"]
+        assert stages[1]["name"] == "production"
+    finally:
+        world.custom.delete_cluster_custom_object(
+            "scaleset.dev", "v1alpha1", "upgradewaves", "webos-rollout"
+        )

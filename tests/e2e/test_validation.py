@@ -150,3 +150,34 @@ def test_maintenance_window_times_are_checked(world: World) -> None:
         "maintenanceWindows": [{"days": ["Moonday"], "start": "02:00", "duration": "PT2H"}]
     }
     assert "Unsupported value" in _rejected(world, body)
+
+
+def _wave_rejected(world: World, stages: list[dict[str, Any]]) -> str:
+    body = {
+        "apiVersion": "scaleset.dev/v1alpha1",
+        "kind": "UpgradeWave",
+        "metadata": {"name": f"bad-{world.namespace}"},
+        "spec": {"stages": stages},
+    }
+    with pytest.raises(client.ApiException) as caught:
+        world.custom.create_cluster_custom_object("scaleset.dev", "v1alpha1", "upgradewaves", body)
+    assert caught.value.status == 422, caught.value.body
+    return str(caught.value.body)
+
+
+def _stage(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "selector": {"matchLabels": {"ring": name}}, **extra}
+
+
+def test_wave_stages_are_validated(world: World) -> None:
+    assert "stage names must be unique" in _wave_rejected(world, [_stage("a"), _stage("a")])
+    assert "must be an ISO 8601 duration" in _wave_rejected(
+        world, [_stage("a", soakTime="30 minutes")]
+    )
+    assert "lower case letters, digits and '-'" in _wave_rejected(world, [_stage("Prod")])
+    assert "should have at least 1 items" in _wave_rejected(world, [])
+    exists_with_values = {
+        "name": "a",
+        "selector": {"matchExpressions": [{"key": "k", "operator": "Exists", "values": ["x"]}]},
+    }
+    assert "values must be given for In and NotIn" in _wave_rejected(world, [exists_with_values])

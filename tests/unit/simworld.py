@@ -43,6 +43,7 @@ from scaleset_operator.planner.model_hash import model_hash
 from scaleset_operator.planner.observed import Observed, Plan, PlannerSettings
 from scaleset_operator.planner.plan import plan
 from scaleset_operator.planner.timefmt import stamp
+from scaleset_operator.planner.waves.gate import WaveGate
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 OS_CONTAINER = "os"
@@ -308,6 +309,8 @@ class Sim:
     # maxUnavailable; `observed()` works out what each allows, as the disruption controller
     # would.
     budgets: dict[str, tuple[DisruptionBudget, int]] = field(default_factory=dict)
+    # What an UpgradeWave lets this scale set's platform upgrades target.
+    wave: WaveGate | None = None
 
     def observed(self) -> Observed:
         return Observed(
@@ -322,6 +325,7 @@ class Sim:
             requests=tuple(self.requests.values()),
             settings=self.settings,
             budgets=self.disruption_budgets(),
+            wave=self.wave,
         )
 
     def add_budget(

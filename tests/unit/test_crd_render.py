@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from scaleset_operator.models.crd import imageversion_crd, render_all, scaleset_crd
+from scaleset_operator.models.crd import imageversion_crd, render_all, scaleset_crd, upgradewave_crd
 from scaleset_operator.models.imageversion import ImageVersionSpec
 from scaleset_operator.models.scaleset import ScaleSetSpec
+from scaleset_operator.models.upgradewave import UpgradeWaveSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -43,7 +44,11 @@ def nodes(schema: Schema, path: str = "") -> Iterator[tuple[str, Schema]]:
         yield from nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
-CRD_BUILDERS = {"scalesets": scaleset_crd, "imageversions": imageversion_crd}
+CRD_BUILDERS = {
+    "scalesets": scaleset_crd,
+    "imageversions": imageversion_crd,
+    "upgradewaves": upgradewave_crd,
+}
 
 
 def test_crds_folder_is_exactly_the_rendered_output() -> None:
@@ -63,7 +68,7 @@ def test_chart_copies_are_byte_identical() -> None:
 
 def test_rendered_files_parse_to_the_crd_objects() -> None:
     rendered = render_all()
-    for crd in (scaleset_crd(), imageversion_crd()):
+    for crd in (scaleset_crd(), imageversion_crd(), upgradewave_crd()):
         text = rendered[f"{crd['metadata']['name']}.yaml"]
         assert text.startswith("# Generated from the pydantic models")
         assert yaml.safe_load(text) == crd
@@ -271,7 +276,11 @@ def model_patterns(node: Any) -> Iterator[str]:
 @pytest.mark.parametrize("kind", list(CRD_BUILDERS))
 def test_pattern_rules_are_the_models_patterns(kind: str) -> None:
     """CEL string escaping must give back the model's regular expression exactly."""
-    model = ScaleSetSpec if kind == "scalesets" else ImageVersionSpec
+    model = {
+        "scalesets": ScaleSetSpec,
+        "imageversions": ImageVersionSpec,
+        "upgradewaves": UpgradeWaveSpec,
+    }[kind]
     patterns = set(model_patterns(model.model_json_schema(by_alias=True)))
     seen = set()
     for path, node in nodes(root_schema(CRD_BUILDERS[kind]())):

@@ -87,7 +87,7 @@ def test_waiting_for_a_crd_that_never_comes_fails_with_its_name() -> None:
 
 
 def test_the_demo_installs_crds_whose_conditions_start_null() -> None:
-    names = ["scalesets.scaleset.dev", "imageversions.scaleset.dev"]
+    names = ["scalesets.scaleset.dev", "imageversions.scaleset.dev", "upgradewaves.scaleset.dev"]
     cluster = ScriptedCluster(
         {f"{CRDS}/{n}": [{"status": {"conditions": None}}, ESTABLISHED] for n in names}
     )

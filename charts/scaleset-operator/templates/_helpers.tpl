@@ -108,6 +108,13 @@ Rules on cluster-scoped resources, needed in both modes.
 - apiGroups: ["scaleset.dev"]
   resources: ["imageversions"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["scaleset.dev"]
+  resources: ["upgradewaves"]
+  # Waves order platform upgrades across scale sets; the operator keeps their status.
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["scaleset.dev"]
+  resources: ["upgradewaves/status"]
+  verbs: ["get", "update", "patch"]
 - apiGroups: [""]
   resources: ["nodes"]
   # Zones of the nodes instances run on (topology.kubernetes.io/zone), read only.

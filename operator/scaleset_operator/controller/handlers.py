@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import kopf
 
@@ -23,6 +23,7 @@ from scaleset_operator.controller.pacing import StatusPacer
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
+from scaleset_operator.controller.wave_pass import reconcile_wave
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import KubeClient, make_api_client
 from scaleset_operator.k8s.errors import KubeApiError, NotFoundError
@@ -30,6 +31,7 @@ from scaleset_operator.metrics import OperatorMetrics, operator_registry, serve
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.instance import LABEL_SCALESET
 from scaleset_operator.models.scaleset import GROUP, PLURAL, VERSION
+from scaleset_operator.models.upgradewave import PLURAL as WAVE_PLURAL
 from scaleset_operator.notifications.delivery import Backoff
 from scaleset_operator.notifications.ledger import ANNOTATION as NOTIFIED
 from scaleset_operator.notifications.notifier import Notifier
@@ -48,6 +50,9 @@ class _State:
     pods: PodCache = PodCache()
     podwatch: PodWatch | None = None
     notifier: Notifier | None = None
+    wave_workers: Workers | None = None
+    # What each wave has admitted or faulted: only a change there concerns the scale sets.
+    wave_gates: ClassVar[dict[str, object]] = {}
 
 
 STATE = _State()
@@ -89,6 +94,16 @@ def _workers() -> Workers:
     return STATE.workers
 
 
+def _wave_pass(_: str, name: str) -> Outcome:
+    assert STATE.cluster is not None
+    return reconcile_wave(STATE.cluster, name, CONFIG.namespaces)
+
+
+def _wave_workers() -> Workers:
+    assert STATE.wave_workers is not None
+    return STATE.wave_workers
+
+
 def tune(settings: kopf.OperatorSettings) -> None:
     """kopf settings: where it keeps state (nowhere), how it watches and retries."""
     # Our handlers keep no kopf state; annotations under our group if kopf ever needs any.
@@ -111,9 +126,13 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.pods = PodCache()
     STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
+    # A wave reads every scale set it orders: one pass per burst of their changes is enough.
+    STATE.wave_workers = Workers(
+        _wave_pass, debounce=max(CONFIG.debounce, 0.3), active=not CONFIG.leader_elect, kind="wave"
+    )
     STATE.podwatch = _start_pod_watch(STATE.cluster, STATE.workers)
     if CONFIG.leader_elect:
-        _start_leadership(STATE.cluster, STATE.workers)
+        _start_leadership(STATE.cluster, (STATE.workers, STATE.wave_workers))
     if CONFIG.metrics_port is not None:
         try:
             STATE.metrics = _start_metrics(CONFIG.metrics_port)
@@ -186,7 +205,7 @@ def _start_metrics(port: int) -> OperatorMetrics:
     return metrics
 
 
-def _start_leadership(cluster: KubeClient, workers: Workers) -> None:
+def _start_leadership(cluster: KubeClient, workers: tuple[Workers, ...]) -> None:
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     STATE.leadership = Leadership(
         cluster,
@@ -196,8 +215,17 @@ def _start_leadership(cluster: KubeClient, workers: Workers) -> None:
         lease_seconds=CONFIG.lease_seconds,
         renew_every=max(0.5, CONFIG.lease_seconds / 5),
     )
+
+    def activate() -> None:
+        for group in workers:
+            group.activate()
+
+    async def deactivate() -> None:
+        for group in workers:
+            await group.deactivate()
+
     STATE.leadership_task = asyncio.create_task(
-        STATE.leadership.run(workers.activate, workers.deactivate), name="leadership"
+        STATE.leadership.run(activate, deactivate), name="leadership"
     )
     log.info(
         "leader election on lease %s/%s as %s", CONFIG.lease_namespace, CONFIG.lease_name, identity
@@ -214,6 +242,8 @@ async def shutdown(**_: Any) -> None:
         STATE.leadership_task.cancel()
     if STATE.workers is not None:
         await STATE.workers.stop_all()
+    if STATE.wave_workers is not None:
+        await STATE.wave_workers.stop_all()
     if STATE.leadership is not None and STATE.leadership.leading:
         await asyncio.to_thread(STATE.leadership.release)
 
@@ -231,8 +261,11 @@ async def scaleset_changed(
             STATE.metrics.forget(namespace, name)
         if STATE.notifier is not None:
             STATE.notifier.forget(namespace, name)
+        _wave_workers().poke_all()
         return
     _workers().poke((namespace, name))
+    # A wave waits on its scale sets' statuses.
+    _wave_workers().poke_all()
 
 
 @kopf.on.event(GROUP, VERSION, IV_PLURAL)
@@ -240,6 +273,43 @@ async def catalog_changed(**_: Any) -> None:
     assert STATE.cluster is not None
     STATE.cluster.invalidate_catalog()
     _workers().poke_all()
+
+
+@kopf.on.event(GROUP, VERSION, WAVE_PLURAL)
+async def wave_changed(
+    *, event: Mapping[str, object], body: kopf.Body, name: str, **_: Any
+) -> None:
+    assert STATE.cluster is not None
+    STATE.cluster.invalidate_waves()
+    if event.get("type") == "DELETED":
+        await _wave_workers().stop(("", name))
+        STATE.wave_gates.pop(name, None)
+        _workers().poke_all()
+        return
+    _wave_workers().poke(("", name))
+    gates = _gates_of(body)
+    if STATE.wave_gates.get(name) != gates:
+        # Stages, selectors, an admitted stage or a fault changed: some scale set may move.
+        STATE.wave_gates[name] = gates
+        _workers().poke_all()
+
+
+def _gates_of(body: Mapping[str, Any]) -> object:
+    spec = body.get("spec") or {}
+    versions = (body.get("status") or {}).get("versions") or []
+    # The soak's end too: instances waiting for it show until when.
+    held = sorted(
+        (
+            str(v.get("image")),
+            str(v.get("version")),
+            str(v.get("stageIndex")),
+            v.get("phase") == "Faulted",
+            str(v.get("soakEndsAt")),
+        )
+        for v in versions
+        if isinstance(v, dict)
+    )
+    return (repr(spec), held)
 
 
 @kopf.on.probe(id="workers")

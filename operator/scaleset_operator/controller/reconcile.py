@@ -28,6 +28,7 @@ from scaleset_operator.k8s.budgets import to_budget
 from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import to_instance
+from scaleset_operator.k8s.waves import to_waves
 from scaleset_operator.models.instance import (
     LABEL_SCALESET,
     REQUEST_ANNOTATIONS,
@@ -42,6 +43,7 @@ from scaleset_operator.planner.disruption import DisruptionBudget
 from scaleset_operator.planner.observed import Observed, PlannerSettings
 from scaleset_operator.planner.plan import plan
 from scaleset_operator.planner.timefmt import stamp
+from scaleset_operator.planner.waves.gate import gate_for
 
 Obj = dict[str, Any]
 log = logging.getLogger("scaleset_operator.reconcile")
@@ -191,6 +193,11 @@ def _plan_with(
         requests=requests_of(obj),
         settings=settings,
         budgets=budgets.get() if _upgrading(status) else (),
+        wave=gate_for(
+            to_waves(cluster.list_waves()),
+            obj["metadata"].get("labels") or {},
+            spec.image_reference.family,
+        ),
     )
     result = plan(observed)
     if not _upgrading(status) and _upgrading(result.status):

@@ -51,8 +51,10 @@ class Workers:
         debounce: float = 0.05,
         backoff: ErrorBackoff | None = None,
         active: bool = True,
+        kind: str = "scaleset",
     ) -> None:
         self._run_pass = run_pass
+        self._kind = kind
         self._debounce = debounce
         self.backoff = backoff or ErrorBackoff()
         self._wakeups: dict[Key, asyncio.Event] = {}
@@ -76,7 +78,7 @@ class Workers:
         if key not in self._tasks or self._tasks[key].done():
             self._wakeups[key] = asyncio.Event()
             self._tasks[key] = asyncio.create_task(
-                self._loop(key), name=f"scaleset {key[0]}/{key[1]}"
+                self._loop(key), name=f"{self._kind} {key[0]}/{key[1]}"
             )
         self._wakeups[key].set()
 
@@ -113,7 +115,8 @@ class Workers:
         # One line per failure; the traceback only the first time, so that a scale set that
         # cannot be reconciled for hours does not flood the log.
         log.warning(
-            "reconcile of %s/%s failed (%d in a row), retrying in %.0fs: %s: %s",
+            "reconcile of %s %s/%s failed (%d in a row), retrying in %.0fs: %s: %s",
+            self._kind,
             *key,
             count,
             delay,

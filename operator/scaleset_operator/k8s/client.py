@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -29,6 +29,8 @@ from scaleset_operator.k8s.errors import (
 )
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.scaleset import GROUP, KIND, PLURAL, VERSION
+from scaleset_operator.models.upgradewave import KIND as WAVE_KIND
+from scaleset_operator.models.upgradewave import PLURAL as WAVE_PLURAL
 
 Obj = dict[str, Any]
 
@@ -64,14 +66,37 @@ def condition(obj: Obj, type_: str) -> str | None:
     return None
 
 
+class _Listing:
+    """A list shared by every pass, re-read at most every `ttl` seconds and at once after
+    `invalidate` (which the watch of that resource calls)."""
+
+    def __init__(self, ttl: float) -> None:
+        self._items: list[Obj] = []
+        self._at: float | None = None
+        self._ttl = ttl
+        self._lock = threading.Lock()
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._at = None
+
+    def get(self, fetch: Callable[[], list[Obj]]) -> list[Obj]:
+        with self._lock:
+            if self._at is not None and time.monotonic() - self._at < self._ttl:
+                return self._items
+        items = fetch()
+        with self._lock:
+            self._items, self._at = items, time.monotonic()
+        return items
+
+
 class KubeClient:
     """The operator's view of the API: a few calls, each one request, JSON in and out."""
 
     def __init__(self, api: client.ApiClient, *, catalog_ttl: float = 5.0) -> None:
         self.api = api
-        self._catalog: list[Obj] = []
-        self._catalog_at = 0.0
-        self._catalog_ttl = catalog_ttl
+        self._catalog = _Listing(catalog_ttl)
+        self._waves = _Listing(catalog_ttl)
         self._zones: dict[str, str] = {}
         self._zones_at = 0.0
         self._lock = threading.Lock()
@@ -158,18 +183,40 @@ class KubeClient:
         return cast(list[Obj], body.get("items") or [])
 
     def invalidate_catalog(self) -> None:
-        with self._lock:
-            self._catalog_at = 0.0
+        self._catalog.invalidate()
 
     def list_catalog(self) -> list[Obj]:
         """All ImageVersions; shared by every scale set and re-listed at most every TTL."""
-        with self._lock:
-            if time.monotonic() - self._catalog_at < self._catalog_ttl:
-                return self._catalog
-        items = cast(list[Obj], self.request("GET", f"{_CRD_BASE}/{IV_PLURAL}").get("items") or [])
-        with self._lock:
-            self._catalog, self._catalog_at = items, time.monotonic()
-        return items
+        return self._catalog.get(lambda: self._items(f"{_CRD_BASE}/{IV_PLURAL}"))
+
+    def invalidate_waves(self) -> None:
+        self._waves.invalidate()
+
+    def list_waves(self) -> list[Obj]:
+        """All UpgradeWaves, shared like the catalog. Without their CRD there are none (an
+        operator upgraded before its CRDs): nothing then orders any upgrade."""
+
+        def fetch() -> list[Obj]:
+            try:
+                return self._items(f"{_CRD_BASE}/{WAVE_PLURAL}")
+            except NotFoundError:
+                return []
+
+        return self._waves.get(fetch)
+
+    def get_wave(self, name: str) -> Obj:
+        return self.request("GET", f"{_CRD_BASE}/{WAVE_PLURAL}/{name}")
+
+    def list_scalesets(self, namespaces: Sequence[str]) -> list[Obj]:
+        """Every ScaleSet in these namespaces, or in all of them when none are given."""
+        if not namespaces:
+            return self._items(f"{_CRD_BASE}/{PLURAL}")
+        return [
+            o for ns in namespaces for o in self._items(f"{_CRD_BASE}/namespaces/{ns}/{PLURAL}")
+        ]
+
+    def _items(self, path: str) -> list[Obj]:
+        return cast(list[Obj], self.request("GET", path).get("items") or [])
 
     def node_zones(self, wanted: set[str]) -> dict[str, str]:
         """Node name -> `topology.kubernetes.io/zone`, re-listed when a node is unknown."""
@@ -229,6 +276,18 @@ class KubeClient:
         }
         path = f"{_CRD_BASE}/namespaces/{meta['namespace']}/{PLURAL}/{meta['name']}/status"
         return self.request("PUT", path, body=body)
+
+    def replace_wave_status(self, obj: Obj, status: Obj) -> Obj:
+        """An UpgradeWave's whole status, guarded by resourceVersion like a ScaleSet's."""
+        meta = obj["metadata"]
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": WAVE_KIND,
+            "metadata": {"name": meta["name"], "resourceVersion": meta["resourceVersion"]},
+            "spec": obj.get("spec") or {},
+            "status": status,
+        }
+        return self.request("PUT", f"{_CRD_BASE}/{WAVE_PLURAL}/{meta['name']}/status", body=body)
 
     def create_pod(self, namespace: str, body: Obj) -> None:
         with contextlib.suppress(AlreadyExistsError):

@@ -5,7 +5,7 @@ The models are the source of truth; `crds/` and the chart's copy are this module
 API server, not the operator, rejects bad input with a readable message.
 """
 
-# Long module: the schema conversion and every CEL rule of both CRDs in one place, so that a
+# Long module: the schema conversion and every CEL rule of the three CRDs in one place, so that a
 # reader sees all that the API server checks without hunting through files.
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from scaleset_operator.models import imageversion, scaleset
+from scaleset_operator.models import imageversion, scaleset, upgradewave
 from scaleset_operator.models.durations import ISO8601_DURATION
 from scaleset_operator.models.imageversion import ImageVersionSpec
 from scaleset_operator.models.scaleset import GROUP, TIME_OF_DAY, VERSION, ScaleSetSpec
 from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.models.upgradewave import STAGE_NAME, UpgradeWaveSpec, UpgradeWaveStatus
 from scaleset_operator.models.versions import DOTTED_VERSION
 
 Schema = dict[str, Any]
@@ -30,6 +31,7 @@ _PATTERN_MESSAGES = {
     ISO8601_DURATION: "must be an ISO 8601 duration such as PT5M, PT30S or PT1H",
     DOTTED_VERSION: "must be a dotted numeric version such as 1.2.3",
     TIME_OF_DAY: "must be a time of day HH:MM (24 h, UTC) such as 02:30",
+    STAGE_NAME: "must be lower case letters, digits and '-', such as production",
     r"^(latest|[0-9]{1,9}(\.[0-9]{1,9}){0,3})$": (
         "must be 'latest' or a dotted numeric version such as 1.2.3"
     ),
@@ -341,6 +343,45 @@ def imageversion_crd() -> Schema:
     )
 
 
+def upgradewave_crd() -> Schema:
+    spec = _schema_of(UpgradeWaveSpec, spec_defaults=True)
+    status = _schema_of(UpgradeWaveStatus, spec_defaults=False)
+    stages = spec["properties"]["stages"]
+    _add_rules(
+        stages,
+        [
+            {
+                "rule": "self.all(a, self.exists_one(b, b.name == a.name))",
+                "message": "stage names must be unique in the wave",
+            }
+        ],
+    )
+    requirement = stages["items"]["properties"]["selector"]["properties"]["matchExpressions"]
+    _add_rules(
+        requirement["items"],
+        [
+            {
+                "rule": "(self.operator in ['In', 'NotIn']) == (has(self.values) && "
+                "size(self.values) > 0)",
+                "message": "values must be given for In and NotIn, and only for them",
+            }
+        ],
+    )
+    return _crd(
+        plural=upgradewave.PLURAL,
+        kind=upgradewave.KIND,
+        description=upgradewave.DESCRIPTION,
+        scope="Cluster",
+        short_names=["wave"],
+        spec=spec,
+        status=status,
+        columns=[
+            ("Status", "string", ".status.summary", "The newest version and where it is"),
+        ],
+        scale=False,
+    )
+
+
 def _crd(
     *,
     plural: str,
@@ -414,7 +455,7 @@ class _PlainDumper(yaml.SafeDumper):
 def render_all() -> dict[str, str]:
     """File name -> YAML text, exactly what `crds/` holds."""
     out = {}
-    for crd in (scaleset_crd(), imageversion_crd()):
+    for crd in (scaleset_crd(), imageversion_crd(), upgradewave_crd()):
         name = crd["metadata"]["name"]
         header = "# Generated from the pydantic models by `scaleset-operator crds`; do not edit.\n"
         out[f"{name}.yaml"] = header + yaml.dump(

@@ -91,6 +91,13 @@ class ImageReference(ApiModel):
             other.image,
         )
 
+    @property
+    def family(self) -> str:
+        """The image without its version, spelled like ResolvedImage.family."""
+        if self.is_gallery:
+            return f"{self.gallery}/{self.image}"
+        return f"{self.publisher}:{self.offer}:{self.sku}"
+
     def describe(self) -> str:
         if self.is_gallery:
             return f"{self.gallery}/{self.image}:{self.version}"

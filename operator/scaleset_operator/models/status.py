@@ -432,6 +432,7 @@ class HoldReason(StrEnum):
     AUTOMATIC_UPGRADE_DISABLED = "AutomaticOSUpgradeDisabled"
     YOUNGER_THAN_MINIMUM_AGE = "YoungerThanMinimumImageAge"
     QUARANTINED = "Quarantined"
+    WAITING_FOR_WAVE = "WaitingForWave"
     UPGRADE_DELAY = "UpgradeDelay"
     HEALTH_GATE = "HealthGate"
     OUTSIDE_MAINTENANCE_WINDOW = "OutsideMaintenanceWindow"

@@ -134,7 +134,7 @@ def _retarget(state: PassState, run: UpgradeRun) -> UpgradeRun:
         return run
     obs = state.obs
     found = upgrade_target(
-        obs.spec, state.status, obs.catalog, state.now, started_by=StartedBy.PLATFORM
+        obs.spec, state.status, obs.catalog, state.now, started_by=StartedBy.PLATFORM, wave=obs.wave
     )
     target = found.image
     if target is None or not is_newer(target.version, run.target.version):

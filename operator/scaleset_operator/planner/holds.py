@@ -44,7 +44,9 @@ def out_of_date(state: PassState, live: dict[int, Instance]) -> OutOfDate | None
     run = state.status.upgrade_run
     running = run is not None and not run_finished(run)
     obs = state.obs
-    target = upgrade_target(obs.spec, state.status, obs.catalog, state.now, started_by=PLATFORM)
+    target = upgrade_target(
+        obs.spec, state.status, obs.catalog, state.now, started_by=PLATFORM, wave=obs.wave
+    )
     if run is not None and running:
         latest = run.target.urn
     else:
@@ -125,6 +127,10 @@ def _idle(state: PassState, inst: Instance, target: UpgradeTarget) -> Hold:
     if model is not None and inst.os_image != model.container_image:
         # Older than the model with nothing newer to start: only a user's start moves it.
         return HoldReason.LEFT_BEHIND, None
+    waves = [h for h in target.held_back if h.reason is VersionHold.WAVE]
+    if waves:
+        soaked = [h.until for h in waves if h.until is not None]
+        return HoldReason.WAITING_FOR_WAVE, min(soaked, default=None)
     ripening = [h.until for h in target.held_back if h.reason is VersionHold.TOO_YOUNG]
     if ripening:
         return HoldReason.YOUNGER_THAN_MINIMUM_AGE, min(u for u in ripening if u is not None)

@@ -11,6 +11,7 @@ from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.planner.actions import Action, EmitEvent
 from scaleset_operator.planner.disruption import DisruptionBudget
+from scaleset_operator.planner.waves.gate import WaveGate
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Observed:
     settings: PlannerSettings = field(default_factory=PlannerSettings)
     # The namespace's PodDisruptionBudgets; listed only while an OS upgrade runs.
     budgets: tuple[DisruptionBudget, ...] = ()
+    # The wave that orders this scale set's platform upgrades, if any selects it.
+    wave: WaveGate | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,9 @@ def maybe_start_platform_upgrade(state: PassState) -> None:
     and any back-off after a refused start, inside a maintenance window."""
     obs, status = state.obs, state.status
     spec = obs.spec
-    target = upgrade_target(spec, status, obs.catalog, state.now, started_by=StartedBy.PLATFORM)
+    target = upgrade_target(
+        spec, status, obs.catalog, state.now, started_by=StartedBy.PLATFORM, wave=obs.wave
+    )
     for ripe in target.ripens_at:
         state.wake(ripe)
     image = target.image

@@ -27,6 +27,7 @@ from scaleset_operator.models.scaleset import (
 from scaleset_operator.models.status import ResolvedImage, ScaleSetStatus, StartedBy
 from scaleset_operator.models.versions import version_key
 from scaleset_operator.planner.timefmt import parse_stamp
+from scaleset_operator.planner.waves.gate import WaveGate
 
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
@@ -77,13 +78,15 @@ class HoldReason(StrEnum):
 
     QUARANTINED = "Quarantined"
     TOO_YOUNG = "YoungerThanMinimumImageAge"
+    WAVE = "WaitingForWave"
 
 
 @dataclass(frozen=True)
 class HeldBack:
     version: str
     reason: HoldReason
-    until: datetime | None = None  # TOO_YOUNG: when it is old enough
+    # TOO_YOUNG: when it is old enough; WAVE: when the stage before ends its soak, if it does.
+    until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,13 @@ class UpgradeTarget:
 
     @property
     def ripens_at(self) -> tuple[datetime, ...]:
-        """When versions held back for their age become eligible: the planner wakes then."""
-        return tuple(h.until for h in self.held_back if h.until is not None)
+        """When versions held back for their age become eligible: the planner wakes then.
+        A wave's soak is not among them: the wave's own status change wakes the scale set."""
+        return tuple(
+            h.until
+            for h in self.held_back
+            if h.until is not None and h.reason is HoldReason.TOO_YOUNG
+        )
 
     @property
     def may_start(self) -> bool:
@@ -118,6 +126,7 @@ def upgrade_target(
     now: datetime,
     *,
     started_by: StartedBy,
+    wave: WaveGate | None = None,
 ) -> UpgradeTarget:
     """The one place that picks the target of an OS upgrade: the platform's start
     and its retargeting between batches, a user's start, `rolling-upgrade plan` and `watch`.
@@ -129,7 +138,9 @@ def upgrade_target(
     What a user's start overrides is only *when* (it starts at once): maintenance windows do not
     hold it back, and it needs neither automatic upgrades nor a version newer than the model;
     with nothing newer it targets the model itself, so that instances left behind catch up and
-    none is ever moved backwards.
+    none is ever moved backwards. A wave (`wave`) orders only the platform's upgrades: a
+    version its stage has not reached yet, or one the wave saw fault, is held back for the
+    platform alone; a user's start is the user's own decision.
     """
     ref = spec.image_reference
     model = status.model_image
@@ -144,7 +155,7 @@ def upgrade_target(
         # Without a model, instances are created on the latest version directly.
         return UpgradeTarget(None)
     schedule = spec.upgrade_policy.automatic_upgrade_schedule
-    held = _held_back(spec, status, catalog, now)
+    held = _held_back(spec, status, catalog, now, None if by_user else wave)
     entry = resolve_latest(catalog, ref, spec.location, skip_versions=[h.version for h in held])
     image = pin(entry, ref) if entry is not None else None
     floor = model.version if model is not None else None
@@ -159,9 +170,13 @@ def upgrade_target(
 
 
 def _held_back(
-    spec: ScaleSetSpec, status: ScaleSetStatus, catalog: Sequence[CatalogEntry], now: datetime
+    spec: ScaleSetSpec,
+    status: ScaleSetStatus,
+    catalog: Sequence[CatalogEntry],
+    now: datetime,
+    wave: WaveGate | None,
 ) -> list[HeldBack]:
-    """Versions `latest` would pick but for their quarantine or their age."""
+    """Versions `latest` would pick but for their quarantine, their age or a wave."""
     schedule = spec.upgrade_policy.automatic_upgrade_schedule
     quarantined = set(status.faulted_versions)
     held: list[HeldBack] = []
@@ -175,4 +190,6 @@ def _held_back(
         ripe = ripe_at(candidate, schedule)
         if ripe is not None and ripe > now:
             held.append(HeldBack(version, HoldReason.TOO_YOUNG, ripe))
+        elif wave is not None and not wave.allows(version):
+            held.append(HeldBack(version, HoldReason.WAVE, wave.soak_ends.get(version)))
     return sorted(set(held), key=lambda h: (version_key(h.version), h.version))

@@ -1,0 +1,57 @@
+"""One pass of one UpgradeWave: read its ScaleSets' statuses, advance each version's record,
+write the status. The ScaleSets read that status (never this pass's memory) to know what their
+stage may get, so a crash anywhere here loses nothing but a pass."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from scaleset_operator.catalog.objects import catalog_entries
+from scaleset_operator.controller.reconcile import Outcome
+from scaleset_operator.k8s.client import KubeClient
+from scaleset_operator.k8s.errors import ConflictError, NotFoundError
+from scaleset_operator.k8s.waves import to_member, to_wave, to_waves
+from scaleset_operator.models.upgradewave import WaveVersion
+from scaleset_operator.planner.waves.progress import plan_wave
+
+log = logging.getLogger("scaleset_operator.waves")
+
+
+def reconcile_wave(cluster: KubeClient, name: str, namespaces: Sequence[str]) -> Outcome:
+    try:
+        obj = cluster.get_wave(name)
+    except NotFoundError:
+        return Outcome(None, gone=True)
+    wave = to_wave(obj)
+    if wave is None:
+        return Outcome(None)
+    # The others only decide which ScaleSets are this wave's; this one is read fresh.
+    waves = [w for w in to_waves(cluster.list_waves()) if w.name != name] + [wave]
+    members = [m for m in (to_member(o) for o in cluster.list_scalesets(namespaces)) if m]
+    now = datetime.now(UTC)
+    result = plan_wave(
+        wave,
+        obj["metadata"].get("generation"),
+        members,
+        waves,
+        catalog_entries(cluster.list_catalog()),
+        now,
+    )
+    if result.status != wave.status:
+        try:
+            cluster.replace_wave_status(obj, result.status.wire())
+        except ConflictError:
+            return Outcome(0.05)
+        _log_changes(name, wave.status.versions, result.status.versions)
+    if result.wake_at is None:
+        return Outcome(None)
+    return Outcome(max(0.05, (result.wake_at - now).total_seconds()))
+
+
+def _log_changes(wave: str, before: Sequence[WaveVersion], after: Sequence[WaveVersion]) -> None:
+    old = {(r.image, r.version): (r.phase, r.stage) for r in before}
+    for r in after:
+        if old.get((r.image, r.version)) != (r.phase, r.stage):
+            log.info("wave %s: %s:%s %s in stage %s", wave, r.image, r.version, r.phase, r.stage)
