@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import urllib3
 import yaml
-from kubernetes import client
+from kubernetes import client, config
 
-from scaleset_operator.controller.preflight import CrdsMissingError, check_crds
+from scaleset_operator.controller.preflight import INSTALL_CRDS, CrdsMissingError, check_crds
 from scaleset_operator.k8s.client import KubeClient
 from tests.e2e.support import GROUP, VERSION, OperatorProcess
 
@@ -139,3 +142,96 @@ def test_missing_crds_are_named(api_client: client.ApiClient, crds_installed: No
     assert "serves no scalesets.nosuch.scaleset.dev;" in str(unknown_group.value)
     assert "kubectl apply --server-side" in str(unknown_group.value)
     check_crds(cluster, f"{GROUP}/{VERSION}", ["scalesets", "imageversions"])
+
+
+# A group that no CRD of the session's cluster defines: the API server answers for it as it
+# answers for ours on a cluster where the CRDs were never installed.
+NOT_INSTALLED = f"not-installed.{GROUP}"
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    kubeconfig: Path
+    # (path asked by the operator, status the API server answered) for every request.
+    asked: list[tuple[str, int]]
+
+
+def _without_our_group(upstream: client.Configuration, asked: list[tuple[str, int]]) -> type:
+    """A handler that forwards each GET to the session's API server as the session's user,
+    except that a path under our group asks about NOT_INSTALLED instead. Nothing is made up:
+    every answer, the discovery 404 included, is the real API server's."""
+    ca = upstream.ssl_ca_cert  # type: ignore[attr-defined]  # present at runtime, not in the stubs
+    pool = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=ca)
+    token = upstream.api_key["BearerToken"]
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.replace(f"/apis/{GROUP}/", f"/apis/{NOT_INSTALLED}/", 1)
+            if path.split("?")[0] == f"/apis/{GROUP}":
+                path = path.replace(GROUP, NOT_INSTALLED, 1)
+            accept = self.headers.get("Accept") or "application/json"
+            answer = pool.request(
+                "GET",
+                f"{upstream.host}{path}",
+                headers={"Authorization": token, "Accept": accept},
+                redirect=False,
+            )
+            asked.append((self.path, answer.status))
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.headers.get("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(answer.data)))
+            self.end_headers()
+            self.wfile.write(answer.data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    return Forward
+
+
+@pytest.fixture
+def crds_not_served(kubeconfig: Path, tmp_path: Path) -> Iterator[ClusterView]:
+    """A kubeconfig for the session's API server as a cluster without our CRDs shows it,
+    through a forwarding proxy; the session's CRDs stay installed for the other tests."""
+    upstream = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=upstream)
+    assert upstream.api_key.get("BearerToken", "").startswith("Bearer "), "token auth expected"
+    asked: list[tuple[str, int]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _without_our_group(upstream, asked))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    name = "without-crds"
+    view = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": name, "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+        ],
+        "users": [{"name": name, "user": {}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "current-context": name,
+    }
+    path = tmp_path / f"{name}.kubeconfig"
+    path.write_text(yaml.safe_dump(view))
+    try:
+        yield ClusterView(path, asked)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_crds_not_served(
+    crds_installed: None, crds_not_served: ClusterView, tmp_path: Path
+) -> None:
+    ended = run_operator(crds_not_served.kubeconfig, tmp_path)
+
+    assert ended.code != 0
+    assert ended.seconds < LIMIT
+    line = ended.line()
+    assert line.startswith(
+        f"Error: the CRDs are not installed: the API server serves no scalesets.{GROUP}, "
+    )
+    assert f"imageversions.{GROUP}" in line
+    assert line.endswith(f"install them with `{INSTALL_CRDS}` (or the Helm chart)")
+    # The real API server said it does not serve the group version, and the process believed
+    # it (not a connection or permission failure).
+    assert (f"/apis/{GROUP}/{VERSION}", 404) in crds_not_served.asked

@@ -153,7 +153,9 @@ def test_lost_status_writes_around_the_recreation_still_finish_the_upgrade() -> 
     assert sorted(sim.status.upgrade_run.succeeded) == [0, 1, 2, 3, 4]
 
 
-def test_an_instance_from_another_image_is_patched_so_its_rollback_finds_its_own_image() -> None:
+def left_behind_on_1_0_0() -> Sim:
+    """Instance 1 was protected during the upgrade to 1.1.0, so it still runs 1.0.0 when the
+    next run (previous model 1.1.0) starts; both fit in one batch."""
     whole = {"maxBatchInstancePercent": 100, "maxUnhealthyInstancePercent": 100}
     sim = settled(2, extensions=True, rolling=whole)
     sim.world.protected.add(1)
@@ -161,21 +163,69 @@ def test_an_instance_from_another_image_is_patched_so_its_rollback_finds_its_own
     sim.run_until(finished)
     assert sim.world.tags() == {0: "1.1.0", 1: "1.0.0"}
     sim.world.protected.discard(1)
+    return sim
+
+
+def test_an_instance_from_another_image_is_recreated_both_ways_and_goes_back_to_its_own() -> None:
+    sim = left_behind_on_1_0_0()
+    old_image = sim.catalog[0].spec.image
     sim.publish(version_entry("1.2.0", "bad-1.2.0"))
     plans = sim.run_until(lambda s: s.run is not None and s.run.target.version == "1.2.0")
     plans += sim.run_until(finished)
-    # Instance 1 came from 1.0.0, not from the run's previous model 1.1.0: a recreated pod's
-    # mark could not say so, so it is patched in place both ways.
-    in_place = [(s.name, tag_of(s.container_image)) for s in sets(plans)]
-    assert ("web-1", "bad-1.2.0") in in_place
-    assert ("web-1", "1.0.0") in in_place
-    assert deletes(plans) == [
+    # Instance 1 came from 1.0.0, not from the run's previous model 1.1.0: it is recreated
+    # (its extensions run again) both ways, and goes back to 1.0.0.
+    assert sets(plans) == []
+    assert sorted(deletes(plans)) == [
         (0, "recreate on the new image"),
         (0, "recreate on the previous image"),
+        (1, "recreate on the new image"),
+        (1, "recreate on the previous image"),
     ]
+    forward, back = [c for c in creates(plans) if c.instance_id == 1]
+    assert tag_of(forward.container_image) == "bad-1.2.0"
+    assert forward.upgrade is not None
+    assert (forward.upgrade.previous_image, forward.upgrade.previous_version) == (
+        old_image,
+        "1.0.0",
+    )
+    assert (tag_of(back.container_image), back.image_urn.rsplit(":", 1)[1]) == ("1.0.0", "1.0.0")
+    assert back.upgrade is not None
+    assert back.upgrade.phase is UpgradePhase.ROLLING_BACK
+    assert back.upgrade.previous_image == old_image
     assert sim.world.tags() == {0: "1.1.0", 1: "1.0.0"}
     assert sim.run is not None
     assert (sorted(sim.run.rolled_back), sim.run.rollback_failed) == ([0, 1], [])
+    # Once the run has ended, the status no longer keeps where instances came from.
+    sim.step()
+    assert sim.status.recreated_from == []
+
+
+def test_what_a_recreated_instance_ran_before_is_kept_in_the_status_across_restarts() -> None:
+    sim = left_behind_on_1_0_0()
+    sim.publish(version_entry("1.2.0", "bad-1.2.0"))
+    seen = []
+    rollbacks = 0
+    for _ in range(300):
+        if finished(sim) and sim.run is not None and sim.run.target.version == "1.2.0":
+            break
+        # Every pass is a freshly started operator: it knows only the status and the pods.
+        # The status write of a pass that recreates nothing is sometimes lost as well.
+        coming = sim.plan()
+        lost = not deletes([coming]) and not creates([coming]) and len(sim.plans) % 3 == 0
+        sim.step(persist=not lost)
+        seen += [(c.instance_id, c.run) for c in sim.status.recreated_from]
+        if (1, "recreate on the previous image") in deletes([coming]):
+            rollbacks += 1
+            came = [c for c in sim.status.recreated_from if c.instance_id == 1]
+            assert [(c.previous_image, c.previous_version) for c in came] == [
+                (sim.catalog[0].spec.image, "1.0.0")
+            ]
+    assert rollbacks == 1
+    assert sim.run is not None
+    assert sim.run.code is RunningStatusCode.FAULTED
+    assert {iid for iid, _ in seen} == {1}
+    assert sim.world.tags() == {0: "1.1.0", 1: "1.0.0"}
+    assert sorted(sim.run.rolled_back) == [0, 1]
 
 
 def test_a_pinned_version_change_recreates_instances_with_extensions() -> None:

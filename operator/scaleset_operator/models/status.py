@@ -470,6 +470,21 @@ class OutOfDate(ApiModel):
     )
 
 
+class RecreatedInstance(ApiModel):
+    """An instance an OS upgrade deletes and brings back under its id (so that its extensions
+    run again) that ran another image before the run than the run's previous model image."""
+
+    instance_id: int = Field(description="The instance's id.")
+    run: str = Field(description="The startTime of the run that recreates it.")
+    previous_image: str = Field(
+        description="The OS container image it ran before the run: what its recreated pod's "
+        "upgrade mark names, and where a rollback brings it back to."
+    )
+    previous_version: str | None = Field(
+        default=None, description="The version of previousImage, when known."
+    )
+
+
 class ScaleSetStatus(ApiModel):
     """What the operator observed and decided; only the operator writes it."""
 
@@ -551,4 +566,10 @@ class ScaleSetStatus(ApiModel):
         default_factory=list,
         description="Ids of deleted or failed instances that come back under the same id, "
         "with the same data disks, once their old pod is gone.",
+    )
+    recreated_from: list[RecreatedInstance] = Field(
+        default_factory=list,
+        description="Instances the running OS upgrade recreates that ran another image than "
+        "its previous model image before it, and that image: the new pod's upgrade mark and a "
+        "rollback name it, the old pod and its mark being gone.",
     )

@@ -6,14 +6,24 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from scaleset_operator.models.instance import Instance, UpgradeMark, UpgradePhase
-from scaleset_operator.models.status import ResolvedImage, RunningStatusCode, UpgradeRun
+from scaleset_operator.models.status import (
+    ResolvedImage,
+    RunningStatusCode,
+    ScaleSetStatus,
+    UpgradeRun,
+)
 from scaleset_operator.planner.actions import (
     CreateInstance,
     DeleteInstance,
     DeleteReason,
     EventReason,
 )
-from scaleset_operator.planner.instances import id_list, upgrade_mark
+from scaleset_operator.planner.instances import (
+    current_origins,
+    id_list,
+    previous_urn,
+    recreated_mark,
+)
 from scaleset_operator.planner.passstate import NORMAL, WARNING, PassState
 from scaleset_operator.planner.timefmt import parse_stamp
 
@@ -57,6 +67,9 @@ def keep_capacity(state: PassState, model: ResolvedImage, live: dict[int, Instan
         _scale_in(state, active, -wanted)
     if returning != state.status.returning_instances:
         state.status = state.status.model_copy(update={"returning_instances": returning})
+    origins = current_origins(state.status)
+    if origins != state.status.recreated_from:
+        state.status = state.status.model_copy(update={"recreated_from": origins})
 
 
 def _create_missing(
@@ -87,7 +100,7 @@ def _create_missing(
     ids = remembered[:count]
     ids += [next(lowest) for _ in range(count - len(ids))]
     for iid in ids:
-        state.act(_recreation(run, iid, model, state.now_s), iid)
+        state.act(_recreation(state.status, run, iid, model, state.now_s), iid)
     if ids:
         state.event(
             NORMAL, EventReason.SCALED_OUT, f"creating {len(ids)} instance(s) on {model.urn}"
@@ -119,21 +132,27 @@ def _scale_in(state: PassState, active: list[Instance], excess: int) -> None:
         )
 
 
-def _mark_for_new(run: UpgradeRun | None, iid: int, now: str) -> UpgradeMark | None:
-    """A batch member recreated mid-upgrade still carries what to roll back to."""
+def _mark_for_new(
+    status: ScaleSetStatus, run: UpgradeRun | None, iid: int, now: str
+) -> UpgradeMark | None:
+    """A batch member recreated mid-upgrade still carries what to roll back to: the image it
+    ran before the run."""
     if run is None or run.batch is None or iid not in run.batch.instance_ids:
         return None
-    if run.code is not RunningStatusCode.ROLLING_FORWARD or run.previous is None:
+    if run.code is not RunningStatusCode.ROLLING_FORWARD:
         return None
-    return upgrade_mark(run, run.previous.container_image, run.previous.version, now)
+    return recreated_mark(status, run, iid, now)
 
 
-def _recreation(run: UpgradeRun | None, iid: int, model: ResolvedImage, now: str) -> CreateInstance:
+def _recreation(
+    status: ScaleSetStatus, run: UpgradeRun | None, iid: int, model: ResolvedImage, now: str
+) -> CreateInstance:
     """A batch member recreated mid-run comes back on the target with its upgrade mark; one
     that is rolling back (deleted so that its extensions run again, or lost meanwhile) comes
-    back on the run's previous image with a rollback mark, judged like an in-place rollback."""
-    mark = _mark_for_new(run, iid, now)
-    if mark is None or run is None or run.previous is None or iid not in run.rolling_back:
+    back on the image it ran before the run with a rollback mark, judged like an in-place
+    rollback."""
+    mark = _mark_for_new(status, run, iid, now)
+    if mark is None or run is None or iid not in run.rolling_back:
         return CreateInstance(iid, model.container_image, model.urn, mark)
     back = mark.model_copy(update={"phase": UpgradePhase.ROLLING_BACK})
-    return CreateInstance(iid, run.previous.container_image, run.previous.urn, back)
+    return CreateInstance(iid, back.previous_image, previous_urn(run, back, None), back)

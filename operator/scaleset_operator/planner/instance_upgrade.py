@@ -11,7 +11,13 @@ from scaleset_operator.planner.actions import (
     EventReason,
     SetInstanceImage,
 )
-from scaleset_operator.planner.instances import mark_left_by, upgrade_mark, version_of
+from scaleset_operator.planner.instances import (
+    mark_left_by,
+    previous_urn,
+    remember_origin,
+    upgrade_mark,
+    version_of,
+)
 from scaleset_operator.planner.model_hash import has_extensions
 from scaleset_operator.planner.passstate import WARNING, PassState
 
@@ -26,14 +32,11 @@ def patch_to_target(state: PassState, run: UpgradeRun, inst: Instance) -> None:
         state.now_s,
     )
     model_hash = state.status.model_hash
-    if inst.model_hash != model_hash or _reimages(state, run, mark.previous_image):
+    if inst.model_hash != model_hash or _reimages(state, run):
         # Azure re-runs the extensions in order on an OS upgrade, and init containers run only
         # at pod start: recreate under the same id (same name, same data disks); capacity
-        # keeping brings it back on the target with an upgrade mark.
-        state.act(
-            DeleteInstance(inst.name, inst.uid, DeleteReason.RECREATE_ON_NEW_IMAGE),
-            inst.instance_id,
-        )
+        # keeping brings it back on the target with an upgrade mark naming the image it ran.
+        _recreate(state, run, inst, mark, DeleteReason.RECREATE_ON_NEW_IMAGE)
         return
     state.act(
         SetInstanceImage(inst.name, inst.uid, run.target.container_image, run.target.urn, mark),
@@ -43,16 +46,15 @@ def patch_to_target(state: PassState, run: UpgradeRun, inst: Instance) -> None:
 
 def roll_back(state: PassState, run: UpgradeRun, inst: Instance, mark: UpgradeMark) -> None:
     """Send an instance back to the image its mark says it ran before."""
-    if _reimages(state, run, mark.previous_image):
+    if _reimages(state, run):
         # Going back re-runs the extensions as well; capacity keeping recreates the instance
-        # on the run's previous image.
-        reason = DeleteReason.RECREATE_ON_PREVIOUS_IMAGE
-        state.act(DeleteInstance(inst.name, inst.uid, reason), inst.instance_id)
+        # on the image it ran before the run.
+        _recreate(state, run, inst, mark, DeleteReason.RECREATE_ON_PREVIOUS_IMAGE)
     else:
         back = mark.model_copy(
             update={"phase": UpgradePhase.ROLLING_BACK, "started_at": state.now_s}
         )
-        urn = _urn_back(run, inst, mark)
+        urn = previous_urn(run, mark, inst.image_urn)
         state.act(
             SetInstanceImage(inst.name, inst.uid, mark.previous_image, urn, back),
             inst.instance_id,
@@ -64,23 +66,17 @@ def roll_back(state: PassState, run: UpgradeRun, inst: Instance, mark: UpgradeMa
     )
 
 
-def _reimages(state: PassState, run: UpgradeRun, previous_image: str) -> bool:
-    """Whether an instance with extensions changes image by being recreated.
-
-    A recreated pod's mark can only name the run's previous image (the old pod and its mark
-    are gone), so an instance that came from another image (mixed versions after Manual mode
-    or protection) keeps the in-place patch: rolling back to the image it really ran matters
-    more than re-running its extensions.
-    """
-    if not has_extensions(state.obs.spec) or run.previous is None:
-        return False
-    return previous_image == run.previous.container_image
+def _recreate(
+    state: PassState, run: UpgradeRun, inst: Instance, mark: UpgradeMark, reason: DeleteReason
+) -> None:
+    """Delete the instance's pod for capacity keeping to bring it back under its id. The old
+    pod takes its mark with it, so the status keeps the image the instance ran before the run
+    (written before the delete goes out) for the new pod's mark and its rollback."""
+    state.status = remember_origin(state.status, run, inst.instance_id, mark)
+    state.act(DeleteInstance(inst.name, inst.uid, reason), inst.instance_id)
 
 
-def _urn_back(run: UpgradeRun, inst: Instance, mark: UpgradeMark) -> str:
-    """The urn of the version the instance really goes back to, for its annotation: its own
-    previous version, not the run's previous model, which differs when instances ran mixed
-    versions (Manual mode, instances protected during an earlier upgrade)."""
-    if mark.previous_version is not None:
-        return f"{(run.previous or run.target).family}:{mark.previous_version}"
-    return run.previous.urn if run.previous else (inst.image_urn or "")
+def _reimages(state: PassState, run: UpgradeRun) -> bool:
+    """Whether an instance with extensions changes image by being recreated (a run without a
+    previous model image has no mark to give a recreated pod)."""
+    return has_extensions(state.obs.spec) and run.previous is not None
