@@ -269,6 +269,10 @@ def test_a_stage_once_reached_is_never_taken_back(changes: list[tuple[str, str, 
     spec = wave_spec(("test", "test", "PT10S"), ("prod", "prod", "PT0S"))
     wave = Wave("rollout", spec, UpgradeWaveStatus())
     sims = {n: Sim(spec_of(capacity=2), catalog) for n in SETS}
+    for sim in sims.values():  # the wave is made while every scale set runs 1.0.0
+        sim.status = sim.status.model_copy(
+            update={"model_image": _resolved("1.0.0"), "ready_instances": 2}
+        )
     labels = {"t1": {"env": "test"}, "p1": {"env": "prod"}, "p2": {"env": "prod"}}
     now = T0
     highest = 0
@@ -302,3 +306,17 @@ def _resolved(version: str):  # type: ignore[no-untyped-def]
         version=version,
         container_image=f"registry.example/os:{version}",
     )
+
+
+def test_what_every_scale_set_runs_when_the_wave_is_made_is_completed_at_once() -> None:
+    fleet = Fleet([version_entry("1.0.0")])
+    fleet.add("test-a", "test")
+    fleet.add("prod-a", "prod")
+    fleet.until(lambda: fleet.settled_on("test-a", "1.0.0") and fleet.settled_on("prod-a", "1.0.0"))
+
+    fleet.add_wave("rollout", wave_spec(("test", "test", "PT1H"), ("prod", "prod", "PT0S")))
+    fleet.wave_pass()
+
+    record = fleet.record("1.0.0")
+    assert record is not None
+    assert (record.phase, record.stage, record.stages) == (VersionPhase.COMPLETED, "prod", [])

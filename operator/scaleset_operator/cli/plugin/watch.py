@@ -31,6 +31,7 @@ from scaleset_operator.k8s.errors import ForbiddenError, KubeApiError
 from scaleset_operator.models.imageversion import CatalogEntry
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import (
+    HoldReason,
     Progress,
     RollingUpgradeStatus,
     RunningStatusCode,
@@ -85,6 +86,16 @@ def _catalog() -> tuple[CatalogEntry, ...]:
         return ()
 
 
+def _wave_note(status: ScaleSetStatus) -> str:
+    """An UpgradeWave may hold the version far longer than a watch waits: say so at once."""
+    holds = status.out_of_date.holds if status.out_of_date is not None else []
+    for hold in holds:
+        if hold.reason is HoldReason.WAITING_FOR_WAVE:
+            until = f" until {hold.until}" if hold.until else ""
+            return f"; its UpgradeWave stage holds it{until} (kubectl scaleset wave get)"
+    return ""
+
+
 def _start_time(status: ScaleSetStatus) -> str | None:
     ru = status.rolling_upgrade
     return ru.running_status.start_time if ru and ru.running_status else None
@@ -113,7 +124,7 @@ def _await_run(
         if not announced:
             click.echo(
                 f"waiting for a rolling upgrade of {name} to {version} to start "
-                f"(up to {wait:g}s)...",
+                f"(up to {wait:g}s){_wave_note(loaded.status)}...",
                 err=True,
             )
             announced = True

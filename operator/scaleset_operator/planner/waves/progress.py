@@ -134,10 +134,25 @@ def _family_records(
     newer = [v for v in ordered if is_newer(v, floor)]
     reached = [v for v in ordered if not is_newer(v, floor)][:1]
     kept = (newer + reached)[:RECORDS_PER_IMAGE]
-    return [
-        _advance(spec, stages, family, v, offered.get(v, set()), previous.get((family, v)), now)
-        for v in kept
-    ]
+    records = []
+    for version in kept:
+        before = previous.get((family, version))
+        if before is None and version in reached:
+            # Every scale set ran it before the wave saw it: nothing of the wave's to soak.
+            last = len(spec.stages) - 1
+            records.append(
+                WaveVersion(
+                    image=family,
+                    version=version,
+                    phase=VersionPhase.COMPLETED,
+                    stage=spec.stages[last].name,
+                    stage_index=last,
+                )
+            )
+            continue
+        offered_to = offered.get(version, set())
+        records.append(_advance(spec, stages, family, version, offered_to, before, now))
+    return records
 
 
 def _advance(
