@@ -120,6 +120,8 @@ def test_template_all_on_is_namespaced_with_every_optional_object(helm: Helm) ->
     cluster_rules = _rules(docs, "ClusterRole")
     assert {r for rule in cluster_rules for r in rule["resources"]} == {
         "imageversions",
+        "upgradewaves",
+        "upgradewaves/status",
         "nodes",
         "customresourcedefinitions",
         "namespaces",
@@ -315,6 +317,9 @@ def test_service_account_can_do_what_the_operator_needs_and_no_more(
         ("list", "endpointslices.discovery.k8s.io", "-n", w),
         ("create", "events", "-n", w),
         ("watch", "imageversions.scaleset.dev"),
+        ("watch", "upgradewaves.scaleset.dev"),
+        ("update", "upgradewaves.scaleset.dev", "--subresource=status"),
+        ("patch", "upgradewaves.scaleset.dev"),
         ("list", "nodes"),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
         ("watch", "namespaces"),
@@ -337,6 +342,8 @@ def test_service_account_can_do_what_the_operator_needs_and_no_more(
         ("delete", "scalesets.scaleset.dev", "-n", w),
         ("create", "imageversions.scaleset.dev"),
         ("delete", "imageversions.scaleset.dev"),
+        ("create", "upgradewaves.scaleset.dev"),
+        ("update", "upgradewaves.scaleset.dev"),
         ("update", "customresourcedefinitions.apiextensions.k8s.io"),
         ("delete", "namespaces"),
         ("get", "namespaces", "default"),

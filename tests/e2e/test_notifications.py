@@ -1,18 +1,22 @@
 """Webhook notifications end to end: an operator with `--notify-url` and a receiver on
 127.0.0.1 that checks every signature; the receiver goes down and comes back, and the operator
-is killed between a fault and its delivery."""
+is killed between a fault (or a wave's stage) and its delivery."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from scaleset_operator.notifications.wire import SIGNATURE_HEADER, verify
 from tests.e2e.helm import CHART, Helm
@@ -70,7 +74,7 @@ class Receiver:
         seen: dict[str, str] = {}
         with self._lock:
             for event in self.events:
-                if event["data"]["scaleSet"]["namespace"] == namespace:
+                if (event["data"].get("scaleSet") or {}).get("namespace") == namespace:
                     seen.setdefault(event["id"], event["type"])
         return list(seen.values())
 
@@ -225,6 +229,120 @@ def test_operator_killed_before_delivering_a_fault_sends_it_after_restart(
 
     # The acknowledgement is on record: a further restart would not send the fault again.
     eventually(lambda: "#4.0" in recorded(), 30, what="the quarantine acknowledged")
+
+
+GROUP, VERSION, WAVES = "scaleset.dev", "v1alpha1", "upgradewaves"
+
+
+@pytest.fixture
+def wave(world: World) -> Iterator[str]:
+    """Stage test (soaks 3 s), then stage production; selectors only this test's scale sets
+    carry (waves are cluster-scoped and see every namespace)."""
+    name = f"notify-{world.namespace}"[:63]
+    suite = {"suite": world.namespace}
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "UpgradeWave",
+        "metadata": {"name": name},
+        "spec": {
+            "stages": [
+                {
+                    "name": "test",
+                    "selector": {"matchLabels": {"ring": "test", **suite}},
+                    "soakTime": "PT3S",
+                },
+                {
+                    "name": "production",
+                    "selector": {"matchLabels": {"ring": "prod", **suite}},
+                    "soakTime": "PT0S",
+                },
+            ]
+        },
+    }
+    world.custom.create_cluster_custom_object(GROUP, VERSION, WAVES, body)
+    yield name
+    with contextlib.suppress(client.ApiException):
+        world.custom.delete_cluster_custom_object(GROUP, VERSION, WAVES, name)
+
+
+def _wave(world: World, name: str) -> dict[str, Any]:
+    return dict(world.custom.get_cluster_custom_object(GROUP, VERSION, WAVES, name))
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _wave_record(world: World, name: str, version: str) -> dict[str, Any] | None:
+    for record in (_wave(world, name).get("status") or {}).get("versions") or []:
+        if record.get("version") == version:
+            return dict(record)
+    return None
+
+
+def test_a_version_reaching_the_next_stage_of_a_wave_is_told_once_across_a_restart(
+    world: World, receiver: Receiver, wave: str, notifying: OperatorProcess
+) -> None:
+    # The receiver is down until the operator that saw the stage advance is killed.
+    world.publish("1.0.0")
+    for name, ring in (("canary", "test"), ("web", "prod")):
+        body = world.scaleset_body(
+            name,
+            capacity=2,
+            rolling={"maxBatchInstancePercent": 50, "maxUnhealthyInstancePercent": 50},
+        )
+        body["metadata"]["labels"] = {"ring": ring, "suite": world.namespace}
+        world.create(body)
+    world.wait_ready("canary", capacity=2)
+    world.wait_ready("web", capacity=2)
+    # The wave's baseline is on record before the version that must be told is published.
+    eventually(
+        lambda: (
+            "scaleset.dev/notified" in (_wave(world, wave)["metadata"].get("annotations") or {})
+        ),
+        30,
+        what="the wave's notification record",
+    )
+    world.publish("1.1.0")
+    done = eventually(
+        lambda: (r := _wave_record(world, wave, "1.1.0")) and r["phase"] == "Completed" and r,
+        150,
+        what="1.1.0 Completed in the wave",
+    )
+    # Killed with the stage on record but not delivered: the next operator derives it again.
+    notifying.kill()
+    receiver.start()
+    notifying.start()
+
+    def told() -> list[dict[str, Any]]:
+        return [
+            e for e in receiver.of_type("wave.stageadvanced") if e["data"]["version"] == "1.1.0"
+        ]
+
+    eventually(told, 60, what="the stage-advanced event after restart")
+    time.sleep(3)  # anything sent twice would have arrived by now
+    (event,) = told()
+    assert receiver.bad_signatures == 0
+    assert event["subject"] == wave
+    assert event["source"] == f"/apis/{GROUP}/{VERSION}/{WAVES}/{wave}"
+    reached = done["stages"][1]
+    assert event["data"] == {
+        "wave": {"name": wave},
+        "image": f"{world.publisher}:os:stable",
+        "version": "1.1.0",
+        "stage": "production",
+        "fromStage": "test",
+        "admittedAt": reached["admittedAt"],
+        "fromStageCompletedAt": done["stages"][0]["completedAt"],
+    }
+    assert _instant(event["time"]) == _instant(reached["admittedAt"])
+
+    def recorded() -> str:
+        annotations = _wave(world, wave)["metadata"].get("annotations") or {}
+        return str(annotations["scaleset.dev/notified"])
+
+    # The acknowledgement is on the wave: a further restart would not send it again.
+    eventually(lambda: "1.1.0#1.1" in recorded(), 30, what="the stage acknowledged")
 
 
 def test_chart_turns_sinks_into_flags_and_secret_mounts(kubeconfig: Path, tmp_path: Path) -> None:

@@ -19,7 +19,13 @@ from scaleset_operator.k8s.errors import ForbiddenError, NotFoundError, Unavaila
 
 DISCOVERY = "/apis/scaleset.dev/v1alpha1"
 SERVED = {
-    "resources": [{"name": "scalesets"}, {"name": "scalesets/status"}, {"name": "imageversions"}]
+    "resources": [
+        {"name": "scalesets"},
+        {"name": "scalesets/status"},
+        {"name": "imageversions"},
+        {"name": "upgradewaves"},
+        {"name": "upgradewaves/status"},
+    ]
 }
 
 
@@ -89,12 +95,15 @@ def test_missing_crds_say_how_to_install_them() -> None:
         check_api(api, (), crd_grace=0)  # type: ignore[arg-type]
 
     message = str(failed.value)
-    assert "serves no scalesets.scaleset.dev, imageversions.scaleset.dev" in message
+    assert (
+        "serves no scalesets.scaleset.dev, imageversions.scaleset.dev, upgradewaves.scaleset.dev"
+        in message
+    )
     assert "scaleset-operator crds | kubectl apply --server-side -f -" in message
 
 
 def test_one_missing_crd_is_named_alone() -> None:
-    api = FakeApi({DISCOVERY: {"resources": [{"name": "scalesets"}]}})
+    api = FakeApi({DISCOVERY: {"resources": [{"name": "scalesets"}, {"name": "upgradewaves"}]}})
 
     with pytest.raises(CrdsMissingError, match=r"serves no imageversions\.scaleset\.dev;"):
         check_api(api, (), crd_grace=0)  # type: ignore[arg-type]

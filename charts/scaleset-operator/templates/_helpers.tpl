@@ -110,8 +110,9 @@ Rules on cluster-scoped resources, needed in both modes.
   verbs: ["get", "list", "watch"]
 - apiGroups: ["scaleset.dev"]
   resources: ["upgradewaves"]
-  # Waves order platform upgrades across scale sets; the operator keeps their status.
-  verbs: ["get", "list", "watch"]
+  # Waves order platform upgrades across scale sets; the operator keeps their status, and
+  # patches only its notification record (the scaleset.dev/notified annotation).
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["scaleset.dev"]
   resources: ["upgradewaves/status"]
   verbs: ["get", "update", "patch"]

@@ -35,7 +35,7 @@ from scaleset_operator.models.upgradewave import PLURAL as WAVE_PLURAL
 from scaleset_operator.notifications.delivery import Backoff
 from scaleset_operator.notifications.ledger import ANNOTATION as NOTIFIED
 from scaleset_operator.notifications.notifier import Notifier
-from scaleset_operator.notifications.wire import ScaleSetRef
+from scaleset_operator.notifications.wire import Ref, ScaleSetRef
 
 log = logging.getLogger("scaleset_operator")
 
@@ -96,7 +96,7 @@ def _workers() -> Workers:
 
 def _wave_pass(_: str, name: str) -> Outcome:
     assert STATE.cluster is not None
-    return reconcile_wave(STATE.cluster, name, CONFIG.namespaces)
+    return reconcile_wave(STATE.cluster, name, CONFIG.namespaces, STATE.notifier)
 
 
 def _wave_workers() -> Workers:
@@ -149,7 +149,10 @@ def _start_notifier(cluster: KubeClient) -> Notifier:
     """Webhook delivery in threads of its own; the passes only hand it their status."""
 
     def write_cursor(namespace: str, name: str, value: str) -> None:
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        if namespace:
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}"
+        else:  # an UpgradeWave: cluster-scoped (WaveRef.key)
+            path = f"/apis/{GROUP}/{VERSION}/{WAVE_PLURAL}/{name}"
         with contextlib.suppress(NotFoundError):  # deleted: its record went with it
             cluster.request(
                 "PATCH",
@@ -158,7 +161,9 @@ def _start_notifier(cluster: KubeClient) -> Notifier:
                 content_type="application/merge-patch+json",
             )
 
-    def warn(ref: ScaleSetRef, message: str) -> None:
+    def warn(ref: Ref, message: str) -> None:
+        if not isinstance(ref, ScaleSetRef):
+            return  # a wave has no namespace for the Event; the sink's thread logged it
         meta = {"name": ref.name, "namespace": ref.namespace, "uid": ref.uid}
         try:
             cluster.post_event({"metadata": meta}, "Warning", "NotificationSinkFailing", message)
@@ -284,6 +289,9 @@ async def wave_changed(
     if event.get("type") == "DELETED":
         await _wave_workers().stop(("", name))
         STATE.wave_gates.pop(name, None)
+        if STATE.notifier is not None:
+            # A wave made again under this name meets its sinks afresh.
+            STATE.notifier.forget("", name)
         _workers().poke_all()
         return
     _wave_workers().poke(("", name))

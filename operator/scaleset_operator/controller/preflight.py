@@ -18,6 +18,7 @@ from scaleset_operator.k8s.crds import missing_resources
 from scaleset_operator.k8s.errors import ForbiddenError, UnavailableError
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.scaleset import GROUP, PLURAL, VERSION
+from scaleset_operator.models.upgradewave import PLURAL as WAVE_PLURAL
 
 INSTALL_CRDS = "scaleset-operator crds | kubectl apply --server-side -f -"
 
@@ -103,7 +104,7 @@ def check_crds(cluster: KubeClient, group_version: str, plurals: Sequence[str]) 
 
 
 def _check_api_once(cluster: KubeClient, namespaces: Sequence[str]) -> None:
-    check_crds(cluster, f"{GROUP}/{VERSION}", (PLURAL, IV_PLURAL))
+    check_crds(cluster, f"{GROUP}/{VERSION}", (PLURAL, IV_PLURAL, WAVE_PLURAL))
     for resource, path, where in _watched(namespaces):
         try:
             cluster.request("GET", path, query=[("limit", "1")])
@@ -123,6 +124,7 @@ def _watched(namespaces: Sequence[str]) -> Iterator[tuple[str, str, str]]:
     for prefix, where in scope:
         yield f"{PLURAL}.{GROUP}", f"{base}{prefix}/{PLURAL}", where
     yield f"{IV_PLURAL}.{GROUP}", f"{base}/{IV_PLURAL}", "(cluster-scoped)"
+    yield f"{WAVE_PLURAL}.{GROUP}", f"{base}/{WAVE_PLURAL}", "(cluster-scoped)"
     for prefix, where in scope:
         yield "pods", f"/api/v1{prefix}/pods", where
 

@@ -16,6 +16,11 @@ sent again with the same CloudEvent `id` (receivers drop duplicates by it). A si
 scale set for the first time records a baseline at the status's last fact instead of replaying
 its history.
 
+An UpgradeWave is told the same way from its own status (`facts.wave_facts`: each stage a
+version reached after its first), with its cursors in its own `scaleset.dev/notified`
+annotation. Its versions move on concurrently, so its facts are ordered by when each stage was
+reached rather than by version (see `wave_facts`).
+
 Memory is bounded: each sink's queue holds at most `capacity` events and, when full, drops its
 oldest non-critical one (counted); faults are never dropped. Nothing here blocks a pass: the
 pass only derives and enqueues. This package imports no Kubernetes client; the controller

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from scaleset_operator.notifications.facts import Fact, Position
-from scaleset_operator.notifications.wire import Request, ScaleSetRef, request_for
+from scaleset_operator.notifications.wire import Ref, Request, request_for
 
 log = logging.getLogger("scaleset_operator.notifications")
 
@@ -50,7 +50,7 @@ class Sink:
 
 @dataclass(frozen=True)
 class Outgoing:
-    ref: ScaleSetRef
+    ref: Ref
     fact: Fact
 
 
@@ -135,8 +135,8 @@ class BoundedQueue:
 
 
 Send = Callable[[str, Request], bool]
-Delivered = Callable[[Sink, ScaleSetRef, Position], None]
-Warn = Callable[[ScaleSetRef, str], None]
+Delivered = Callable[[Sink, Ref, Position], None]
+Warn = Callable[[Ref, str], None]
 
 
 def post(url: str, request: Request, timeout: float = 10.0) -> bool:
@@ -215,7 +215,7 @@ class SinkWorker:
         self._maybe_warn(item.ref)
         return self._backoff.delay(self.failures)
 
-    def _maybe_warn(self, ref: ScaleSetRef) -> None:
+    def _maybe_warn(self, ref: Ref) -> None:
         if self.failures < self._alarm.after:
             return
         now = self._clock()

@@ -1,8 +1,9 @@
-"""The notifications a persisted ScaleSet status implies, each at a stable place in one order.
+"""The notifications a persisted ScaleSet or UpgradeWave status implies, each at a stable place
+in one order per object.
 
 Pure: status in, facts out; no clock, no I/O. Every fact is derived again from the status on
 every pass, so nothing here has to be remembered in memory to survive a restart: what was
-already delivered is a `Position`, recorded in the ScaleSet's `scaleset.dev/notified`
+already delivered is a `Position`, recorded in the object's own `scaleset.dev/notified`
 annotation (see `ledger`).
 """
 
@@ -19,7 +20,9 @@ from scaleset_operator.models.status import (
     ScaleSetStatus,
     UpgradeRun,
 )
+from scaleset_operator.models.upgradewave import UpgradeWaveStatus, WaveVersion
 from scaleset_operator.planner.refusal import is_refusal, is_refusal_entry
+from scaleset_operator.planner.timefmt import parse_stamp
 
 TYPE_PREFIX = "dev.scaleset.upgrade"
 
@@ -33,16 +36,16 @@ class Kind(StrEnum):
     RUN_CANCELLED = f"{TYPE_PREFIX}.cancelled"
     INSTANCE_ROLLED_BACK = f"{TYPE_PREFIX}.instance.rolledback"
     VERSION_QUARANTINED = f"{TYPE_PREFIX}.version.quarantined"
-    # Extension point: waves do not exist yet. A `WAVE_STAGE_ADVANCED` kind derived from a
-    # future `upgradeRun.wave` record takes `Phase.WAVE_STAGE` below, one fact per stage
-    # index, so that cursors already written keep their meaning.
+    # An UpgradeWave's, not a scale set's: a version reached a stage after the first. Derived
+    # from the wave's own status (`wave_facts`) at `Phase.WAVE_STAGE`, one fact per stage.
+    WAVE_STAGE_ADVANCED = f"{TYPE_PREFIX}.wave.stageadvanced"
 
 
 class Phase(IntEnum):
     """Order of the facts of one run; a cursor compares (run start, phase, index)."""
 
     STARTED = 0
-    WAVE_STAGE = 1  # reserved, see Kind
+    WAVE_STAGE = 1  # a wave's facts only, see `wave_facts`
     ROLLED_BACK = 2
     ENDED = 3
     QUARANTINED = 4
@@ -117,6 +120,49 @@ def after(facts: list[Fact], cursor: Position | None) -> list[Fact]:
 def last_position(facts: list[Fact]) -> Position:
     """The cursor that counts every fact as delivered; before any run, one below all runs."""
     return facts[-1].position if facts else Position("")
+
+
+def wave_facts(status: UpgradeWaveStatus) -> list[Fact]:
+    """Every stage a version reached after its first, in `Position` order.
+
+    A wave's versions move on concurrently (several images, a fault cleared later), so its
+    facts are ordered by when they happened, not by version: the position's run is the instant
+    the stage was reached (the entry's `admittedAt`, which the planner never rewrites) with the
+    version for a tie, and the index is the stage's place in the version's `stages`. So a
+    cursor, one per sink, is "everything up to this instant": a version that advances later
+    always sorts after it, whatever version was told last, and the baseline a sink takes on
+    first sight of a wave holds back only what had already happened.
+    """
+    found = [_stage_fact(r, i) for r in status.versions for i in range(1, len(r.stages))]
+    return sorted(found, key=lambda f: f.position)
+
+
+def _stage_fact(record: WaveVersion, index: int) -> Fact:
+    came_from, reached = record.stages[index - 1], record.stages[index]
+    at = reached.admitted_at
+    return Fact(
+        Kind.WAVE_STAGE_ADVANCED,
+        Position(f"{_instant(at)} {record.image}:{record.version}", Phase.WAVE_STAGE, index),
+        at,
+        {
+            "image": record.image,
+            "version": record.version,
+            "stage": reached.stage,
+            "fromStage": came_from.stage,
+            "admittedAt": at,
+            "fromStageCompletedAt": came_from.completed_at,
+        },
+    )
+
+
+def _instant(text: str) -> str:
+    """A stamp that sorts as text: always milliseconds (a whole second's `...:05Z` would sort
+    after `...:05.120Z`)."""
+    try:
+        moment = parse_stamp(text)
+    except ValueError:
+        return text
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _run_facts(run: UpgradeRun, quarantined: list[str]) -> Iterator[Fact]:

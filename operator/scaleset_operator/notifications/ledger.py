@@ -1,9 +1,11 @@
-"""What each sink has acknowledged, per scale set, and its record in the API.
+"""What each sink has acknowledged, per scale set or wave, and its record in the API.
 
-The record is the ScaleSet annotation `scaleset.dev/notified`: a JSON object from sink id to
-the `Position` of the last fact that sink acknowledged (or that counted as delivered when the
-sink first saw the scale set). A thread writes it, coalescing bursts, so that neither the
-reconcile pass nor a sink's delivery waits on the API.
+The record is the object's annotation `scaleset.dev/notified` (a ScaleSet's, or an
+UpgradeWave's): a JSON object from sink id to the `Position` of the last fact that sink
+acknowledged (or that counted as delivered when the sink first saw the object). A thread writes
+it, coalescing bursts, so that neither the reconcile pass nor a sink's delivery waits on the
+API. Keys are (namespace, name); a wave is cluster-scoped, so its namespace is "" and
+`WriteCursor` writes it at the cluster-scoped path.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class Ledger:
             try:
                 self._write(key[0], key[1], value)
             except Exception as exc:  # any failure: the record is written again later
-                log.warning("cannot record notifications of %s/%s: %s", *key, exc)
+                where = "/".join(part for part in key if part)
+                log.warning("cannot record notifications of %s: %s", where, exc)
                 with self._changed:
                     if key in self._cursors:
                         self._dirty.add(key)

@@ -1,5 +1,6 @@
-"""The notifier the reconcile pass hands each persisted status to: it derives the facts, puts
-the ones no sink has had yet into each sink's queue, and returns at once."""
+"""The notifier the reconcile passes (of scale sets and of waves) hand each persisted status to:
+it derives the facts, puts the ones no sink has had yet into each sink's queue, and returns at
+once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from scaleset_operator.models.status import ScaleSetStatus
+from scaleset_operator.models.upgradewave import UpgradeWaveStatus
 from scaleset_operator.notifications import ledger
 from scaleset_operator.notifications.delivery import (
     Alarm,
@@ -24,8 +26,15 @@ from scaleset_operator.notifications.delivery import (
     Warn,
     post,
 )
-from scaleset_operator.notifications.facts import Fact, Position, after, facts_of, last_position
-from scaleset_operator.notifications.wire import ScaleSetRef
+from scaleset_operator.notifications.facts import (
+    Fact,
+    Position,
+    after,
+    facts_of,
+    last_position,
+    wave_facts,
+)
+from scaleset_operator.notifications.wire import Ref, ScaleSetRef, WaveRef
 
 Obj = dict[str, Any]
 log = logging.getLogger("scaleset_operator.notifications")
@@ -83,23 +92,30 @@ class Notifier:
     def offer(self, obj: Obj, status: ScaleSetStatus) -> None:
         """Queue what `status`, as persisted in `obj`, holds beyond each sink's cursor."""
         meta = obj["metadata"]
-        key = (str(meta["namespace"]), str(meta["name"]))
-        ref = ScaleSetRef(key[0], key[1], str(meta.get("uid") or ""))
+        ref = ScaleSetRef(str(meta["namespace"]), str(meta["name"]), str(meta.get("uid") or ""))
+        self._offer(ref, meta, facts_of(status))
+
+    def offer_wave(self, obj: Obj, status: UpgradeWaveStatus) -> None:
+        """The same for an UpgradeWave: its facts, its cursors in its own annotation."""
+        meta = obj["metadata"]
+        ref = WaveRef(str(meta["name"]), str(meta.get("uid") or ""))
+        self._offer(ref, meta, wave_facts(status))
+
+    def _offer(self, ref: Ref, meta: Obj, facts: list[Fact]) -> None:
+        key = ref.key
         self.ledger.seed(key, ledger.parse((meta.get("annotations") or {}).get(ledger.ANNOTATION)))
-        facts = facts_of(status)
         with self._lock:
             for worker in self.workers:
                 self._offer_to(worker, key, ref, facts)
 
-    def _offer_to(
-        self, worker: SinkWorker, key: ledger.Key, ref: ScaleSetRef, facts: list[Fact]
-    ) -> None:
+    def _offer_to(self, worker: SinkWorker, key: ledger.Key, ref: Ref, facts: list[Fact]) -> None:
         sink = worker.sink.id
         known = (self.ledger.cursor(key, sink), self._queued.get((key, sink)))
         cursors = [c for c in known if c is not None]
         if not cursors:
-            # First sight of this scale set by this sink: its past is not news. The baseline
-            # is recorded like any acknowledgement, so a restart does not take a new one.
+            # First sight of this scale set or wave by this sink: its past is not news. The
+            # baseline is recorded like any acknowledgement, so a restart does not take a new
+            # one.
             baseline = last_position(facts)
             self.ledger.advance(key, sink, baseline)
             self._queued[(key, sink)] = baseline
@@ -112,11 +128,11 @@ class Notifier:
         self._metrics.queued(worker.sink.label, len(worker.queue))
 
     def forget(self, namespace: str, name: str) -> None:
-        """A deleted scale set: its record went with it."""
+        """A deleted scale set (or, with namespace "", wave): its record went with it."""
         key = (namespace, name)
         self.ledger.forget(key)
         for worker in self.workers:
             self._queued.pop((key, worker.sink.id), None)
 
-    def _delivered(self, sink: Sink, ref: ScaleSetRef, position: Position) -> None:
-        self.ledger.advance((ref.namespace, ref.name), sink.id, position)
+    def _delivered(self, sink: Sink, ref: Ref, position: Position) -> None:
+        self.ledger.advance(ref.key, sink.id, position)

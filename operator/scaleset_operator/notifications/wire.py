@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from cloudevents.core.bindings.http import to_structured_event
 from cloudevents.core.v1.event import CloudEvent
@@ -29,6 +30,41 @@ class ScaleSetRef:
     name: str
     uid: str
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Its cursors' key in the ledger."""
+        return (self.namespace, self.name)
+
+    @property
+    def source(self) -> str:
+        return f"{SOURCE_PREFIX}/namespaces/{self.namespace}/scalesets/{self.name}"
+
+    def about(self) -> dict[str, Any]:
+        return {"scaleSet": {"namespace": self.namespace, "name": self.name}}
+
+
+@dataclass(frozen=True)
+class WaveRef:
+    """The UpgradeWave a fact belongs to. Cluster-scoped: its ledger key has no namespace,
+    which no scale set's key lacks."""
+
+    name: str
+    uid: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return ("", self.name)
+
+    @property
+    def source(self) -> str:
+        return f"{SOURCE_PREFIX}/upgradewaves/{self.name}"
+
+    def about(self) -> dict[str, Any]:
+        return {"wave": {"name": self.name}}
+
+
+Ref = ScaleSetRef | WaveRef
+
 
 @dataclass(frozen=True)
 class Request:
@@ -36,22 +72,22 @@ class Request:
     headers: dict[str, str]
 
 
-def event_id(ref: ScaleSetRef, fact: Fact) -> str:
+def event_id(ref: Ref, fact: Fact) -> str:
     """Stable across re-sends, so a receiver can drop duplicates of at-least-once delivery."""
     return f"{ref.uid}/{fact.position.key()}/{fact.kind.value}"
 
 
-def cloud_event(ref: ScaleSetRef, fact: Fact) -> CloudEvent:
+def cloud_event(ref: Ref, fact: Fact) -> CloudEvent:
     attributes: dict[str, object] = {
         "id": event_id(ref, fact),
         "type": fact.kind.value,
-        "source": f"{SOURCE_PREFIX}/namespaces/{ref.namespace}/scalesets/{ref.name}",
+        "source": ref.source,
         "subject": ref.name,
         "datacontenttype": "application/json",
     }
     if fact.time:
         attributes["time"] = parse_stamp(fact.time)
-    data = {"scaleSet": {"namespace": ref.namespace, "name": ref.name}, **fact.data}
+    data = {**ref.about(), **fact.data}
     return CloudEvent(attributes, data)
 
 
@@ -64,7 +100,7 @@ def verify(key: bytes, body: bytes, header: str) -> bool:
     return hmac.compare_digest(signature(key, body), header)
 
 
-def request_for(ref: ScaleSetRef, fact: Fact, key: bytes | None) -> Request:
+def request_for(ref: Ref, fact: Fact, key: bytes | None) -> Request:
     message = to_structured_event(cloud_event(ref, fact))
     headers = dict(message.headers)
     if key:
