@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import webbrowser
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 
@@ -17,26 +17,38 @@ from scaleset_operator.dashboard.security import (
     new_token,
 )
 from scaleset_operator.dashboard.server import Settings, bind, make_app, serve
-from scaleset_operator.k8s.client import KubeClient, make_api_client
-from scaleset_operator.k8s.errors import CredentialsError
+from scaleset_operator.k8s.client import KubeClient
+from scaleset_operator.k8s.userapi import (
+    Connection,
+    NoConfigError,
+    cluster_options,
+    user_api_client,
+)
 
 DEFAULT_PORT = 8090
+# Threads for the requests' blocking calls (node zones, actions) and aiohttp's name lookups;
+# with the three watches they stay within the API client's connection pool.
+REQUEST_THREADS = 16
 
 
-def _cluster(kubeconfig: str | None, context: str | None) -> KubeClient:
-    # Resolved here, not by the client at import time, so that KUBECONFIG counts as kubectl
-    # reads it (several files joined by the path separator are merged).
-    files = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+def _cluster(chosen: Connection) -> KubeClient:
+    """The cluster the way every plugin command finds it (`k8s.userapi.user_api_client`)."""
     try:
-        return KubeClient(make_api_client(files, context))
-    except CredentialsError as exc:
-        raise click.ClickException(f"no usable kubeconfig ({files}): {exc}") from None
+        api, _files = user_api_client(chosen, retries=2)
+    except NoConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return KubeClient(api)
 
 
 async def _run(
     cluster: KubeClient, settings: Settings, sock: socket.socket, open_browser: bool
 ) -> None:
     guard = settings.guard
+    # Bounded so that the watches and these threads never need more connections than the
+    # client's pool keeps (k8s.client.POOL_SIZE).
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="dashboard-request")
+    )
     ready = asyncio.Event()
     server = asyncio.create_task(serve(make_app(cluster, settings), sock, ready))
     await ready.wait()
@@ -73,13 +85,9 @@ async def _run(
     help="Prometheus to draw upgrade graphs from (the Grafana dashboard's queries), such "
     "as http://127.0.0.1:9090.",
 )
-@click.option(
-    "-n",
-    "--namespace",
-    help="Show the scale sets of this namespace only (default: all namespaces).",
+@cluster_options(
+    namespace_help="Show the scale sets of this namespace only (default: all namespaces)."
 )
-@click.option("--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
-@click.option("--context", help="Kubeconfig context to use (default: the current context).")
 @click.option(
     "--open/--no-open",
     "open_browser",
@@ -92,9 +100,6 @@ def dashboard(
     address: str,
     allow_remote: bool,
     prometheus: str | None,
-    namespace: str | None,
-    kubeconfig: str | None,
-    context: str | None,
     open_browser: bool,
 ) -> None:
     """Serve a live web dashboard of scale sets and their OS upgrades.
@@ -116,14 +121,16 @@ def dashboard(
         check_address(address, allow_remote)
     except RefusedAddressError as exc:
         raise click.UsageError(str(exc)) from None
-    cluster = _cluster(kubeconfig, context)
+    # -n, --kubeconfig and --context, given before or after `dashboard` (`cluster_options`).
+    chosen = click.get_current_context().ensure_object(Connection)
+    cluster = _cluster(chosen)
     try:
         sock = bind(address, port)
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {address}:{port}: {exc}") from None
     settings = Settings(
         guard=Guard(address, int(sock.getsockname()[1]), new_token()),
-        namespace=namespace,
+        namespace=chosen.namespace,
         prometheus=prometheus.rstrip("/") if prometheus else None,
     )
     with contextlib.suppress(KeyboardInterrupt):

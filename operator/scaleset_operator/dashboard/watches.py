@@ -64,9 +64,12 @@ class Reflector:
                 self._list_and_watch()
             except ExpiredError:
                 continue
-            except (KubeApiError, ValueError) as exc:
-                # ValueError: a line that is not JSON, such as a proxy's error page.
-                self.sink.failed(self.source.kind, " ".join(str(exc).split()))
+            except Exception as exc:
+                # The API's errors, a line that is not JSON (a proxy's error page) or not an
+                # event: the page shows what went wrong and, as in the operator's pod watch,
+                # the thread lives on; a dead one would leave the page stale without a word.
+                message = " ".join(str(exc).split()) or type(exc).__name__
+                self.sink.failed(self.source.kind, message)
                 self.stop.wait(RETRY_SECONDS)
 
     def _list_and_watch(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -35,21 +36,56 @@ from scaleset_operator.models.upgradewave import PLURAL as WAVE_PLURAL
 Obj = dict[str, Any]
 
 
-def make_api_client(kubeconfig: str | None = None, context: str | None = None) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig."""
+# Connections kept per API server. The operator's pod watches and worker threads, and the
+# dashboard's three watches beside its request threads (`dashboard.command.REQUEST_THREADS`), each
+# hold one while a request is open; past this number urllib3 opens extra ones and discards them.
+POOL_SIZE = 32
+
+
+def kubeconfig_files(kubeconfig: str | None = None) -> str:
+    """The kubeconfig file(s) to read, as kubectl picks them: the flag, else $KUBECONFIG
+    (several files joined by the path separator are merged), else ~/.kube/config. Read at call
+    time, not import time, so KUBECONFIG set by a caller (or a test) counts."""
+    return kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
+def _any_exists(files: str) -> bool:
+    return any(os.path.exists(os.path.expanduser(f)) for f in files.split(os.pathsep) if f)
+
+
+def _in_pod() -> bool:
+    return "KUBERNETES_SERVICE_HOST" in os.environ
+
+
+def load_api_client(
+    kubeconfig: str | None = None, context: str | None = None, *, retries: int = 2
+) -> tuple[client.ApiClient, str | None]:
+    """The one way every program here finds its cluster, and the file(s) it read (None: the
+    pod's service account). kubectl's order: an explicit --kubeconfig or --context, else
+    $KUBECONFIG or ~/.kube/config when one exists, and only without any of them, inside a
+    pod, the in-cluster service account. A flag the user gave is never silently ignored."""
+    files = kubeconfig_files(kubeconfig)
     cfg = client.Configuration()
+    explicit = kubeconfig is not None or context is not None
+    source: str | None = files
     try:
-        config.load_incluster_config(client_configuration=cfg)
-    except config.ConfigException:
-        try:
-            config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=cfg
-            )
-        except (config.ConfigException, OSError) as exc:
-            raise CredentialsError(str(exc).rstrip(".")) from exc
-    cfg.connection_pool_maxsize = 32  # type: ignore[attr-defined]
-    cfg.retries = 2
-    return client.ApiClient(cfg)
+        if not explicit and not _any_exists(files) and _in_pod():
+            config.load_incluster_config(client_configuration=cfg)
+            source = None
+        else:
+            config.load_kube_config(config_file=files, context=context, client_configuration=cfg)
+    except (config.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise CredentialsError(" ".join(str(exc).split()).rstrip(".")) from exc
+    cfg.connection_pool_maxsize = POOL_SIZE  # type: ignore[attr-defined]
+    cfg.retries = retries
+    return client.ApiClient(cfg), source
+
+
+def make_api_client(
+    kubeconfig: str | None = None, context: str | None = None, *, retries: int = 2
+) -> client.ApiClient:
+    """An API client for the cluster `load_api_client` finds."""
+    return load_api_client(kubeconfig, context, retries=retries)[0]
 
 
 _CRD_BASE = f"/apis/{GROUP}/{VERSION}"

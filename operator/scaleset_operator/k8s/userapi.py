@@ -1,4 +1,5 @@
-"""Every Kubernetes call the kubectl plugin makes, and the few errors they can end in.
+"""Every Kubernetes call the kubectl plugin makes, the few errors they can end in, and the
+options that name the cluster (shared by every plugin command, the dashboard included).
 
 The plugin never imports `kubernetes`: it gets plain dicts for custom objects, model
 `Instance` views of pods, and one of the exception classes below when a call fails.
@@ -7,19 +8,21 @@ The plugin never imports `kubernetes`: it gets plain dicts for custom objects, m
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import click
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from scaleset_operator.k8s.client import kubeconfig_files, load_api_client
 from scaleset_operator.k8s.errors import (
+    CredentialsError,
     ForbiddenError,
     InvalidError,
     KubeApiError,
@@ -31,8 +34,10 @@ from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.imageversion import PLURAL as IMAGEVERSIONS
 from scaleset_operator.models.instance import LABEL_SCALESET, Instance
 from scaleset_operator.models.scaleset import GROUP, PLURAL, VERSION, HealthSource, ScaleSetSpec
+from scaleset_operator.models.upgradewave import PLURAL as WAVES
 
 Obj = dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
 _TIMEOUT = 15
 _ZONE_LABEL = "topology.kubernetes.io/zone"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,18 +91,74 @@ def _short(exc: BaseException) -> str:
     return " ".join(str(reason or exc).split())
 
 
-@dataclass(frozen=True)
+@dataclass
 class Connection:
-    """Where to talk: kubeconfig file(s), context and namespace, as the user gave them."""
+    """Where to talk: kubeconfig file(s), context and namespace, as the user gave them with
+    `cluster_options`, on the plugin's group or on the command itself (the later one wins).
+    The click context's object carries it; the plugin's settings extend it, so the dashboard
+    reads the same values without importing the CLI."""
 
     kubeconfig: str | None = None
     context: str | None = None
     namespace: str | None = None
 
 
-def _kubeconfig_files(conn: Connection) -> str:
-    # Read at call time, not import time, so KUBECONFIG set by a caller (or a test) counts.
-    return conn.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+def cluster_options(
+    holder: type[Connection] = Connection, *, namespace_help: str
+) -> Callable[[F], F]:
+    """`-n`, `--kubeconfig` and `--context`, stored in the click context's `holder` (found up
+    the command chain, so a value given before the command name counts) rather than passed
+    to the command. Every plugin command, the dashboard included, declares them through here.
+    """
+
+    def store(field: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+        def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+            if value is not None:
+                setattr(ctx.ensure_object(holder), field, value)
+
+        return callback
+
+    options = [
+        click.option(
+            "-n",
+            "--namespace",
+            expose_value=False,
+            callback=store("namespace"),
+            help=namespace_help,
+        ),
+        click.option(
+            "--kubeconfig",
+            expose_value=False,
+            callback=store("kubeconfig"),
+            help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in a pod "
+            "its service account).",
+        ),
+        click.option(
+            "--context",
+            expose_value=False,
+            callback=store("context"),
+            help="Kubeconfig context to use (default: the current context).",
+        ),
+    ]
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+def user_api_client(conn: Connection, *, retries: int = 1) -> tuple[client.ApiClient, str | None]:
+    """The API client `k8s.client.load_api_client` resolves (kubectl's order; an explicit
+    --kubeconfig or --context wins over a pod's service account), and the kubeconfig file(s)
+    it read, None for the service account. One retry: a person is waiting, so say quickly
+    that the cluster is unreachable."""
+    try:
+        return load_api_client(conn.kubeconfig, conn.context, retries=retries)
+    except CredentialsError as exc:
+        files = kubeconfig_files(conn.kubeconfig)
+        raise NoConfigError(f"no usable kubeconfig ({files}): {exc}") from None
 
 
 def _context_namespace(files: str, context: str | None) -> str:
@@ -111,29 +172,17 @@ def _context_namespace(files: str, context: str | None) -> str:
 
 
 def connect(conn: Connection) -> UserApi:
-    """Loads the kubeconfig like kubectl does (flag, then KUBECONFIG, then ~/.kube/config);
-    inside a pod without one, the service account."""
-    files = _kubeconfig_files(conn)
+    """The plugin's calls, in the namespace the user gave, else the kubeconfig context's (the
+    pod's own with the service account)."""
+    api, files = user_api_client(conn)
+    if conn.namespace:
+        return UserApi(api, conn.namespace)
+    if files is None:
+        return UserApi(api, _incluster_namespace())
     try:
-        if conn.kubeconfig is None and not _any_exists(files) and _in_cluster():
-            config.load_incluster_config()
-            return UserApi(client.ApiClient(), conn.namespace or _incluster_namespace())
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=files, context=conn.context, client_configuration=cfg)
-        cfg.retries = 1  # a person is waiting: say quickly that the cluster is unreachable
-        api = client.ApiClient(cfg)
-        namespace = conn.namespace or _context_namespace(files, conn.context)
+        return UserApi(api, _context_namespace(files, conn.context))
     except (ConfigException, OSError, ValueError, TypeError) as exc:
         raise NoConfigError(f"no usable kubeconfig ({files}): {_short(exc)}") from None
-    return UserApi(api, namespace)
-
-
-def _any_exists(files: str) -> bool:
-    return any(os.path.exists(os.path.expanduser(f)) for f in files.split(os.pathsep) if f)
-
-
-def _in_cluster() -> bool:
-    return "KUBERNETES_SERVICE_HOST" in os.environ
 
 
 def _incluster_namespace() -> str:
@@ -192,6 +241,27 @@ class UserApi:
                 GROUP, VERSION, IMAGEVERSIONS, body, _request_timeout=_TIMEOUT
             )
         return dict(created) if isinstance(created, dict) else body
+
+    # UpgradeWaves (cluster-scoped)
+    def get_upgradewave(self, name: str) -> Obj:
+        with _translated(f'upgrade wave "{name}"'):
+            obj = self._custom.get_cluster_custom_object(
+                GROUP, VERSION, WAVES, name, _request_timeout=_TIMEOUT
+            )
+        return dict(obj)
+
+    def list_upgradewaves(self) -> list[Obj]:
+        """Every UpgradeWave; a cluster without their CRD has none to list (exit code 3)."""
+        try:
+            with _translated("upgrade waves"):
+                answer = self._custom.list_cluster_custom_object(
+                    GROUP, VERSION, WAVES, _request_timeout=_TIMEOUT
+                )
+        except NotFoundError:
+            raise NotFoundError(
+                "the UpgradeWave resource is not installed in this cluster (its CRD is in crds/)"
+            ) from None
+        return [dict(item) for item in answer.get("items") or []]
 
     # Instances (pods)
     def list_instances(self, name: str, spec: ScaleSetSpec) -> list[Instance]:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import ValidationError
 
-from scaleset_operator.k8s.userapi import Connection, UserApi, connect
+from scaleset_operator.k8s.userapi import Connection, UserApi, cluster_options, connect
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import ScaleSetStatus
 
@@ -55,18 +55,15 @@ OUTPUT_FORMATS = ("table", "json", "yaml")
 
 
 @dataclass
-class Settings:
+class Settings(Connection):
     """Global options; given on the group or on the command itself (the later one wins)."""
 
     output: str = "table"
-    kubeconfig: str | None = None
-    context: str | None = None
-    namespace: str | None = None
     _api: UserApi | None = None
 
     def api(self) -> UserApi:
         if self._api is None:
-            self._api = connect(Connection(self.kubeconfig, self.context, self.namespace))
+            self._api = connect(self)
         return self._api
 
 
@@ -75,48 +72,25 @@ def settings(ctx: click.Context | None = None) -> Settings:
     return ctx.ensure_object(Settings)
 
 
-def _store(field: str) -> Callable[[click.Context, click.Parameter, Any], None]:
-    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
-        if value is not None:
-            setattr(settings(ctx), field, value)
-
-    return callback
+def _store_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        settings(ctx).output = value
 
 
 def common_options(func: F) -> F:
-    """`-o`, `-n`, `--kubeconfig` and `--context`, accepted before or after the command name."""
-    options = [
-        click.option(
-            "-o",
-            "--output",
-            type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
-            expose_value=False,
-            callback=_store("output"),
-            help="Output format: table (default), json or yaml.",
-        ),
-        click.option(
-            "-n",
-            "--namespace",
-            expose_value=False,
-            callback=_store("namespace"),
-            help="Namespace of the scale set (default: the kubeconfig context's).",
-        ),
-        click.option(
-            "--kubeconfig",
-            expose_value=False,
-            callback=_store("kubeconfig"),
-            help="Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
-        ),
-        click.option(
-            "--context",
-            expose_value=False,
-            callback=_store("context"),
-            help="Kubeconfig context to use (default: the current context).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    """`-o`, `-n`, `--kubeconfig` and `--context`, accepted before or after the command name.
+    The last three are the ones every plugin command shares (`k8s.userapi.cluster_options`)."""
+    func = cluster_options(
+        Settings, namespace_help="Namespace of the scale set (default: the kubeconfig context's)."
+    )(func)
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
+        expose_value=False,
+        callback=_store_output,
+        help="Output format: table (default), json or yaml.",
+    )(func)
 
 
 @dataclass(frozen=True)
@@ -142,9 +116,12 @@ def parse_scaleset(obj: Obj) -> LoadedScaleSet:
         spec = ScaleSetSpec.model_validate(obj.get("spec") or {})
         status = ScaleSetStatus.model_validate(obj.get("status") or {})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise CommandFailed(
-            f'scale set "{name}" is not readable: {where}: {first["msg"]}'
-        ) from None
+        raise unreadable(f'scale set "{name}"', exc) from None
     return LoadedScaleSet(obj, spec, status)
+
+
+def unreadable(what: str, exc: ValidationError) -> CommandFailed:
+    """An object the models cannot read: where and why, in one line."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return CommandFailed(f"{what} is not readable: {where}: {first['msg']}")

@@ -24,6 +24,7 @@ from scaleset_operator.cli.plugin.plan import plan
 from scaleset_operator.cli.plugin.quarantine import quarantine
 from scaleset_operator.cli.plugin.rolling_upgrade import rolling_upgrade
 from scaleset_operator.cli.plugin.update import update
+from scaleset_operator.cli.plugin.wave import wave
 from scaleset_operator.dashboard.command import dashboard
 from scaleset_operator.k8s.errors import (
     ForbiddenError,
@@ -68,6 +69,8 @@ def cli() -> None:
           --version 1.2.4 --image registry.example/ubuntu:1.2.4
       kubectl scaleset rolling-upgrade start web --watch
       kubectl scaleset get-os-upgrade-history web -o json
+      kubectl scaleset wave get fleet
+      kubectl scaleset wave watch fleet --version 1.2.4 --timeout 3h
 
     \b
     Exit codes:
@@ -75,7 +78,7 @@ def cli() -> None:
       1  the operation's outcome was a failure (upgrade Faulted or Cancelled,
          request refused, object exists, --timeout passed)
       2  usage error or invalid value (the API server's message is shown)
-      3  not found (scale set, instance, or no rolling upgrade yet)
+      3  not found (scale set, instance, upgrade wave, or no rolling upgrade yet)
       4  cannot reach the cluster (no kubeconfig, no connection, no permission)
     """
 
@@ -90,6 +93,7 @@ for command in (
     get,
     protect,
     quarantine,
+    wave,
     dashboard,
 ):
     cli.add_command(command)
