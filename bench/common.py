@@ -143,6 +143,18 @@ def top_own_functions(profile: Path, n: int = 12) -> list[tuple[str, float]]:
     return [(frame, round(c / max(every, 1), 3)) for frame, c in inclusive.most_common(n)]
 
 
+def print_profile(result: dict[str, Any]) -> None:
+    """The profile's summary, when the run was profiled."""
+    if "profile_top_frames" not in result:
+        return
+    print(f"\n  where the operator's CPU went (py-spy, own time; {result['profile_path']}):")
+    for frame, share in result["profile_top_frames"]:
+        print(f"    {100 * share:5.1f}%  {frame}")
+    print("  our functions, inclusive:")
+    for frame, share in result["profile_top_own_functions"]:
+        print(f"    {100 * share:5.1f}%  {frame}")
+
+
 def start_operator(
     cluster: LocalCluster, log_dir: Path, *extra: str, profile: Path | None = None
 ) -> OperatorProcess:

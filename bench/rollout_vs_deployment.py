@@ -224,6 +224,12 @@ def main() -> None:
         "writes per instance with the recorded baseline and flag a regression over 20 %%",
     )
     ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the operator under py-spy and print where its CPU went (the whole run: "
+        "creation, upgrade, latency publishes)",
+    )
+    ap.add_argument(
         "--record", action="store_true", help="with --quick: make this run the new baseline"
     )
     ap.add_argument(
@@ -244,7 +250,8 @@ def main() -> None:
     with common.local_cluster(workdir / "cluster", nodes, args.pod_start_delay) as cluster:
         api = common.k8s_client(cluster, pool=args.raw_threads)
         apps = client.AppsV1Api(api)
-        op = common.start_operator(cluster, workdir / "operator-logs")
+        profile = workdir / "operator-profile.txt" if args.profile else None
+        op = common.start_operator(cluster, workdir / "operator-logs", profile=profile)
         log(f"operator pid {op.pid}, logs in {workdir / 'operator-logs'}")
         try:
             # --- setup: the Deployment and the ScaleSet, both on image 1.0.0 ------------------
@@ -406,6 +413,10 @@ def main() -> None:
             small.cleanup()
         finally:
             op.stop()
+        if profile is not None and profile.exists():
+            result["profile_top_frames"] = common.top_frames(profile)
+            result["profile_top_own_functions"] = common.top_own_functions(profile, 25)
+            result["profile_path"] = str(profile)
 
     ss, dep = result["scaleset"], result["deployment"]
     rows = [
@@ -442,6 +453,7 @@ def main() -> None:
     ]
     print()
     print(common.table(rows))
+    common.print_profile(result)
     path = common.write_json("rollout_vs_deployment", result)
     print(f"\nwrote {path}")
     if args.plot is not None:

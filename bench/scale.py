@@ -222,13 +222,7 @@ def main() -> None:
             f"{s['writes_per_instance']:>11}"
         )
     print(f"  operator RSS with no ScaleSets: {result['rss_mib_empty']} MiB")
-    if "profile_top_frames" in result:
-        print(f"\n  where the operator's CPU went (py-spy, own time; {result['profile_path']}):")
-        for frame, share in result["profile_top_frames"]:
-            print(f"    {100 * share:5.1f}%  {frame}")
-        print("  our functions, inclusive:")
-        for frame, share in result["profile_top_own_functions"]:
-            print(f"    {100 * share:5.1f}%  {frame}")
+    common.print_profile(result)
     path = common.write_json("scale", result)
     print(f"\nwrote {path}")
 

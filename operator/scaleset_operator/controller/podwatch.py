@@ -13,11 +13,12 @@ in between are reported as deleted: a watch alone would never tell.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
 
 from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import ExpiredError, KubeApiError
@@ -130,7 +131,7 @@ class PodWatch:
         for line in self.cluster.stream_lines(path, query, read_timeout=self.timeout_seconds + 30):
             if self._stopping.is_set():
                 break
-            event = json.loads(line)
+            event = orjson.loads(line)
             kind, obj = str(event.get("type", "")), event.get("object") or {}
             if kind == "ERROR":
                 if obj.get("code") == 410:

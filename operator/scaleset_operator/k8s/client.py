@@ -7,7 +7,6 @@ client model classes costs more than the whole planning pass.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, ProtocolError
@@ -184,7 +184,7 @@ class KubeClient:
     ) -> Obj:
         response = self._open(method, path, query or [], body, content_type, 30)
         data = call(response.read)
-        return cast(Obj, json.loads(data)) if data else {}
+        return cast(Obj, orjson.loads(data)) if data else {}
 
     def stream_lines(
         self, path: str, query: list[tuple[str, str]], *, read_timeout: float
