@@ -1,8 +1,10 @@
-"""PodDisruptionBudgets during OS upgrades, with the real disruption controller of
-kube-controller-manager keeping the budgets' status and kwok playing the kubelets."""
+"""PodDisruptionBudgets during OS upgrades and model rollouts, with the real disruption
+controller of kube-controller-manager keeping the budgets' status and kwok playing the
+kubelets."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kubernetes import client
@@ -134,3 +136,55 @@ def test_fault_names_the_budget_that_blocked_too_long(world: World) -> None:
     assert "PodDisruptionBudget pinned" in entry["error"]["message"]
     assert world.images()[1] == "example.test/os:1.0.0"
     world.wait_ready(capacity=3)
+
+
+def _holds(world: World) -> dict[str, list[int]]:
+    found = world.status().get("outOfDate") or {}
+    return {h["reason"]: h["instanceIds"] for h in found.get("holds") or []}
+
+
+def test_a_model_rollout_waits_for_the_budget_then_keeps_within_it(world: World) -> None:
+    world.publish("1.0.0")
+    rolling = {"maxBatchInstancePercent": 40, "maxUnhealthyInstancePercent": 40}  # batches of 2
+    world.create(world.scaleset_body(capacity=5, automatic=False, mode="Rolling", rolling=rolling))
+    world.wait_ready(capacity=5)
+    _budget(world, "web", {"app": "web"}, 0)
+    uids = {p.metadata.name: p.metadata.uid for p in world.pods()}
+
+    initial = world.pods()
+    events = PodEvents(world)
+    events.start()
+    try:
+        # A template change: every instance is recreated on the new model, in batches.
+        template = {
+            "metadata": {"labels": {"app": "web", "tier": "v2"}},
+            "spec": {"containers": [{"name": "os", "image": "placeholder"}]},
+        }
+        world.patch_spec({"template": template})
+        eventually(
+            lambda: _holds(world).get("DisruptionBudget") == [0, 1, 2, 3, 4],
+            30,
+            what="the model rollout held by the budget",
+        )
+        assert "WaitingForDisruptionBudget" in _event_reasons(world)
+        time.sleep(3)  # the operator looks again every 2 s: still nothing may go
+        assert {p.metadata.name: p.metadata.uid for p in world.pods()} == uids
+
+        policy = client.PolicyV1Api(world.api)
+        policy.patch_namespaced_pod_disruption_budget(
+            "web", world.namespace, {"spec": {"maxUnavailable": 1}}
+        )
+        eventually(
+            lambda: {p.metadata.labels.get("tier") for p in world.pods()} == {"v2"},
+            90,
+            what="every instance recreated on the new model",
+        )
+        world.wait_ready(capacity=5)
+    finally:
+        seen = events.stop()
+
+    # Batches of two, yet the budget lets only one pod at a time out of service.
+    assert _most_unready_at_once(initial, seen) == 1
+    status = world.status()
+    assert status["latestModelInstances"] == 5
+    assert "outOfDate" not in status

@@ -39,6 +39,7 @@ from scaleset_operator.models.scaleset import HealthSource, ScaleSetSpec
 from scaleset_operator.models.status import RunningStatusCode, ScaleSetStatus
 from scaleset_operator.planner import conditions as cond
 from scaleset_operator.planner.actions import Action, EmitEvent
+from scaleset_operator.planner.bring_to_model import rollout_pending
 from scaleset_operator.planner.disruption import DisruptionBudget
 from scaleset_operator.planner.observed import Observed, PlannerSettings
 from scaleset_operator.planner.plan import plan
@@ -127,7 +128,8 @@ def _status_of(obj: Obj) -> ScaleSetStatus:
 
 class _PassBudgets:
     """The namespace's PodDisruptionBudgets, listed at most once per pass and only when an OS
-    upgrade runs: most passes of most scale sets never need them."""
+    upgrade runs or a model rollout has instances to take out: most passes of most scale sets
+    never need them."""
 
     def __init__(self, cluster: KubeClient, namespace: str) -> None:
         self._cluster, self._namespace = cluster, namespace
@@ -141,8 +143,11 @@ class _PassBudgets:
 
 
 def _upgrading(status: ScaleSetStatus) -> bool:
+    """An OS upgrade rolls forward, or a model rollout has instances still to take out: the
+    passes that take instances out within the budgets."""
     run = status.upgrade_run
-    return run is not None and run.code is RunningStatusCode.ROLLING_FORWARD
+    forward = run is not None and run.code is RunningStatusCode.ROLLING_FORWARD
+    return forward or rollout_pending(status)
 
 
 @dataclass(frozen=True)
@@ -201,8 +206,8 @@ def _plan_with(
     )
     result = plan(observed)
     if not _upgrading(status) and _upgrading(result.status):
-        # The run starts in this very pass and its first batch with it: plan that batch
-        # within the budgets too.
+        # A run (and its first batch) or a model rollout starts in this very pass: plan its
+        # first step within the budgets too.
         result = plan(replace(observed, budgets=budgets.get()))
     valid = cond.set_condition(
         result.status.conditions,

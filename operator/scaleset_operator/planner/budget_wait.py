@@ -1,10 +1,11 @@
 """Starting batch members within the PodDisruptionBudgets: a member a budget blocks waits in its
 batch and starts in a later pass, until disruptionBudgetTimeout faults the run or skips it.
+(Model rollouts wait within the budgets too: `bring_to_model.py`.)
 Rollbacks never come here: putting an instance back is never blocked by a budget."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -70,7 +71,9 @@ def start_members(
                 continue
             outcome.expired.append(wait)
         waits.append(wait)
-    _announce([w for w in waits if w.instance_id not in before], state)
+    announce_waits(
+        state, {w.instance_id: w.disruption_budget for w in waits if w.instance_id not in before}
+    )
     outcome.run = _with_waits(outcome.run, waits)
     return outcome
 
@@ -89,11 +92,11 @@ def _waited_out(state: PassState, run: UpgradeRun, wait: BudgetWait) -> bool:
     return False
 
 
-def _announce(new_waits: list[BudgetWait], state: PassState) -> None:
-    """One event per budget for the members it has just begun to hold back."""
+def announce_waits(state: PassState, new_waits: Mapping[int, str]) -> None:
+    """One event per budget for the instances (id: budget) it has just begun to hold back."""
     by_budget: dict[str, list[str]] = {}
-    for wait in new_waits:
-        by_budget.setdefault(wait.disruption_budget, []).append(str(wait.instance_id))
+    for iid, budget in new_waits.items():
+        by_budget.setdefault(budget, []).append(str(iid))
     for budget, ids in sorted(by_budget.items()):
         state.event(
             NORMAL,

@@ -117,6 +117,8 @@ def _idle(state: PassState, inst: Instance, target: UpgradeTarget) -> Hold:
     if model is not None and model_change(inst, model, state.model_hash, spec):
         if spec.upgrade_policy.mode is UpgradeMode.MANUAL:
             return HoldReason.MANUAL_UPGRADE_MODE, None
+        if inst.instance_id in state.budget_waits:
+            return HoldReason.DISRUPTION_BUDGET, None
         if inst.instance_id in state.touched:
             return HoldReason.UPGRADING, None
         return HoldReason.WAITING_FOR_BATCH, None

@@ -37,7 +37,8 @@ class Observed:
     now: datetime
     requests: tuple[Request, ...] = ()
     settings: PlannerSettings = field(default_factory=PlannerSettings)
-    # The namespace's PodDisruptionBudgets; listed only while an OS upgrade runs.
+    # The namespace's PodDisruptionBudgets; listed only while an OS upgrade or a model rollout
+    # has instances to take out of service.
     budgets: tuple[DisruptionBudget, ...] = ()
     # The wave that orders this scale set's platform upgrades, if any selects it.
     wave: WaveGate | None = None

@@ -33,6 +33,9 @@ class PassState:
     # one opens (None only for windows that never open).
     waiting_for_window: bool = False
     window_opens_at: datetime | None = None
+    # Model-rollout members a PodDisruptionBudget holds back in this pass, with its name (an OS
+    # upgrade's members wait in its batch's status instead).
+    budget_waits: dict[int, str] = field(default_factory=dict)
 
     @property
     def now(self) -> datetime:
