@@ -49,7 +49,7 @@ def between_batches(state: PassState, run: UpgradeRun, live: dict[int, Instance]
     if _pausing(state, run) or _outside_window(state, run):
         return run
     run = _retarget(state, run)
-    gate = health_gate(state.obs.spec, run.policy, live.values(), state.now)
+    gate = health_gate(state.obs.spec, run.policy, live.values(), state.now, state.verdict_of)
     if gate.closed:
         return _fault_on_unhealthy_set(state, run, gate)
     candidates = _candidates(state, run, live)
@@ -60,18 +60,19 @@ def between_batches(state: PassState, run: UpgradeRun, live: dict[int, Instance]
 
 def _orphans(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -> list[int]:
     """Instances already upgrading to the run's target that the run has not counted."""
+    counted = {*run.succeeded, *run.failed}
+    image, version = run.target.container_image, run.target.version
     return [
         iid
         for iid, inst in sorted(live.items())
-        if not inst.deleting
-        and not inst.protected
-        and inst.os_image == run.target.container_image
-        and inst.upgrade is not None
-        and inst.upgrade.phase is UpgradePhase.UPGRADING
-        and inst.upgrade.target_version == run.target.version
-        and iid not in run.succeeded
-        and iid not in run.failed
+        if iid not in counted
         and iid not in state.touched
+        and (mark := inst.upgrade) is not None
+        and mark.phase is UpgradePhase.UPGRADING
+        and mark.target_version == version
+        and inst.os_image == image
+        and not inst.deleting
+        and not inst.protected
     ]
 
 

@@ -4,7 +4,7 @@ reports it, so a plan refuses exactly when a start would be refused."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,24 +47,22 @@ def health_gate(
     policy: RollingUpgradePolicy,
     instances: Iterable[Instance],
     now: datetime,
+    judge: Callable[[Instance], HealthVerdict] | None = None,
 ) -> HealthGate:
     """`policy` is the run's own (the spec's when it starts); an instance within the health
-    probe's grace period since its creation is Initializing and does not count yet."""
+    probe's grace period since its creation is Initializing and does not count yet. `judge`
+    is a pass's own memo of exactly that verdict, when there is one."""
     probe = spec.health_probe
     grace = parse_duration(probe.grace_period)
+
+    def judged(i: Instance) -> HealthVerdict:
+        since = parse_stamp(i.created_at) if i.created_at else None
+        return verdict(i, probe, now, since=since, grace=grace)
+
     # Surge instances stand in for the instances they replace, and a pod being deleted is
     # counted through the slot it leaves (`missing`), never twice.
     present = [i for i in instances if i.surge_for is None and not i.deleting]
-    verdicts = {
-        i.instance_id: verdict(
-            i,
-            probe,
-            now,
-            since=parse_stamp(i.created_at) if i.created_at else None,
-            grace=grace,
-        )
-        for i in present
-    }
+    verdicts = {i.instance_id: (judge or judged)(i) for i in present}
     return HealthGate(
         verdicts=verdicts,
         unhealthy_ids=frozenset(iid for iid, v in verdicts.items() if counts_as_unhealthy(v)),

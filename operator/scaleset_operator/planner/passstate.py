@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from scaleset_operator.models.durations import parse_duration
+from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.planner.actions import Action, EmitEvent, EventReason
+from scaleset_operator.planner.health import HealthVerdict, verdict
+from scaleset_operator.planner.instances import creation_time
 from scaleset_operator.planner.observed import Observed
 from scaleset_operator.planner.timefmt import stamp
 
@@ -36,22 +40,41 @@ class PassState:
     # Model-rollout members a PodDisruptionBudget holds back in this pass, with its name (an OS
     # upgrade's members wait in its batch's status instead).
     budget_waits: dict[int, str] = field(default_factory=dict)
+    _verdicts: dict[int, tuple[Instance, HealthVerdict]] = field(default_factory=dict, repr=False)
 
     @property
     def now(self) -> datetime:
         return self.obs.now
 
-    @property
+    # The snapshot does not change during a pass: what is derived from it is derived once.
+    @cached_property
     def now_s(self) -> str:
         return stamp(self.obs.now)
 
-    @property
+    @cached_property
     def health_timeout(self) -> timedelta:
         return parse_duration(self.obs.spec.upgrade_policy.health_timeout)
 
-    @property
+    @cached_property
     def grace_period(self) -> timedelta:
         return parse_duration(self.obs.spec.health_probe.grace_period)
+
+    def verdict_of(self, inst: Instance) -> HealthVerdict:
+        """The instance's health now, judged from its creation (the gate, the summary and the
+        check of upgraded instances all ask): once per instance and pass. Instances are frozen
+        values, so the object itself keys the memo."""
+        hit = self._verdicts.get(id(inst))
+        if hit is not None and hit[0] is inst:
+            return hit[1]
+        found = verdict(
+            inst,
+            self.obs.spec.health_probe,
+            self.obs.now,
+            since=creation_time(inst),
+            grace=self.grace_period,
+        )
+        self._verdicts[id(inst)] = (inst, found)
+        return found
 
     def event(
         self,

@@ -20,7 +20,7 @@ from scaleset_operator.planner.budget_wait import (
     start_members,
     starts_nobody,
 )
-from scaleset_operator.planner.health import counts_as_unhealthy, verdict
+from scaleset_operator.planner.health import counts_as_unhealthy
 from scaleset_operator.planner.health_deadline import Judgement, Outcome, judge_by_deadline
 from scaleset_operator.planner.instance_upgrade import roll_back
 from scaleset_operator.planner.instances import creation_time, mark_left_by, upgrade_mark
@@ -271,14 +271,12 @@ def _unhealthy_after_passing(
     healthily) and is not rolled back: automatic rollback is for instances that never became
     healthy. Surge runs cannot be followed this way: the instance that took over has a new id.
     """
-    probe = state.obs.spec.health_probe
-    grace = state.grace_period
     found = []
     for iid in sorted(run.succeeded):
         inst = live.get(iid)
         if inst is None or inst.deleting or inst.os_image != run.target.container_image:
             continue
-        v = verdict(inst, probe, state.now, since=creation_time(inst), grace=grace)
+        v = state.verdict_of(inst)
         if counts_as_unhealthy(v):
             found.append(
                 ApiErrorBase(

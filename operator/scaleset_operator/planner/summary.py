@@ -8,10 +8,9 @@ from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.status import Condition, RunningStatusCode, UpgradeRun
 from scaleset_operator.planner import conditions as cond
 from scaleset_operator.planner.between_batches import window_wait_text
-from scaleset_operator.planner.health import HealthVerdict, verdict
+from scaleset_operator.planner.health import HealthVerdict
 from scaleset_operator.planner.history import record_history, rolling_upgrade_status
 from scaleset_operator.planner.holds import out_of_date
-from scaleset_operator.planner.instances import creation_time
 from scaleset_operator.planner.passstate import PassState
 from scaleset_operator.planner.run_end import run_finished
 
@@ -103,12 +102,7 @@ def _upgrading_reason(state: PassState, run: UpgradeRun | None) -> tuple[str, st
 
 
 def _verdicts(state: PassState, live: dict[int, Instance]) -> dict[int, HealthVerdict]:
-    probe = state.obs.spec.health_probe
-    grace = state.grace_period
-    return {
-        iid: verdict(inst, probe, state.now, since=creation_time(inst), grace=grace)
-        for iid, inst in live.items()
-    }
+    return {iid: state.verdict_of(inst) for iid, inst in live.items()}
 
 
 def _pending_count(run: UpgradeRun, live: dict[int, Instance]) -> int:
