@@ -5,11 +5,12 @@ and JSON output that stays as it was."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import click
 import pytest
 from click.testing import CliRunner
+from kubernetes.client.exceptions import ApiException
 from rich.console import Console
 
 from scaleset_operator.cli.plugin.context import Settings, parse_scaleset
@@ -18,8 +19,16 @@ from scaleset_operator.cli.views.azure import latest_info
 from scaleset_operator.cli.views.output import document
 from scaleset_operator.cli.views.zones import COLOURS, zone_line, zone_view
 from scaleset_operator.dashboard.tiles import NO_ZONE, TileState, tiles_by_zone
-from scaleset_operator.k8s.errors import ForbiddenError
-from scaleset_operator.models.instance import Instance
+from scaleset_operator.k8s.client import KubeClient
+from scaleset_operator.k8s.errors import KubeApiError, classify
+from scaleset_operator.k8s.userapi import UserApi
+from scaleset_operator.models.instance import (
+    ANNOTATION_IMAGE_URN,
+    ANNOTATION_PROTECT,
+    LABEL_INSTANCE_ID,
+    LABEL_SCALESET,
+    Instance,
+)
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import (
     Batch,
@@ -54,6 +63,7 @@ def _image(version: str) -> ResolvedImage:
 
 
 OLD, NEW = _image("1.0.0"), _image("1.1.0")
+ZONE_LABEL = "topology.kubernetes.io/zone"
 # Zones by node, as the nodes' topology labels say.
 NODES = {"n1": "zone-1", "n2": "zone-2"}
 
@@ -168,45 +178,97 @@ def test_zone_line_is_one_compact_line_with_only_the_states_present() -> None:
     assert zone_line({}) == "Zones: no instances"
 
 
-# --- the command, against a fake API -------------------------------------------------------
+# --- the command, against a fake API server ------------------------------------------------
 
 
-class FakeApi:
-    """The `UserApi` calls `watch` makes; a scale set whose run ends on the second read."""
+def _forbidden(resource: str, namespace: str | None) -> KubeApiError:
+    """What `errors.call` makes of the API server's 403 for a list."""
+    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    exc = ApiException(status=403, reason="Forbidden")
+    exc.body = json.dumps(
+        {
+            "kind": "Status",
+            "status": "Failure",
+            "reason": "Forbidden",
+            "message": f'{resource} is forbidden: User "reader" cannot list resource '
+            f'"{resource}" in API group ""{where}',
+        }
+    )
+    return classify(exc)
 
-    namespace = "shop"
+
+def _pod(inst: Instance) -> dict[str, Any]:
+    """The pod `k8s.pods.to_instance` reads back as this instance."""
+    annotations = {ANNOTATION_IMAGE_URN: inst.image_urn}
+    if inst.protected:
+        annotations[ANNOTATION_PROTECT] = "true"
+    return {
+        "metadata": {
+            "name": inst.name,
+            "labels": {LABEL_SCALESET: "web", LABEL_INSTANCE_ID: str(inst.instance_id)},
+            "annotations": annotations,
+        },
+        "spec": {
+            "nodeName": inst.node_name,
+            "containers": [{"name": "os", "image": inst.os_image}],
+        },
+        "status": {"conditions": [{"type": "Ready", "status": str(inst.ready)}]},
+    }
+
+
+class FakeCluster(KubeClient):
+    """The API server behind the `UserApi` calls `watch` makes, answering
+    `KubeClient.request`; a scale set whose run ends on the second read."""
 
     def __init__(self, *, pods: bool = True, nodes: bool = True) -> None:
+        super().__init__(cast(Any, None))
         self.statuses = [_status(), _status(RunningStatusCode.COMPLETED)]
         self.pods_allowed = pods
         self.instances = list(INSTANCES)
         self.nodes_allowed = nodes
         self.calls: list[str] = []
 
-    def get_scaleset(self, name: str) -> dict[str, Any]:
-        self.calls.append("scaleset")
-        status = self.statuses[0] if len(self.statuses) == 1 else self.statuses.pop(0)
-        return {"metadata": {"name": name}, "spec": SPEC.wire(), "status": status.wire()}
+    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        assert method == "GET"
+        if path.endswith("/scalesets/web"):
+            self.calls.append("scaleset")
+            status = self.statuses[0] if len(self.statuses) == 1 else self.statuses.pop(0)
+            return {"metadata": {"name": "web"}, "spec": SPEC.wire(), "status": status.wire()}
+        if path.endswith("/imageversions"):
+            return {"items": []}
+        if path == "/api/v1/nodes":
+            self.calls.append("nodes")
+            if not self.nodes_allowed:
+                raise _forbidden("nodes", None)
+            known = {i.node_name for i in self.instances if i.node_name}
+            return {
+                "items": [
+                    {
+                        "metadata": {
+                            "name": n,
+                            "labels": {ZONE_LABEL: NODES[n]} if n in NODES else {},
+                        }
+                    }
+                    for n in sorted(known)
+                ]
+            }
+        if path == "/api/v1/namespaces/shop/pods":
+            self.calls.append("pods")
+            if not self.pods_allowed:
+                raise _forbidden("pods", "shop")
+            return {"items": [_pod(i) for i in self.instances]}
+        raise AssertionError(f"unexpected request: {method} {path}")
 
-    def list_imageversions(self) -> list[dict[str, Any]]:
-        return []
 
-    def node_zones(self) -> dict[str, str]:
-        self.calls.append("nodes")
-        if not self.nodes_allowed:
-            raise ForbiddenError('not allowed to access nodes: cannot list resource "nodes"')
-        return dict(NODES)
-
-    def instances_in_zones(
-        self, name: str, spec: ScaleSetSpec, zones: dict[str, str]
-    ) -> list[Instance]:
-        self.calls.append("pods")
-        if not self.pods_allowed:
-            raise ForbiddenError(f'not allowed to access pods of scale set "{name}"')
-        return [i.model_copy(update={"zone": zones.get(i.node_name or "")}) for i in self.instances]
+def fake_api(*, pods: bool = True, nodes: bool = True) -> UserApi:
+    return UserApi(FakeCluster(pods=pods, nodes=nodes), "shop")
 
 
-def _watch(api: FakeApi, *args: str) -> Any:
+def _calls(api: UserApi) -> list[str]:
+    return cast(FakeCluster, api.cluster).calls
+
+
+def _watch(api: UserApi, *args: str) -> Any:
     runner = CliRunner()
     return runner.invoke(
         watch, ["web", "--interval", "0.1", *args], obj=Settings(_api=api), catch_exceptions=False
@@ -214,7 +276,7 @@ def _watch(api: FakeApi, *args: str) -> Any:
 
 
 def test_line_output_prints_a_zones_line_after_each_changed_progress_line() -> None:
-    api = FakeApi()
+    api = fake_api()
 
     result = _watch(api)
 
@@ -228,23 +290,25 @@ def test_line_output_prints_a_zones_line_after_each_changed_progress_line() -> N
         "Outcome: Completed",
     ]
     # Nodes were listed once: no pod moved to a node not seen before.
-    assert api.calls.count("nodes") == 1
+    assert _calls(api).count("nodes") == 1
     assert result.stderr == ""
 
 
 def test_a_user_who_may_not_list_pods_gets_todays_lines_and_one_note() -> None:
-    result = _watch(FakeApi(pods=False))
+    result = _watch(fake_api(pods=False))
 
     assert result.exit_code == 0, result.output
     assert [li for li in result.stdout.splitlines() if li.startswith("Zones")] == []
     assert result.stdout.splitlines()[-1] == "Outcome: Completed"
     assert result.stderr == (
-        'note: instances by zone not shown: not allowed to access pods of scale set "web"\n'
+        'note: instances by zone not shown: not allowed to access pods of scale set "web": '
+        'pods is forbidden: User "reader" cannot list resource "pods" in API group "" in the '
+        'namespace "shop"\n'
     )
 
 
 def test_a_user_who_may_not_list_nodes_sees_the_states_without_zones_and_a_note() -> None:
-    api = FakeApi(nodes=False)
+    api = fake_api(nodes=False)
 
     result = _watch(api)
 
@@ -254,26 +318,26 @@ def test_a_user_who_may_not_list_nodes_sees_the_states_without_zones_and_a_note(
         in result.stdout.splitlines()
     )
     assert result.stderr.count("note: zones unknown: not allowed to access nodes") == 1
-    assert api.calls.count("nodes") == 1  # not asked again
+    assert _calls(api).count("nodes") == 1  # not asked again
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])
 def test_json_and_yaml_output_is_the_final_document_alone(fmt: str) -> None:
-    api = FakeApi()
+    api = fake_api()
 
     result = _watch(api, "-o", fmt)
 
     final = ScaleSetStatus.model_validate(_status(RunningStatusCode.COMPLETED).wire())
     assert result.exit_code == 0, result.output
     assert result.stdout == document(latest_info(final, "web", "westeurope"), fmt) + "\n"
-    assert "pods" not in api.calls
-    assert "nodes" not in api.calls
+    assert "pods" not in _calls(api)
+    assert "nodes" not in _calls(api)
     if fmt == "json":
         assert json.loads(result.stdout)["properties"]["runningStatus"]["code"] == "Completed"
 
 
 def test_the_terminal_view_shows_the_bars_and_then_the_zones() -> None:
-    api = FakeApi()
+    api = fake_api()
     with click.Context(watch, obj=Settings(_api=api)):
         loaded = parse_scaleset(api.get_scaleset("web"))
         assert loaded.status.rolling_upgrade is not None
@@ -286,17 +350,17 @@ def test_the_terminal_view_shows_the_bars_and_then_the_zones() -> None:
 
 
 def test_nodes_are_listed_again_only_for_a_pod_on_a_node_not_seen_before() -> None:
-    api = FakeApi()
+    api = fake_api()
     reader = ZoneReader()
     with click.Context(watch, obj=Settings(_api=api)):
         loaded = parse_scaleset(api.get_scaleset("web"))
         for _ in range(3):
             reader.read(loaded)
-        api.instances.append(_instance(7, NEW, "n3"))
+        cast(FakeCluster, api.cluster).instances.append(_instance(7, NEW, "n3"))
         reader.read(loaded)  # sees n3: the next read lists nodes again
         zones, note = reader.read(loaded)
         reader.read(loaded)  # n3 has no zone label, but it is known now
 
-    assert api.calls.count("nodes") == 2
+    assert _calls(api).count("nodes") == 2
     assert note is None
     assert [t.instance_id for t in zones[NO_ZONE]] == [7]

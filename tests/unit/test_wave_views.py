@@ -11,6 +11,7 @@ from typing import Any, cast
 import click
 import pytest
 from click.testing import CliRunner
+from kubernetes.client.exceptions import ApiException
 
 from scaleset_operator.cli.plugin.context import CommandFailed, Settings
 from scaleset_operator.cli.plugin.main import cli
@@ -25,8 +26,10 @@ from scaleset_operator.cli.views.waves import (
     waves_document,
     waves_table,
 )
-from scaleset_operator.k8s.errors import NotFoundError
+from scaleset_operator.k8s.client import KubeClient
+from scaleset_operator.k8s.errors import classify
 from scaleset_operator.k8s.userapi import UserApi
+from scaleset_operator.models.scaleset import GROUP, VERSION
 from scaleset_operator.models.upgradewave import (
     StageEntry,
     StageMembers,
@@ -358,26 +361,32 @@ def test_a_version_overtaken_by_a_newer_completed_one_counts_as_done() -> None:
 # --- the commands, on a fake API ------------------------------------------------------------
 
 
-class FakeApi:
-    """The two calls the wave commands make; a status list to step through for watch."""
+class FakeApi(KubeClient):
+    """The API server behind the two calls the wave commands make, answering
+    `KubeClient.request`; a status list to step through for watch."""
 
     def __init__(self, *objs: dict[str, Any]) -> None:
+        super().__init__(cast(Any, None))
         self.objs = list(objs)
         self.reads = 0
 
-    def list_upgradewaves(self) -> list[dict[str, Any]]:
-        return self.objs[:1]
-
-    def get_upgradewave(self, name: str) -> dict[str, Any]:
+    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+        waves = f"/apis/{GROUP}/{VERSION}/upgradewaves"
+        assert method == "GET"
+        if path == waves:
+            return {"items": self.objs[:1]}
+        name = path.removeprefix(f"{waves}/")
         if not self.objs or self.objs[0]["metadata"]["name"] != name:
-            raise NotFoundError(f'upgrade wave "{name}" not found')
+            exc = ApiException(status=404, reason="Not Found")
+            exc.body = json.dumps({"kind": "Status", "reason": "NotFound"})
+            raise classify(exc)
         obj = self.objs[min(self.reads, len(self.objs) - 1)]
         self.reads += 1
         return obj
 
 
 def invoke(api: FakeApi, *args: str) -> Any:
-    return CliRunner().invoke(cli, list(args), obj=Settings(_api=cast(UserApi, api)))
+    return CliRunner().invoke(cli, list(args), obj=Settings(_api=UserApi(api, "shop")))
 
 
 def test_wave_get_json_is_the_object() -> None:

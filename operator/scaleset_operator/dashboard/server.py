@@ -176,7 +176,7 @@ async def _action(request: web.Request) -> web.Response:
     versions = [str(v) for v in (body.get("versions") or [])] if isinstance(body, dict) else []
     try:
         written = prepare(action, versions, parse(obj).status, datetime.now(UTC))
-        api = UserApi(request.app["cluster"].api, namespace)
+        api = UserApi(request.app["cluster"], namespace)
         await asyncio.to_thread(submit, api, name, written)
     except ActionFailedError as exc:
         return web.json_response({"error": exc.message}, status=exc.status)

@@ -127,14 +127,18 @@ class _Listing:
 
 
 class KubeClient:
-    """The operator's view of the API: a few calls, each one request, JSON in and out."""
+    """The API as the operator and the kubectl plugin (`k8s.userapi.UserApi`) see it: a few
+    calls, each one request, JSON in and out."""
 
-    def __init__(self, api: client.ApiClient, *, catalog_ttl: float = 5.0) -> None:
+    def __init__(
+        self, api: client.ApiClient, *, catalog_ttl: float = 5.0, request_timeout: float = 30.0
+    ) -> None:
         self.api = api
+        self.request_timeout = request_timeout
         self._catalog = _Listing(catalog_ttl)
         self._waves = _Listing(catalog_ttl)
         self._zones: dict[str, str] = {}
-        self._zones_at = 0.0
+        self._zones_at = float("-inf")  # never listed, whatever the monotonic clock says
         self._lock = threading.Lock()
 
     def _open(
@@ -182,7 +186,7 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Obj:
-        response = self._open(method, path, query or [], body, content_type, 30)
+        response = self._open(method, path, query or [], body, content_type, self.request_timeout)
         data = call(response.read)
         return cast(Obj, orjson.loads(data)) if data else {}
 
@@ -254,8 +258,11 @@ class KubeClient:
     def _items(self, path: str) -> list[Obj]:
         return cast(list[Obj], self.request("GET", path).get("items") or [])
 
-    def node_zones(self, wanted: set[str]) -> dict[str, str]:
-        """Node name -> `topology.kubernetes.io/zone`, re-listed when a node is unknown."""
+    def node_zones(self, wanted: set[str], *, raise_forbidden: bool = False) -> dict[str, str]:
+        """Node name -> `topology.kubernetes.io/zone` ("" for a node without the label),
+        re-listed when a node is unknown or the list is a minute old. Empty when nodes may not
+        be listed, or with `raise_forbidden` the `ForbiddenError`, so that a person can be
+        told zones are unknown."""
         with self._lock:
             fresh = time.monotonic() - self._zones_at < 60
             if fresh and wanted <= self._zones.keys():
@@ -263,6 +270,8 @@ class KubeClient:
         try:
             items = self.request("GET", "/api/v1/nodes").get("items") or []
         except ForbiddenError:
+            if raise_forbidden:
+                raise
             return {}
         zones = {
             n["metadata"]["name"]: (n["metadata"].get("labels") or {}).get(

@@ -2,33 +2,30 @@
 options that name the cluster (shared by every plugin command, the dashboard included).
 
 The plugin never imports `kubernetes`: it gets plain dicts for custom objects, model
-`Instance` views of pods, and one of the exception classes below when a call fails.
+`Instance` views of pods, and one of the classes of `k8s.errors` when a call fails. Every call
+is a request of the operator's own client (`k8s.client.KubeClient`), so both programs share one
+request path, one error classification, and the node-zone and EndpointSlice reads.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
-import urllib3
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from scaleset_operator.k8s.client import kubeconfig_files, load_api_client
+from scaleset_operator.k8s.client import KubeClient, kubeconfig_files, load_api_client
 from scaleset_operator.k8s.errors import (
     CredentialsError,
-    ForbiddenError,
-    InvalidError,
     KubeApiError,
     NotFoundError,
     UnavailableError,
-    classify,
+    for_person,
+    short_reason,
 )
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.imageversion import PLURAL as IMAGEVERSIONS
@@ -38,57 +35,16 @@ from scaleset_operator.models.upgradewave import PLURAL as WAVES
 
 Obj = dict[str, Any]
 F = TypeVar("F", bound=Callable[..., Any])
-_TIMEOUT = 15
-_ZONE_LABEL = "topology.kubernetes.io/zone"
+T = TypeVar("T")
+# A person is waiting: a request that takes longer than this has failed.
+_TIMEOUT = 15.0
+_CRD_BASE = f"/apis/{GROUP}/{VERSION}"
+_MERGE_PATCH = "application/merge-patch+json"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class NoConfigError(UnavailableError):
     """No kubeconfig (or in-cluster identity) to reach a cluster with."""
-
-
-def _server_message(exc: ApiException) -> str:
-    """The API server's own explanation: its causes when it lists them, else its message."""
-    try:
-        body = json.loads(exc.body or "")
-    except ValueError:
-        return f"HTTP {exc.status} {exc.reason}".strip()
-    if not isinstance(body, dict):
-        return f"HTTP {exc.status} {exc.reason}".strip()
-    causes = (body.get("details") or {}).get("causes") or []
-    parts = [
-        f"{c['field']}: {c.get('message', '')}" if c.get("field") else str(c.get("message", ""))
-        for c in causes
-        if isinstance(c, dict)
-    ]
-    text = "; ".join(p for p in parts if p) or str(body.get("message") or exc.reason)
-    return " ".join(text.split())
-
-
-@contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """The shared error classes (`k8s.errors`), with messages written for a person at a
-    terminal: what was not found, or the API server's own validation text."""
-    try:
-        yield
-    except ApiException as exc:
-        kind = type(classify(exc))
-        if kind is NotFoundError:
-            raise NotFoundError(f"{what} not found") from None
-        if kind is ForbiddenError:
-            raise ForbiddenError(f"not allowed to access {what}: {_server_message(exc)}") from None
-        if kind is InvalidError:
-            raise InvalidError(_server_message(exc)) from None
-        if (exc.status or 0) == 0:
-            raise UnavailableError(f"cannot reach the cluster: {_short(exc)}") from None
-        raise kind(f"{what}: {_server_message(exc)}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise UnavailableError(f"cannot reach the cluster: {_short(exc)}") from None
-
-
-def _short(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return " ".join(str(reason or exc).split())
 
 
 @dataclass
@@ -175,14 +131,15 @@ def connect(conn: Connection) -> UserApi:
     """The plugin's calls, in the namespace the user gave, else the kubeconfig context's (the
     pod's own with the service account)."""
     api, files = user_api_client(conn)
+    cluster = KubeClient(api, request_timeout=_TIMEOUT)
     if conn.namespace:
-        return UserApi(api, conn.namespace)
+        return UserApi(cluster, conn.namespace)
     if files is None:
-        return UserApi(api, _incluster_namespace())
+        return UserApi(cluster, _incluster_namespace())
     try:
-        return UserApi(api, _context_namespace(files, conn.context))
+        return UserApi(cluster, _context_namespace(files, conn.context))
     except (ConfigException, OSError, ValueError, TypeError) as exc:
-        raise NoConfigError(f"no usable kubeconfig ({files}): {_short(exc)}") from None
+        raise NoConfigError(f"no usable kubeconfig ({files}): {short_reason(exc)}") from None
 
 
 def _incluster_namespace() -> str:
@@ -194,39 +151,60 @@ def _incluster_namespace() -> str:
         return "default"
 
 
-class UserApi:
-    """The plugin's calls, in one namespace. Custom objects come back as plain dicts."""
+def _about(what: str, read: Callable[[], T]) -> T:
+    """Runs one read or write of `KubeClient` (which classifies its errors, `errors.call`)
+    and words a failure for a person at a terminal (`errors.for_person`)."""
+    try:
+        return read()
+    except KubeApiError as exc:
+        raise for_person(exc, what) from None
 
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+
+def _event_time(event: Obj) -> datetime | None:
+    """When an event last happened: `lastTimestamp`, else `eventTime` (events.k8s.io writers
+    set only that), else `firstTimestamp`."""
+    for key in ("lastTimestamp", "eventTime", "firstTimestamp"):
+        value = event.get(key)
+        if isinstance(value, str) and value:
+            try:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None
+
+
+class UserApi:
+    """The plugin's calls, in one namespace, through the operator's own client (`KubeClient`):
+    one request path, one error classification, objects as plain JSON dicts. Errors carry
+    messages written for a person (`errors.for_person`)."""
+
+    def __init__(self, cluster: KubeClient, namespace: str) -> None:
         self.namespace = namespace
-        self._api = api
-        self._custom = client.CustomObjectsApi(api)
-        self._core = client.CoreV1Api(api)
-        self._discovery = client.DiscoveryV1Api(api)
+        self.cluster = cluster
+
+    def _request(self, what: str, method: str, path: str, **options: Any) -> Obj:
+        """`KubeClient.request` (query, body, content_type), its errors worded about `what`."""
+        return _about(what, lambda: self.cluster.request(method, path, **options))
+
+    def _scaleset_path(self, name: str) -> str:
+        return f"{_CRD_BASE}/namespaces/{self.namespace}/{PLURAL}/{name}"
 
     # ScaleSets
     def get_scaleset(self, name: str) -> Obj:
-        with _translated(f'scale set "{name}" in namespace "{self.namespace}"'):
-            obj = self._custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, _request_timeout=_TIMEOUT
-            )
-        return dict(obj)
+        what = f'scale set "{name}" in namespace "{self.namespace}"'
+        return self._request(what, "GET", self._scaleset_path(name))
 
     def patch_scaleset(self, name: str, patch: Obj) -> Obj:
         """A JSON merge patch (RFC 7386): `None` values remove keys."""
-        with _translated(f'scale set "{name}" in namespace "{self.namespace}"'):
-            obj = self._custom.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name, patch, _request_timeout=_TIMEOUT
-            )
-        return dict(obj)
+        what = f'scale set "{name}" in namespace "{self.namespace}"'
+        path = self._scaleset_path(name)
+        return self._request(what, "PATCH", path, body=patch, content_type=_MERGE_PATCH)
 
     # ImageVersions (cluster-scoped)
     def list_imageversions(self) -> list[Obj]:
-        with _translated("image versions"):
-            answer = self._custom.list_cluster_custom_object(
-                GROUP, VERSION, IMAGEVERSIONS, _request_timeout=_TIMEOUT
-            )
-        return [dict(item) for item in answer.get("items") or []]
+        answer = self._request("image versions", "GET", f"{_CRD_BASE}/{IMAGEVERSIONS}")
+        return _items(answer)
 
     def create_imageversion(self, name: str, spec: Obj) -> Obj:
         body = {
@@ -235,64 +213,44 @@ class UserApi:
             "metadata": {"name": name},
             "spec": spec,
         }
-        with _translated(f'image version "{name}"'):
-            # The stubs declare no return value; the client returns the created object.
-            created: object = self._custom.create_cluster_custom_object(  # type: ignore[func-returns-value]
-                GROUP, VERSION, IMAGEVERSIONS, body, _request_timeout=_TIMEOUT
-            )
-        return dict(created) if isinstance(created, dict) else body
+        path = f"{_CRD_BASE}/{IMAGEVERSIONS}"
+        return self._request(f'image version "{name}"', "POST", path, body=body) or body
 
     # UpgradeWaves (cluster-scoped)
     def get_upgradewave(self, name: str) -> Obj:
-        with _translated(f'upgrade wave "{name}"'):
-            obj = self._custom.get_cluster_custom_object(
-                GROUP, VERSION, WAVES, name, _request_timeout=_TIMEOUT
-            )
-        return dict(obj)
+        return self._request(f'upgrade wave "{name}"', "GET", f"{_CRD_BASE}/{WAVES}/{name}")
 
     def list_upgradewaves(self) -> list[Obj]:
         """Every UpgradeWave; a cluster without their CRD has none to list (exit code 3)."""
         try:
-            with _translated("upgrade waves"):
-                answer = self._custom.list_cluster_custom_object(
-                    GROUP, VERSION, WAVES, _request_timeout=_TIMEOUT
-                )
+            answer = self._request("upgrade waves", "GET", f"{_CRD_BASE}/{WAVES}")
         except NotFoundError:
             raise NotFoundError(
                 "the UpgradeWave resource is not installed in this cluster (its CRD is in crds/)"
             ) from None
-        return [dict(item) for item in answer.get("items") or []]
+        return _items(answer)
 
     # Instances (pods)
+    def _pods(self, name: str) -> list[Obj]:
+        answer = self._request(
+            f'pods of scale set "{name}"',
+            "GET",
+            f"/api/v1/namespaces/{self.namespace}/pods",
+            query=[("labelSelector", f"{LABEL_SCALESET}={name}")],
+        )
+        return _items(answer)
+
     def list_instances(self, name: str, spec: ScaleSetSpec) -> list[Instance]:
         """The scale set's pods as model instances, zones and health signals included."""
-        with _translated(f'pods of scale set "{name}"'):
-            pods = self._core.list_namespaced_pod(
-                self.namespace, label_selector=f"{LABEL_SCALESET}={name}", _request_timeout=_TIMEOUT
-            ).items
-        zones = self._zones()
-        endpoints = self._ready_endpoints(spec)
-        # The controller's reader works on JSON dicts; give it the same shape.
-        found = (
-            to_instance(self._api.sanitize_for_serialization(pod), spec, zones, endpoints)
-            for pod in pods
-        )
-        return sorted((i for i in found if i is not None), key=lambda i: i.instance_id)
-
-    def _zones(self) -> dict[str, str]:
-        """Node name to zone; empty when the user may not list nodes (zones are only shown)."""
+        pods = self._pods(name)
         try:
-            with _translated("nodes"):
-                nodes = self._core.list_node(_request_timeout=_TIMEOUT).items
+            # Zones are only shown: a user who may not list nodes sees instances in none.
+            zones = self.node_zones(_nodes(pods))
         except KubeApiError:
-            return {}
-        zones: dict[str, str] = {}
-        for node in nodes:
-            meta = node.metadata
-            zone = (meta.labels or {}).get(_ZONE_LABEL) if meta else None
-            if meta and meta.name and zone:
-                zones[meta.name] = zone
-        return zones
+            zones = {}
+        endpoints = self._ready_endpoints(spec)
+        found = (to_instance(pod, spec, zones, endpoints) for pod in pods)
+        return sorted((i for i in found if i is not None), key=lambda i: i.instance_id)
 
     def instances_in_zones(
         self, name: str, spec: ScaleSetSpec, zones: dict[str, str]
@@ -300,64 +258,64 @@ class UserApi:
         """The scale set's pods as instances, placed by the caller's node-to-zone map (see
         `node_zones`). Reads pods only, no endpoints: a view needs no health signals, and a
         user who may list pods can then see it."""
-        with _translated(f'pods of scale set "{name}"'):
-            listed = self._core.list_namespaced_pod(
-                self.namespace, label_selector=f"{LABEL_SCALESET}={name}", _request_timeout=_TIMEOUT
-            )
-        raw = [self._api.sanitize_for_serialization(pod) for pod in listed.items]
-        found = [to_instance(pod, spec, zones, None) for pod in raw]
+        found = (to_instance(pod, spec, zones, None) for pod in self._pods(name))
         return sorted((i for i in found if i is not None), key=lambda i: i.instance_id)
 
-    def node_zones(self) -> dict[str, str]:
-        """Node name to zone, for the nodes that carry the zone label; unlike the instance
-        listing's own lookup this raises `ForbiddenError`, so a caller can say zones are
-        unknown rather than show every instance in none."""
-        with _translated("nodes"):
-            nodes = self._core.list_node(_request_timeout=_TIMEOUT).items
-        named = (
-            (n.metadata.name, (n.metadata.labels or {}).get(_ZONE_LABEL))
-            for n in nodes
-            if n.metadata
-        )
-        return {node: zone for node, zone in named if node and zone}
+    def node_zones(self, wanted: Iterable[str] = ()) -> dict[str, str]:
+        """Node name to zone, for the nodes that carry the zone label (the operator's own read,
+        `KubeClient.node_zones`: nodes are listed again only for a node it does not know, or
+        after a minute). Raises `ForbiddenError` when nodes may not be listed, so a caller can
+        say zones are unknown rather than show every instance in none."""
+        zones = _about("nodes", lambda: self.cluster.node_zones(set(wanted), raise_forbidden=True))
+        return {node: zone for node, zone in zones.items() if zone}
 
     def _ready_endpoints(self, spec: ScaleSetSpec) -> set[str] | None:
-        """Pod names the load balancer's Service lists as ready (LoadBalancer health only)."""
+        """Pod names the load balancer's Service lists as ready (LoadBalancer health only);
+        None when it has no EndpointSlices, as the operator judges it."""
         probe = spec.health_probe
         if probe.source is not HealthSource.LOAD_BALANCER or not probe.service_name:
             return None
-        selector = f"kubernetes.io/service-name={probe.service_name}"
-        with _translated(f'endpoints of service "{probe.service_name}"'):
-            slices = self._discovery.list_namespaced_endpoint_slice(
-                self.namespace, label_selector=selector, _request_timeout=_TIMEOUT
-            ).items
-        return {
-            ep.target_ref.name
-            for s in slices
-            for ep in s.endpoints or []
-            if ep.target_ref and ep.target_ref.name and ep.conditions and ep.conditions.ready
-        }
+        service = probe.service_name
+        return _about(
+            f'endpoints of service "{service}"',
+            lambda: self.cluster.ready_endpoints(self.namespace, service),
+        )
 
     def annotate_pod(self, pod: str, annotations: dict[str, str | None]) -> None:
         """Sets annotations on a pod; `None` removes one."""
-        patch = {"metadata": {"annotations": annotations}}
-        with _translated(f'pod "{pod}" in namespace "{self.namespace}"'):
-            self._core.patch_namespaced_pod(pod, self.namespace, patch, _request_timeout=_TIMEOUT)
+        self._request(
+            f'pod "{pod}" in namespace "{self.namespace}"',
+            "PATCH",
+            f"/api/v1/namespaces/{self.namespace}/pods/{pod}",
+            body={"metadata": {"annotations": annotations}},
+            content_type=_MERGE_PATCH,
+        )
 
     def events_about(self, name: str, kind: str) -> list[Obj]:
-        """Events whose involved object is this scale set, oldest first."""
+        """Events whose involved object is this scale set, oldest first; `time` is a
+        datetime, or None when the event carries none."""
         selector = f"involvedObject.name={name},involvedObject.kind={kind}"
-        with _translated(f'events of "{name}"'):
-            events = self._core.list_namespaced_event(
-                self.namespace, field_selector=selector, _request_timeout=_TIMEOUT
-            ).items
+        answer = self._request(
+            f'events of "{name}"',
+            "GET",
+            f"/api/v1/namespaces/{self.namespace}/events",
+            query=[("fieldSelector", selector)],
+        )
         found = [
             {
-                "type": e.type,
-                "reason": e.reason,
-                "message": e.message,
-                "time": e.last_timestamp or e.event_time or e.first_timestamp,
+                "type": e.get("type"),
+                "reason": e.get("reason"),
+                "message": e.get("message"),
+                "time": _event_time(e),
             }
-            for e in events
+            for e in _items(answer)
         ]
         return sorted(found, key=lambda e: e["time"] or _EPOCH)
+
+
+def _items(answer: Obj) -> list[Obj]:
+    return cast(list[Obj], answer.get("items") or [])
+
+
+def _nodes(pods: Iterable[Obj]) -> set[str]:
+    return {str(n) for p in pods if (n := (p.get("spec") or {}).get("nodeName"))}

@@ -5,11 +5,12 @@ catalog, pods and nodes only; changes nothing."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -39,9 +40,12 @@ from scaleset_operator.models.status import (
     StartedBy,
 )
 from scaleset_operator.planner.schedule import upgrade_target
+from scaleset_operator.polling import PollTimeoutError, poll
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
+
+T = TypeVar("T")
 
 # Platform upgrades start seconds after a publish by default, but a deployment may delay them
 # for minutes (--upgrade-delay, maintenance windows); five minutes covers the usual settings.
@@ -101,17 +105,25 @@ def _start_time(status: ScaleSetStatus) -> str | None:
     return ru.running_status.start_time if ru and ru.running_status else None
 
 
+def _then(first: T, read: Callable[[], T]) -> Callable[[], T]:
+    """`first` (a value already read) on the first call, `read()` on every later one."""
+    pending = [first]
+    return lambda: pending.pop() if pending else read()
+
+
 def _await_run(
     name: str, wait: float, interval: float
 ) -> tuple[LoadedScaleSet, RollingUpgradeStatus]:
     """The run to watch. Right after a newer version is published the platform's upgrade
     has not started yet (the operator waits out its delay and maintenance windows): then
     this waits up to `wait` seconds for it rather than report the previous run, or none."""
-    loaded = load_scaleset(name)
-    before = _start_time(loaded.status)
-    deadline = time.monotonic() + wait
-    announced = False
-    while True:
+    first = load_scaleset(name)
+    before = _start_time(first.status)
+    read = _then(first, lambda: load_scaleset(name))
+    due: list[str] = []  # the version awaited, once announced
+
+    def started() -> tuple[LoadedScaleSet, RollingUpgradeStatus] | None:
+        loaded = read()
         ru = run_to_follow(loaded.status, before)
         if ru is not None:
             return loaded, ru
@@ -121,21 +133,23 @@ def _await_run(
             if last is None or last.running_status is None:
                 raise NotFound(f'no rolling upgrade has run on scale set "{name}" yet')
             return loaded, last
-        if not announced:
+        if not due:
             click.echo(
                 f"waiting for a rolling upgrade of {name} to {version} to start "
                 f"(up to {wait:g}s){_wave_note(loaded.status)}...",
                 err=True,
             )
-            announced = True
-        if time.monotonic() >= deadline:
-            raise CommandFailed(
-                f"no rolling upgrade of {name} started within {wait:g}s, though {version} is "
-                "due; the operator may not be running, or waits for a maintenance window "
-                f"(see `kubectl describe vmss {name}`)"
-            )
-        time.sleep(interval)
-        loaded = load_scaleset(name)
+        due[:] = [version]
+        return None
+
+    try:
+        return poll(started, what=f"rolling upgrade of {name}", timeout=wait, interval=interval)
+    except PollTimeoutError:
+        raise CommandFailed(
+            f"no rolling upgrade of {name} started within {wait:g}s, though {due[0]} is "
+            "due; the operator may not be running, or waits for a maintenance window "
+            f"(see `kubectl describe vmss {name}`)"
+        ) from None
 
 
 def _latest(name: str) -> tuple[LoadedScaleSet, RollingUpgradeStatus]:
@@ -170,7 +184,8 @@ class ZoneReader:
         api = settings().api()
         if self.stale and self.nodes_note is None:
             try:
-                self.zones = api.node_zones()
+                # The nodes seen so far: the client lists nodes again for one it has not.
+                self.zones = api.node_zones(self.seen)
             except ForbiddenError as exc:
                 self.nodes_note = f"zones unknown: {exc}"
             except KubeApiError as exc:
@@ -244,29 +259,34 @@ def follow(
             f"the live view needs {exc.name}: pip install 'scaleset-operator[cli]'"
         ) from exc
     fmt = settings().output
-    deadline = time.monotonic() + timeout if timeout > 0 else None
+    deadline = time.monotonic() + timeout if timeout > 0 else math.inf
     console = Console()
     loaded, ru = _await_run(name, min(start_timeout, timeout or start_timeout), interval)
     live = Live(progress_view(name, ru), console=console, auto_refresh=False)
     interactive = fmt == "table" and console.is_terminal
     reader = ZoneReader()
     lines = LineOutput(reader)
+    read = _then((loaded, ru), lambda: _latest(name))
+
+    def ended() -> bool:
+        """One look: the latest status (the one already read, the first time) shown; true
+        once the upgrade has ended."""
+        nonlocal loaded, ru
+        loaded, ru = read()
+        if interactive:
+            live.update(live_view(name, loaded, ru, reader), refresh=True)
+        elif fmt == "table":
+            lines.show(loaded, ru)
+        return _finished(ru)
+
     if interactive:
         live.start()
     try:
-        while True:
-            if interactive:
-                live.update(live_view(name, loaded, ru, reader), refresh=True)
-            elif fmt == "table":
-                lines.show(loaded, ru)
-            if _finished(ru):
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise CommandFailed(
-                    f"timed out after {timeout:g}s; the upgrade is still {_line(ru)}"
-                )
-            time.sleep(interval)
-            loaded, ru = _latest(name)
+        poll(ended, what=f"rolling upgrade of {name}", deadline=deadline, interval=interval)
+    except PollTimeoutError:
+        raise CommandFailed(
+            f"timed out after {timeout:g}s; the upgrade is still {_line(ru)}"
+        ) from None
     finally:
         if interactive:
             live.stop()
