@@ -265,7 +265,7 @@ def fake_api(*, pods: bool = True, nodes: bool = True) -> UserApi:
 
 
 def _calls(api: UserApi) -> list[str]:
-    return cast(FakeCluster, api.cluster).calls
+    return cast(FakeCluster, api.kube).calls
 
 
 def _watch(api: UserApi, *args: str) -> Any:
@@ -356,7 +356,7 @@ def test_nodes_are_listed_again_only_for_a_pod_on_a_node_not_seen_before() -> No
         loaded = parse_scaleset(api.get_scaleset("web"))
         for _ in range(3):
             reader.read(loaded)
-        cast(FakeCluster, api.cluster).instances.append(_instance(7, NEW, "n3"))
+        cast(FakeCluster, api.kube).instances.append(_instance(7, NEW, "n3"))
         reader.read(loaded)  # sees n3: the next read lists nodes again
         zones, note = reader.read(loaded)
         reader.read(loaded)  # n3 has no zone label, but it is known now

@@ -41,7 +41,7 @@ log = logging.getLogger("scaleset_operator")
 
 
 class _State:
-    cluster: KubeClient | None = None
+    kube: KubeClient | None = None
     workers: Workers | None = None
     metrics: OperatorMetrics | None = None
     leadership: Leadership | None = None
@@ -73,12 +73,12 @@ class _NoDiffBase(kopf.AnnotationsDiffBaseStorage):
 
 
 def _pass(namespace: str, name: str) -> Outcome:
-    assert STATE.cluster is not None
+    assert STATE.kube is not None
     metrics = STATE.metrics
     timer = metrics.reconcile_timer(namespace, name) if metrics else contextlib.nullcontext()
     with timer:
         return reconcile_once(
-            STATE.cluster,
+            STATE.kube,
             namespace,
             name,
             CONFIG.planner,
@@ -95,8 +95,8 @@ def _workers() -> Workers:
 
 
 def _wave_pass(_: str, name: str) -> Outcome:
-    assert STATE.cluster is not None
-    return reconcile_wave(STATE.cluster, name, CONFIG.namespaces, STATE.notifier)
+    assert STATE.kube is not None
+    return reconcile_wave(STATE.kube, name, CONFIG.namespaces, STATE.notifier)
 
 
 def _wave_workers() -> Workers:
@@ -122,7 +122,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=CONFIG.max_threads)
     )
-    STATE.cluster = KubeClient(make_api_client(CONFIG.kubeconfig, CONFIG.context))
+    STATE.kube = KubeClient(make_api_client(CONFIG.kubeconfig, CONFIG.context))
     STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.pods = PodCache()
     STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
@@ -130,9 +130,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.wave_workers = Workers(
         _wave_pass, debounce=max(CONFIG.debounce, 0.3), active=not CONFIG.leader_elect, kind="wave"
     )
-    STATE.podwatch = _start_pod_watch(STATE.cluster, STATE.workers)
+    STATE.podwatch = _start_pod_watch(STATE.kube, STATE.workers)
     if CONFIG.leader_elect:
-        _start_leadership(STATE.cluster, (STATE.workers, STATE.wave_workers))
+        _start_leadership(STATE.kube, (STATE.workers, STATE.wave_workers))
     if CONFIG.metrics_port is not None:
         try:
             STATE.metrics = _start_metrics(CONFIG.metrics_port)
@@ -142,10 +142,10 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
                 f"cannot serve metrics on port {CONFIG.metrics_port}: {exc.strerror}"
             ) from exc
     if CONFIG.notify_sinks:
-        STATE.notifier = _start_notifier(STATE.cluster)
+        STATE.notifier = _start_notifier(STATE.kube)
 
 
-def _start_notifier(cluster: KubeClient) -> Notifier:
+def _start_notifier(kube: KubeClient) -> Notifier:
     """Webhook delivery in threads of its own; the passes only hand it their status."""
 
     def write_cursor(namespace: str, name: str, value: str) -> None:
@@ -154,7 +154,7 @@ def _start_notifier(cluster: KubeClient) -> Notifier:
         else:  # an UpgradeWave: cluster-scoped (WaveRef.key)
             path = f"/apis/{GROUP}/{VERSION}/{WAVE_PLURAL}/{name}"
         with contextlib.suppress(NotFoundError):  # deleted: its record went with it
-            cluster.request(
+            kube.request(
                 "PATCH",
                 path,
                 body={"metadata": {"annotations": {NOTIFIED: value}}},
@@ -166,7 +166,7 @@ def _start_notifier(cluster: KubeClient) -> Notifier:
             return  # a wave has no namespace for the Event; the sink's thread logged it
         meta = {"name": ref.name, "namespace": ref.namespace, "uid": ref.uid}
         try:
-            cluster.post_event({"metadata": meta}, "Warning", "NotificationSinkFailing", message)
+            kube.post_event({"metadata": meta}, "Warning", "NotificationSinkFailing", message)
         except KubeApiError as exc:
             log.debug("event not recorded: %s", exc)
 
@@ -182,7 +182,7 @@ def _start_notifier(cluster: KubeClient) -> Notifier:
     return notifier
 
 
-def _start_pod_watch(cluster: KubeClient, workers: Workers) -> PodWatch:
+def _start_pod_watch(kube: KubeClient, workers: Workers) -> PodWatch:
     """Our own pod watch (see podwatch.py); its thread hands wake-ups to the event loop."""
     loop = asyncio.get_running_loop()
 
@@ -197,7 +197,7 @@ def _start_pod_watch(cluster: KubeClient, workers: Workers) -> PodWatch:
         with contextlib.suppress(RuntimeError):  # the loop closes at shutdown
             loop.call_soon_threadsafe(workers.poke, key)
 
-    watch = PodWatch(cluster, LABEL_SCALESET, CONFIG.namespaces, instance_changed)
+    watch = PodWatch(kube, LABEL_SCALESET, CONFIG.namespaces, instance_changed)
     watch.start()
     return watch
 
@@ -210,10 +210,10 @@ def _start_metrics(port: int) -> OperatorMetrics:
     return metrics
 
 
-def _start_leadership(cluster: KubeClient, workers: tuple[Workers, ...]) -> None:
+def _start_leadership(kube: KubeClient, workers: tuple[Workers, ...]) -> None:
     identity = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     STATE.leadership = Leadership(
-        cluster,
+        kube,
         namespace=CONFIG.lease_namespace,
         name=CONFIG.lease_name,
         identity=identity,
@@ -275,8 +275,8 @@ async def scaleset_changed(
 
 @kopf.on.event(GROUP, VERSION, IV_PLURAL)
 async def catalog_changed(**_: Any) -> None:
-    assert STATE.cluster is not None
-    STATE.cluster.invalidate_catalog()
+    assert STATE.kube is not None
+    STATE.kube.invalidate_catalog()
     _workers().poke_all()
 
 
@@ -284,8 +284,8 @@ async def catalog_changed(**_: Any) -> None:
 async def wave_changed(
     *, event: Mapping[str, object], body: kopf.Body, name: str, **_: Any
 ) -> None:
-    assert STATE.cluster is not None
-    STATE.cluster.invalidate_waves()
+    assert STATE.kube is not None
+    STATE.kube.invalidate_waves()
     if event.get("type") == "DELETED":
         await _wave_workers().stop(("", name))
         STATE.wave_gates.pop(name, None)

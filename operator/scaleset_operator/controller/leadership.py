@@ -34,7 +34,7 @@ class Leadership:
 
     def __init__(
         self,
-        cluster: KubeClient,
+        kube: KubeClient,
         *,
         namespace: str,
         name: str,
@@ -42,7 +42,7 @@ class Leadership:
         lease_seconds: float = 15.0,
         renew_every: float = 3.0,
     ) -> None:
-        self.cluster = cluster
+        self.kube = kube
         self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
         self.name = name
@@ -68,7 +68,7 @@ class Leadership:
     def try_acquire(self) -> bool:
         """One round: create, renew or take over the lease. True when we hold it after."""
         try:
-            lease = self.cluster.request("GET", self.path)
+            lease = self.kube.request("GET", self.path)
         except NotFoundError:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -77,7 +77,7 @@ class Leadership:
                 "spec": self._spec(0),
             }
             try:
-                self.cluster.request("POST", self.collection, body=body)
+                self.kube.request("POST", self.collection, body=body)
             except (AlreadyExistsError, ConflictError):
                 return False
             self._renewed_at = time.monotonic()
@@ -100,7 +100,7 @@ class Leadership:
             acquired = spec.get("acquireTime")
         lease["spec"] = self._spec(transitions, acquired)
         try:
-            self.cluster.request("PUT", self.path, body=lease)
+            self.kube.request("PUT", self.path, body=lease)
         except ConflictError:
             return False
         self._renewed_at = time.monotonic()
@@ -109,11 +109,11 @@ class Leadership:
     def release(self) -> None:
         """On a clean shutdown hand over at once instead of making the others wait."""
         try:
-            lease = self.cluster.request("GET", self.path)
+            lease = self.kube.request("GET", self.path)
             if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
                 lease["spec"]["holderIdentity"] = ""
                 lease["spec"]["leaseDurationSeconds"] = 1
-                self.cluster.request("PUT", self.path, body=lease)
+                self.kube.request("PUT", self.path, body=lease)
         except KubeApiError as exc:
             log.info("could not release the lease: %s", exc)
 

@@ -38,14 +38,14 @@ class PodWatch:
 
     def __init__(
         self,
-        cluster: KubeClient,
+        kube: KubeClient,
         label: str,
         namespaces: Sequence[str],
         on_event: EventSink,
         *,
         timeout_seconds: int = 60,
     ) -> None:
-        self.cluster = cluster
+        self.kube = kube
         # Pods that carry this label (any value) are watched.
         self.label = label
         self.paths = (
@@ -101,7 +101,7 @@ class PodWatch:
 
     def _list(self, path: str, known: dict[tuple[str, str], tuple[str, str]]) -> str:
         self.lists += 1
-        body = self.cluster.request("GET", path, query=[("labelSelector", self.label)])
+        body = self.kube.request("GET", path, query=[("labelSelector", self.label)])
         items: list[Obj] = body.get("items") or []
         seen = set()
         for pod in items:
@@ -128,7 +128,7 @@ class PodWatch:
             ("resourceVersion", version),
             ("timeoutSeconds", str(self.timeout_seconds)),
         ]
-        for line in self.cluster.stream_lines(path, query, read_timeout=self.timeout_seconds + 30):
+        for line in self.kube.stream_lines(path, query, read_timeout=self.timeout_seconds + 30):
             if self._stopping.is_set():
                 break
             event = orjson.loads(line)

@@ -71,7 +71,7 @@ class CrdsMissingError(StartupError):
 
 
 def check_api(
-    cluster: KubeClient, namespaces: Sequence[str], *, wait: float = 10.0, crd_grace: float = 3.0
+    kube: KubeClient, namespaces: Sequence[str], *, wait: float = 10.0, crd_grace: float = 3.0
 ) -> None:
     """Fails when the CRDs are missing or the identity may not list what the operator
     watches. An unreachable API server is waited for up to `wait` seconds (a pod may start a
@@ -82,7 +82,7 @@ def check_api(
         while True:
             waited = time.monotonic() - started
             try:
-                _check_api_once(cluster, namespaces)
+                _check_api_once(kube, namespaces)
                 return
             except UnavailableError as exc:
                 if waited >= wait:
@@ -93,8 +93,8 @@ def check_api(
             time.sleep(0.5)
 
 
-def check_crds(cluster: KubeClient, group_version: str, plurals: Sequence[str]) -> None:
-    missing = missing_resources(cluster, group_version, plurals)
+def check_crds(kube: KubeClient, group_version: str, plurals: Sequence[str]) -> None:
+    missing = missing_resources(kube, group_version, plurals)
     if missing:
         names = ", ".join(f"{p}.{group_version.split('/')[0]}" for p in missing)
         raise CrdsMissingError(
@@ -103,11 +103,11 @@ def check_crds(cluster: KubeClient, group_version: str, plurals: Sequence[str]) 
         )
 
 
-def _check_api_once(cluster: KubeClient, namespaces: Sequence[str]) -> None:
-    check_crds(cluster, f"{GROUP}/{VERSION}", (PLURAL, IV_PLURAL, WAVE_PLURAL))
+def _check_api_once(kube: KubeClient, namespaces: Sequence[str]) -> None:
+    check_crds(kube, f"{GROUP}/{VERSION}", (PLURAL, IV_PLURAL, WAVE_PLURAL))
     for resource, path, where in _watched(namespaces):
         try:
-            cluster.request("GET", path, query=[("limit", "1")])
+            kube.request("GET", path, query=[("limit", "1")])
         except ForbiddenError as exc:
             raise StartupError(
                 f"not allowed to list {resource} {where}: {exc}; grant the operator "

@@ -90,7 +90,7 @@ def requests_of(obj: Obj) -> tuple[Request, ...]:
     return tuple(found)
 
 
-def _invalid_spec(cluster: KubeClient, obj: Obj, exc: ValidationError) -> Outcome:
+def _invalid_spec(kube: KubeClient, obj: Obj, exc: ValidationError) -> Outcome:
     status = _status_of(obj)
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
@@ -106,7 +106,7 @@ def _invalid_spec(cluster: KubeClient, obj: Obj, exc: ValidationError) -> Outcom
     )
     new = status.model_copy(update={"conditions": conditions})
     if new != status:
-        cluster.replace_status(obj, new.wire())
+        kube.replace_status(obj, new.wire())
     log.warning(
         "%s/%s: cannot act on spec: %s",
         obj["metadata"]["namespace"],
@@ -131,8 +131,8 @@ class _PassBudgets:
     upgrade runs or a model rollout has instances to take out: most passes of most scale sets
     never need them."""
 
-    def __init__(self, cluster: KubeClient, namespace: str) -> None:
-        self._cluster, self._namespace = cluster, namespace
+    def __init__(self, kube: KubeClient, namespace: str) -> None:
+        self._cluster, self._namespace = kube, namespace
         self._listed: tuple[DisruptionBudget, ...] | None = None
 
     def get(self) -> tuple[DisruptionBudget, ...]:
@@ -161,7 +161,7 @@ class _Planned:
 
 
 def _plan_with(
-    cluster: KubeClient,
+    kube: KubeClient,
     obj: Obj,
     spec: ScaleSetSpec,
     status: ScaleSetStatus,
@@ -172,11 +172,11 @@ def _plan_with(
 ) -> _Planned:
     pods = [p for p in pods if _owned_by(p, obj)]
     nodes = {(p.get("spec") or {}).get("nodeName") for p in pods} - {None}
-    zones = cluster.node_zones({str(n) for n in nodes})
+    zones = kube.node_zones({str(n) for n in nodes})
     endpoints = None
     if spec.health_probe.source is HealthSource.LOAD_BALANCER and spec.health_probe.service_name:
         endpoints = (
-            cluster.ready_endpoints(obj["metadata"]["namespace"], spec.health_probe.service_name)
+            kube.ready_endpoints(obj["metadata"]["namespace"], spec.health_probe.service_name)
             or set()
         )
     if pod_cache is not None:
@@ -193,13 +193,13 @@ def _plan_with(
         spec=spec,
         status=status,
         instances=instances,
-        catalog=catalog_entries(cluster.list_catalog()),
+        catalog=catalog_entries(kube.list_catalog()),
         now=datetime.now(UTC),
         requests=requests_of(obj),
         settings=settings,
         budgets=budgets.get() if _upgrading(status) else (),
         wave=gate_for(
-            to_waves(cluster.list_waves()),
+            to_waves(kube.list_waves()),
             obj["metadata"].get("labels") or {},
             spec.image_reference.family,
         ),
@@ -229,7 +229,7 @@ def _plan_with(
 
 
 def reconcile_once(
-    cluster: KubeClient,
+    kube: KubeClient,
     namespace: str,
     name: str,
     settings: PlannerSettings,
@@ -240,7 +240,7 @@ def reconcile_once(
 ) -> Outcome:
     key = (namespace, name)
     try:
-        obj = cluster.get_scaleset(namespace, name)
+        obj = kube.get_scaleset(namespace, name)
     except NotFoundError:
         if pacer is not None:
             pacer.forget(key)
@@ -252,14 +252,14 @@ def reconcile_once(
     try:
         spec = ScaleSetSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        return _invalid_spec(cluster, obj, exc)
+        return _invalid_spec(kube, obj, exc)
     status = _status_of(obj)
-    result = _observe_and_plan(cluster, obj, spec, status, settings, pod_cache)
+    result = _observe_and_plan(kube, obj, spec, status, settings, pod_cache)
     new_status = result.status
     held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
     persisted = status
     if new_status != status and not held:
-        written = _write_status(cluster, obj, status, new_status)
+        written = _write_status(kube, obj, status, new_status)
         if written is None:
             # Someone (or our previous pass) changed the object: plan again on fresh state.
             return Outcome(0.05)
@@ -268,10 +268,8 @@ def reconcile_once(
             pacer.wrote(key)
     if notifier is not None:
         _notify(notifier, obj, persisted)
-    lost = apply_actions(
-        cluster, obj, spec, new_status.model_hash or "", result.pods, result.actions
-    )
-    _report(cluster, obj, result, metrics, spec.capacity)
+    lost = apply_actions(kube, obj, spec, new_status.model_hash or "", result.pods, result.actions)
+    _report(kube, obj, result, metrics, spec.capacity)
     if lost:
         return Outcome(0.2)
     if result.actions:
@@ -281,7 +279,7 @@ def reconcile_once(
 
 
 def _observe_and_plan(
-    cluster: KubeClient,
+    kube: KubeClient,
     obj: Obj,
     spec: ScaleSetSpec,
     status: ScaleSetStatus,
@@ -292,28 +290,28 @@ def _observe_and_plan(
     the pods afresh and plans again, so that every action rests on a fresh read."""
     meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
-    budgets = _PassBudgets(cluster, meta["namespace"])
+    budgets = _PassBudgets(kube, meta["namespace"])
     cached = pod_cache.pods(key) if pod_cache is not None else None
     if cached is not None:
-        quick = _plan_with(cluster, obj, spec, status, cached, settings, pod_cache, budgets)
+        quick = _plan_with(kube, obj, spec, status, cached, settings, pod_cache, budgets)
         if not (quick.actions or quick.events) and (
             quick.status == status or only_progress_changed(status, quick.status)
         ):
             return quick
     if pod_cache is not None:
         pod_cache.mark(key)
-    listed = cluster.list_pods(meta["namespace"], f"{LABEL_SCALESET}={meta['name']}")
+    listed = kube.list_pods(meta["namespace"], f"{LABEL_SCALESET}={meta['name']}")
     if pod_cache is not None:
         pod_cache.seed(key, listed)
-    return _plan_with(cluster, obj, spec, status, listed, settings, pod_cache, budgets)
+    return _plan_with(kube, obj, spec, status, listed, settings, pod_cache, budgets)
 
 
 def _write_status(
-    cluster: KubeClient, obj: Obj, status: ScaleSetStatus, new_status: ScaleSetStatus
+    kube: KubeClient, obj: Obj, status: ScaleSetStatus, new_status: ScaleSetStatus
 ) -> Obj | None:
     """The object as written, or None when it changed since it was read."""
     try:
-        written = {**obj, **cluster.replace_status(obj, new_status.wire())}
+        written = {**obj, **kube.replace_status(obj, new_status.wire())}
     except ConflictError:
         return None
     if log.isEnabledFor(logging.DEBUG):
@@ -325,12 +323,12 @@ def _write_status(
 
 
 def _report(
-    cluster: KubeClient, obj: Obj, result: _Planned, metrics: MetricsSink | None, capacity: int
+    kube: KubeClient, obj: Obj, result: _Planned, metrics: MetricsSink | None, capacity: int
 ) -> None:
     namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     for event in result.events:
         try:
-            cluster.post_event(obj, event.type, event.reason, event.message)
+            kube.post_event(obj, event.type, event.reason, event.message)
         except KubeApiError as exc:
             log.debug("event not recorded: %s", exc)
         log.info("%s/%s %s: %s", namespace, name, event.reason, event.message)

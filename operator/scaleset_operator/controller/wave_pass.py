@@ -26,34 +26,34 @@ class WaveNotificationSink(Protocol):
 
 
 def reconcile_wave(
-    cluster: KubeClient,
+    kube: KubeClient,
     name: str,
     namespaces: Sequence[str],
     notifier: WaveNotificationSink | None = None,
 ) -> Outcome:
     try:
-        obj = cluster.get_wave(name)
+        obj = kube.get_wave(name)
     except NotFoundError:
         return Outcome(None, gone=True)
     wave = to_wave(obj)
     if wave is None:
         return Outcome(None)
     # The others only decide which ScaleSets are this wave's; this one is read fresh.
-    waves = [w for w in to_waves(cluster.list_waves()) if w.name != name] + [wave]
-    members = [m for m in (to_member(o) for o in cluster.list_scalesets(namespaces)) if m]
+    waves = [w for w in to_waves(kube.list_waves()) if w.name != name] + [wave]
+    members = [m for m in (to_member(o) for o in kube.list_scalesets(namespaces)) if m]
     now = datetime.now(UTC)
     result = plan_wave(
         wave,
         obj["metadata"].get("generation"),
         members,
         waves,
-        catalog_entries(cluster.list_catalog()),
+        catalog_entries(kube.list_catalog()),
         now,
     )
     persisted = wave.status
     if result.status != wave.status:
         try:
-            obj = {**obj, **cluster.replace_wave_status(obj, result.status.wire())}
+            obj = {**obj, **kube.replace_wave_status(obj, result.status.wire())}
         except ConflictError:
             return Outcome(0.05)
         persisted = result.status

@@ -41,7 +41,7 @@ def _cluster(chosen: Connection) -> KubeClient:
 
 
 async def _run(
-    cluster: KubeClient, settings: Settings, sock: socket.socket, open_browser: bool
+    kube: KubeClient, settings: Settings, sock: socket.socket, open_browser: bool
 ) -> None:
     guard = settings.guard
     # Bounded so that the watches and these threads never need more connections than the
@@ -50,7 +50,7 @@ async def _run(
         ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="dashboard-request")
     )
     ready = asyncio.Event()
-    server = asyncio.create_task(serve(make_app(cluster, settings), sock, ready))
+    server = asyncio.create_task(serve(make_app(kube, settings), sock, ready))
     await ready.wait()
     click.echo(f"Dashboard: {guard.url()}")
     click.echo("Keep this URL to yourself: it carries the access token. Ctrl-C stops.", err=True)
@@ -123,7 +123,7 @@ def dashboard(
         raise click.UsageError(str(exc)) from None
     # -n, --kubeconfig and --context, given before or after `dashboard` (`cluster_options`).
     chosen = click.get_current_context().ensure_object(Connection)
-    cluster = _cluster(chosen)
+    kube = _cluster(chosen)
     try:
         sock = bind(address, port)
     except OSError as exc:
@@ -134,4 +134,4 @@ def dashboard(
         prometheus=prometheus.rstrip("/") if prometheus else None,
     )
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(cluster, settings, sock, open_browser))
+        asyncio.run(_run(kube, settings, sock, open_browser))

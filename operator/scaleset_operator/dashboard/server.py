@@ -228,21 +228,21 @@ def sources(namespace: str | None) -> list[Source]:
 
 async def _lifecycle(app: web.Application) -> Any:
     settings: Settings = app["settings"]
-    cluster: KubeClient = app["cluster"]
+    kube: KubeClient = app["cluster"]
     stop = threading.Event()
-    store = Store(asyncio.get_running_loop(), cluster)
+    store = Store(asyncio.get_running_loop(), kube)
     app["store"] = store
     app["http"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-    start_reflectors(cluster, sources(settings.namespace), store, stop)
+    start_reflectors(kube, sources(settings.namespace), store, stop)
     yield
     stop.set()
     await app["http"].close()
 
 
-def make_app(cluster: KubeClient, settings: Settings) -> web.Application:
+def make_app(kube: KubeClient, settings: Settings) -> web.Application:
     app = web.Application(middlewares=[_guarded])
     app["settings"] = settings
-    app["cluster"] = cluster
+    app["cluster"] = kube
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get("/", _page)
     app.router.add_get("/static/{name}", _page)

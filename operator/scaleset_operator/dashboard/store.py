@@ -34,9 +34,9 @@ def _owner_key(pod: Obj) -> str:
 
 
 class Store(Sink):
-    def __init__(self, loop: asyncio.AbstractEventLoop, cluster: KubeClient) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, kube: KubeClient) -> None:
         self.loop = loop
-        self.cluster = cluster
+        self.kube = kube
         self.scalesets: dict[str, Obj] = {}
         self.pods: dict[str, dict[str, Obj]] = {}
         self.catalog: dict[str, Obj] = {}
@@ -141,7 +141,7 @@ class Store(Sink):
         nodes = {str((p.get("spec") or {}).get("nodeName") or "") for p in pods} - {""}
         try:
             # Cached by the cluster client for a minute; empty when nodes may not be listed.
-            zones = await asyncio.to_thread(self.cluster.node_zones, nodes)
+            zones = await asyncio.to_thread(self.kube.node_zones, nodes)
         except KubeApiError:
             zones = {}
         instances = []

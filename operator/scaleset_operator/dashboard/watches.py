@@ -43,8 +43,8 @@ class Sink:
 
 
 class Reflector:
-    def __init__(self, cluster: KubeClient, source: Source, sink: Sink, stop: threading.Event):
-        self.cluster = cluster
+    def __init__(self, kube: KubeClient, source: Source, sink: Sink, stop: threading.Event):
+        self.kube = kube
         self.source = source
         self.sink = sink
         self.stop = stop
@@ -73,7 +73,7 @@ class Reflector:
                 self.stop.wait(RETRY_SECONDS)
 
     def _list_and_watch(self) -> None:
-        listed = self.cluster.request("GET", self.source.path, query=self._query())
+        listed = self.kube.request("GET", self.source.path, query=self._query())
         version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
         self.sink.reset(self.source.kind, list(listed.get("items") or []))
         self.sink.failed(self.source.kind, None)
@@ -85,9 +85,7 @@ class Reflector:
                 ("allowWatchBookmarks", "true"),
                 ("timeoutSeconds", str(WATCH_SECONDS)),
             ]
-            lines = self.cluster.stream_lines(
-                self.source.path, query, read_timeout=WATCH_SECONDS + 20
-            )
+            lines = self.kube.stream_lines(self.source.path, query, read_timeout=WATCH_SECONDS + 20)
             for line in lines:
                 event = json.loads(line)
                 type_, obj = str(event.get("type")), event.get("object") or {}
@@ -103,9 +101,9 @@ class Reflector:
 
 
 def start_reflectors(
-    cluster: KubeClient, sources: list[Source], sink: Sink, stop: threading.Event
+    kube: KubeClient, sources: list[Source], sink: Sink, stop: threading.Event
 ) -> list[Reflector]:
-    reflectors = [Reflector(cluster, s, sink, stop) for s in sources]
+    reflectors = [Reflector(kube, s, sink, stop) for s in sources]
     for r in reflectors:
         r.start()
     return reflectors

@@ -33,7 +33,7 @@ _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="apply")
 
 
 def apply_actions(
-    cluster: KubeClient,
+    kube: KubeClient,
     scaleset: Obj,
     spec: ScaleSetSpec,
     model_hash: str,
@@ -48,22 +48,22 @@ def apply_actions(
         try:
             if isinstance(action, CreateInstance):
                 for claim in build_claims(scaleset, spec, action.instance_id):
-                    cluster.ensure_pvc(namespace, claim)
-                cluster.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
+                    kube.ensure_pvc(namespace, claim)
+                kube.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
             elif isinstance(action, DeleteInstance):
-                cluster.delete_pod(namespace, action.name, action.uid)
+                kube.delete_pod(namespace, action.name, action.uid)
             elif isinstance(action, PromoteInstance):
-                cluster.json_patch_pod(namespace, action.name, promote_patch(action.uid))
+                kube.json_patch_pod(namespace, action.name, promote_patch(action.uid))
             elif isinstance(action, LabelInstance):
                 ops = label_patch(action.uid, action.key, action.value)
-                cluster.json_patch_pod(namespace, action.name, ops)
+                kube.json_patch_pod(namespace, action.name, ops)
             elif isinstance(action, SetInstanceImage):
                 pod = by_name.get(action.name)
                 if pod is not None:
                     ops = image_patch(
                         pod, spec, action.container_image, action.image_urn, action.upgrade
                     )
-                    cluster.json_patch_pod(namespace, action.name, ops)
+                    kube.json_patch_pod(namespace, action.name, ops)
         except (ConflictError, NotFoundError, InvalidError) as exc:
             # A failed `test` op or precondition: someone else changed the pod first.
             log.info("action on %s/%s lost a race: %s", namespace, _target(action), exc)

@@ -27,11 +27,11 @@ def is_established(crd: Obj) -> bool:
     return condition(crd, "Established") == "True"
 
 
-def apply_crds(cluster: KubeClient, documents: Iterable[Obj]) -> None:
+def apply_crds(kube: KubeClient, documents: Iterable[Obj]) -> None:
     """Server-side apply, as `kubectl apply --server-side` does: one idempotent request per
     CRD whether or not it exists, instead of a create-or-replace that can race."""
     for crd in documents:
-        cluster.request(
+        kube.request(
             "PATCH",
             f"{_CRDS}/{crd['metadata']['name']}",
             query=[("fieldManager", _FIELD_MANAGER), ("force", "true")],
@@ -41,7 +41,7 @@ def apply_crds(cluster: KubeClient, documents: Iterable[Obj]) -> None:
 
 
 def wait_established(
-    cluster: KubeClient, names: Sequence[str], timeout: float = 30.0, interval: float = 0.2
+    kube: KubeClient, names: Sequence[str], timeout: float = 30.0, interval: float = 0.2
 ) -> None:
     """Returns once every named CRD is Established; raises `NotEstablishedError` after
     `timeout` seconds. A CRD not found yet counts as not established (a create may still be
@@ -49,7 +49,7 @@ def wait_established(
     waiting = list(names)
 
     def all_established() -> bool:
-        waiting[:] = [name for name in waiting if not _established_now(cluster, name)]
+        waiting[:] = [name for name in waiting if not _established_now(kube, name)]
         return not waiting
 
     try:
@@ -60,18 +60,18 @@ def wait_established(
         ) from None
 
 
-def _established_now(cluster: KubeClient, name: str) -> bool:
+def _established_now(kube: KubeClient, name: str) -> bool:
     try:
-        return is_established(cluster.request("GET", f"{_CRDS}/{name}"))
+        return is_established(kube.request("GET", f"{_CRDS}/{name}"))
     except NotFoundError:
         return False
 
 
-def missing_resources(cluster: KubeClient, group_version: str, plurals: Iterable[str]) -> list[str]:
+def missing_resources(kube: KubeClient, group_version: str, plurals: Iterable[str]) -> list[str]:
     """Which of these resources the API server does not serve, by API discovery. Discovery
     needs no RBAC grant (every authenticated user may read it), unlike reading the CRDs."""
     try:
-        listing = cluster.request("GET", f"/apis/{group_version}")
+        listing = kube.request("GET", f"/apis/{group_version}")
     except NotFoundError:
         return list(plurals)
     served = {str(r.get("name")) for r in listing.get("resources") or [] if isinstance(r, dict)}

@@ -131,13 +131,13 @@ def connect(conn: Connection) -> UserApi:
     """The plugin's calls, in the namespace the user gave, else the kubeconfig context's (the
     pod's own with the service account)."""
     api, files = user_api_client(conn)
-    cluster = KubeClient(api, request_timeout=_TIMEOUT)
+    kube = KubeClient(api, request_timeout=_TIMEOUT)
     if conn.namespace:
-        return UserApi(cluster, conn.namespace)
+        return UserApi(kube, conn.namespace)
     if files is None:
-        return UserApi(cluster, _incluster_namespace())
+        return UserApi(kube, _incluster_namespace())
     try:
-        return UserApi(cluster, _context_namespace(files, conn.context))
+        return UserApi(kube, _context_namespace(files, conn.context))
     except (ConfigException, OSError, ValueError, TypeError) as exc:
         raise NoConfigError(f"no usable kubeconfig ({files}): {short_reason(exc)}") from None
 
@@ -179,13 +179,13 @@ class UserApi:
     one request path, one error classification, objects as plain JSON dicts. Errors carry
     messages written for a person (`errors.for_person`)."""
 
-    def __init__(self, cluster: KubeClient, namespace: str) -> None:
+    def __init__(self, kube: KubeClient, namespace: str) -> None:
         self.namespace = namespace
-        self.cluster = cluster
+        self.kube = kube
 
     def _request(self, what: str, method: str, path: str, **options: Any) -> Obj:
         """`KubeClient.request` (query, body, content_type), its errors worded about `what`."""
-        return _about(what, lambda: self.cluster.request(method, path, **options))
+        return _about(what, lambda: self.kube.request(method, path, **options))
 
     def _scaleset_path(self, name: str) -> str:
         return f"{_CRD_BASE}/namespaces/{self.namespace}/{PLURAL}/{name}"
@@ -266,7 +266,7 @@ class UserApi:
         `KubeClient.node_zones`: nodes are listed again only for a node it does not know, or
         after a minute). Raises `ForbiddenError` when nodes may not be listed, so a caller can
         say zones are unknown rather than show every instance in none."""
-        zones = _about("nodes", lambda: self.cluster.node_zones(set(wanted), raise_forbidden=True))
+        zones = _about("nodes", lambda: self.kube.node_zones(set(wanted), raise_forbidden=True))
         return {node: zone for node, zone in zones.items() if zone}
 
     def _ready_endpoints(self, spec: ScaleSetSpec) -> set[str] | None:
@@ -278,7 +278,7 @@ class UserApi:
         service = probe.service_name
         return _about(
             f'endpoints of service "{service}"',
-            lambda: self.cluster.ready_endpoints(self.namespace, service),
+            lambda: self.kube.ready_endpoints(self.namespace, service),
         )
 
     def annotate_pod(self, pod: str, annotations: dict[str, str | None]) -> None:

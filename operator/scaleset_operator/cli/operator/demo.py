@@ -57,13 +57,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _install_crds(cluster: KubeClient) -> None:
+def _install_crds(kube: KubeClient) -> None:
     documents = [yaml.safe_load(text) for text in render_all().values()]
-    apply_crds(cluster, documents)
-    wait_established(cluster, [d["metadata"]["name"] for d in documents])
+    apply_crds(kube, documents)
+    wait_established(kube, [d["metadata"]["name"] for d in documents])
 
 
-def _publish(cluster: KubeClient, version: str, image: str) -> None:
+def _publish(kube: KubeClient, version: str, image: str) -> None:
     body = {
         "apiVersion": "scaleset.dev/v1alpha1",
         "kind": "ImageVersion",
@@ -78,7 +78,7 @@ def _publish(cluster: KubeClient, version: str, image: str) -> None:
         },
     }
     with contextlib.suppress(AlreadyExistsError):
-        cluster.request("POST", "/apis/scaleset.dev/v1alpha1/imageversions", body=body)
+        kube.request("POST", "/apis/scaleset.dev/v1alpha1/imageversions", body=body)
     _say(f"published ImageVersion {version} ({image})")
 
 
@@ -136,8 +136,8 @@ def _images(registry: str | None) -> tuple[str, str, str]:
     )
 
 
-def _get(cluster: KubeClient) -> dict[str, Any]:
-    return cluster.get_scaleset(NAMESPACE, "web")
+def _get(kube: KubeClient) -> dict[str, Any]:
+    return kube.get_scaleset(NAMESPACE, "web")
 
 
 def _instance_id(pod: dict[str, Any]) -> int:
@@ -156,14 +156,14 @@ def _start_time(rolling_upgrade: dict[str, Any] | None) -> str | None:
     return str(start) if start is not None else None
 
 
-def _instances_table(cluster: KubeClient, real: bool = False) -> Table:
+def _instances_table(kube: KubeClient, real: bool = False) -> Table:
     table = Table(title="instances", title_justify="left")
     columns = ["instance", "node", "image", "ready"]
     if real:
         columns += ["pod IP", "restarts", "serves"]
     for col in columns:
         table.add_column(col)
-    for pod in sorted(cluster.list_pods(NAMESPACE, "scaleset.dev/scaleset=web"), key=_instance_id):
+    for pod in sorted(kube.list_pods(NAMESPACE, "scaleset.dev/scaleset=web"), key=_instance_id):
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
         containers = spec.get("containers") or [{}]
@@ -192,12 +192,12 @@ def _wait(what: str, predicate: Any, timeout: float = 120) -> Any:
             raise click.ClickException(f"timed out after {timeout:.0f}s: {what}") from None
 
 
-def _follow_upgrade(cluster: KubeClient, since: str | None, timeout: float = 180) -> dict[str, Any]:
+def _follow_upgrade(kube: KubeClient, since: str | None, timeout: float = 180) -> dict[str, Any]:
     """Live progress bars until the upgrade started after `since` ends."""
     with Live(console=console, refresh_per_second=8) as live:
 
         def ended() -> dict[str, Any] | None:
-            status = _get(cluster).get("status") or {}
+            status = _get(kube).get("status") or {}
             raw = status.get("rollingUpgrade")
             if not raw or _start_time(raw) == since:
                 return None
@@ -276,21 +276,21 @@ def demo(directory: Path, capacity: int, keep: bool, real: bool) -> None:
     local = _start_cluster(directory, real)
     operator: subprocess.Popen[bytes] | None = None
     try:
-        cluster = KubeClient(make_api_client(str(local.kubeconfig_path)))
+        kube = KubeClient(make_api_client(str(local.kubeconfig_path)))
         _say("installing the ScaleSet and ImageVersion CRDs")
-        _install_crds(cluster)
+        _install_crds(kube)
         metrics_port = _free_port()
         if real:
             _say(
                 "building the operator's image from this checkout and installing its chart "
                 f"into the namespace {OPERATOR_NAMESPACE} (Pod Security: restricted)"
             )
-            pod = install_operator(local, cluster, lambda m: console.print(f"   [dim]{m}[/]"))
+            pod = install_operator(local, kube, lambda m: console.print(f"   [dim]{m}[/]"))
             _say(f"operator pod {OPERATOR_NAMESPACE}/{pod} is Ready on a real node")
         else:
             operator = _start_operator(directory, local.kubeconfig_path, metrics_port)
             _say(f"operator started (pid {operator.pid}), log: {directory}/logs/operator.log")
-        _story(cluster, _images(local.registry if real else None), capacity, real)
+        _story(kube, _images(local.registry if real else None), capacity, real)
         _look_around(local.kubeconfig_path, metrics_port, real)
     except KubeApiError as exc:
         raise click.ClickException(f"the API server refused: {exc}") from exc
@@ -317,13 +317,13 @@ def _start_cluster(directory: Path, real: bool) -> LocalCluster:
     return local
 
 
-def _story(cluster: KubeClient, images: tuple[str, str, str], capacity: int, real: bool) -> None:
+def _story(kube: KubeClient, images: tuple[str, str, str], capacity: int, real: bool) -> None:
     """A healthy set, an automatic upgrade to 1.1.0, then a bad 1.2.0 rolled back."""
     with contextlib.suppress(AlreadyExistsError):
-        cluster.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
-    _publish(cluster, "1.0.0", images[0])
+        kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": NAMESPACE}})
+    _publish(kube, "1.0.0", images[0])
     with contextlib.suppress(AlreadyExistsError):
-        cluster.request(
+        kube.request(
             "POST",
             f"/apis/scaleset.dev/v1alpha1/namespaces/{NAMESPACE}/scalesets",
             body=_scaleset(capacity, real),
@@ -335,29 +335,29 @@ def _story(cluster: KubeClient, images: tuple[str, str, str], capacity: int, rea
     )
 
     def all_ready() -> bool:
-        return bool((_get(cluster).get("status") or {}).get("readyInstances") == capacity)
+        return bool((_get(kube).get("status") or {}).get("readyInstances") == capacity)
 
     _wait(f"waiting for {capacity} healthy instances", all_ready, timeout=300)
-    console.print(_instances_table(cluster, real))
+    console.print(_instances_table(kube, real))
 
-    before = (_get(cluster).get("status") or {}).get("rollingUpgrade") or {}
-    _publish(cluster, "1.1.0", images[1])
+    before = (_get(kube).get("status") or {}).get("rollingUpgrade") or {}
+    _publish(kube, "1.1.0", images[1])
     _say("the platform starts a rolling OS upgrade after a 2 s delay:")
-    status = _follow_upgrade(cluster, _start_time(before))
+    status = _follow_upgrade(kube, _start_time(before))
     _say(f"upgrade {status['rollingUpgrade']['runningStatus']['code']}: all instances on 1.1.0")
     if real:
         _say("same pods, same IPs: each container was restarted in place on the new image")
-    console.print(_instances_table(cluster, real))
+    console.print(_instances_table(kube, real))
 
     before = status["rollingUpgrade"]
-    _publish(cluster, "1.2.0", images[2])
+    _publish(kube, "1.2.0", images[2])
     _say("1.2.0 is a bad image (its tag was never pushed): watch it fail and roll back")
-    status = _follow_upgrade(cluster, _start_time(before))
+    status = _follow_upgrade(kube, _start_time(before))
     entry = (status.get("osUpgradeHistory") or [{}])[0]
     _say("the newest history entry, in Azure's shape:")
     console.print_json(json.dumps(entry))
     _wait("waiting for rolled-back instances to be healthy again", all_ready)
-    console.print(_instances_table(cluster, real))
+    console.print(_instances_table(kube, real))
 
 
 def _look_around(kubeconfig: Path, metrics_port: int, real: bool) -> None:

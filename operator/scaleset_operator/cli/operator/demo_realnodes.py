@@ -37,7 +37,7 @@ def chart_dir() -> Path:
     return root / "charts" / "scaleset-operator"
 
 
-def install_operator(local: LocalCluster, cluster: KubeClient, log: Callable[[str], None]) -> str:
+def install_operator(local: LocalCluster, kube: KubeClient, log: Callable[[str], None]) -> str:
     """Builds the operator image, installs the chart into a `restricted` namespace with the
     operator on a real node, and waits for its pod to be Ready; returns the pod's name."""
     registry = local.registry
@@ -75,13 +75,13 @@ def install_operator(local: LocalCluster, cluster: KubeClient, log: Callable[[st
     ]
     namespace = {"metadata": {"name": OPERATOR_NAMESPACE, "labels": RESTRICTED}}
     with contextlib.suppress(AlreadyExistsError):
-        cluster.request("POST", "/api/v1/namespaces", body=namespace)
+        kube.request("POST", "/api/v1/namespaces", body=namespace)
     result = subprocess.run(args, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise click.ClickException(f"helm install failed: {result.stderr.strip()}")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        for pod in cluster.list_pods(OPERATOR_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}"):
+        for pod in kube.list_pods(OPERATOR_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}"):
             meta = pod.get("metadata") or {}
             if not meta.get("deletionTimestamp") and condition(pod, "Ready") == "True":
                 return str(meta.get("name"))
