@@ -366,6 +366,11 @@ class UpgradeRun(ApiModel):
         description="Why each failed instance failed, by instance id, such as "
         "ImagePullBackOff or HealthTimeout (...).",
     )
+    failure_causes: dict[str, str] = Field(
+        default_factory=dict,
+        description="The cause of each failure as a code, by instance id: HealthTimeout, "
+        "ImagePullBackOff, CrashLoopBackOff, PodFailed... (history's error.details code).",
+    )
     stop_reason: ApiError | None = Field(
         default=None,
         description="The limit that was exceeded; the run ends Faulted once the instances in "

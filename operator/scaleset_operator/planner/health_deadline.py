@@ -25,6 +25,11 @@ class Judgement:
     timed_out: bool = False
 
     @property
+    def cause(self) -> str:
+        """The failure as a code: the deadline's, or the verdict's own."""
+        return "HealthTimeout" if self.timed_out else self.verdict.reason
+
+    @property
     def reason(self) -> str:
         """Why it failed, saying so when the deadline rather than the instance decided."""
         if self.timed_out:

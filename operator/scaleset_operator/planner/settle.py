@@ -39,6 +39,7 @@ class BatchTally:
     rollback_failed: list[int]
     rolling_back: list[int]
     reasons: dict[str, str]
+    causes: dict[str, str]
 
     @classmethod
     def of(cls, run: UpgradeRun) -> BatchTally:
@@ -49,6 +50,7 @@ class BatchTally:
             rollback_failed=list(run.rollback_failed),
             rolling_back=list(run.rolling_back),
             reasons=dict(run.failure_reasons),
+            causes=dict(run.failure_causes),
         )
 
     def onto(self, run: UpgradeRun) -> UpgradeRun:
@@ -60,6 +62,7 @@ class BatchTally:
                 "rollback_failed": self.rollback_failed,
                 "rolling_back": self.rolling_back,
                 "failure_reasons": self.reasons,
+                "failure_causes": self.causes,
             }
         )
 
@@ -208,11 +211,12 @@ def _fail_member(
     iid = inst.instance_id
     tally.failed.append(iid)
     tally.reasons[str(iid)] = judged.reason
+    tally.causes[str(iid)] = judged.cause
     state.event(
         WARNING,
         EventReason.INSTANCE_UPGRADE_FAILED,
         f"instance {iid} unhealthy on {run.target.urn}: {judged.reason}",
-        cause=judged.reason,
+        cause=judged.cause,
     )
     if run.automatic_rollback and mark.previous_image != run.target.container_image:
         tally.rolling_back.append(iid)

@@ -96,12 +96,13 @@ def _judge_surge(
         return True
     tally.failed.append(old_id)
     tally.reasons[str(old_id)] = judged.reason
+    tally.causes[str(old_id)] = judged.cause
     state.event(
         WARNING,
         EventReason.INSTANCE_UPGRADE_FAILED,
         f"new instance {new.instance_id} (for {old_id}) unhealthy on {run.target.urn}: "
         f"{judged.reason}",
-        cause=judged.reason,
+        cause=judged.cause,
     )
     if run.automatic_rollback:
         # Rolling back a surge is removing it: the old instance never stopped.
