@@ -224,6 +224,13 @@ def main() -> None:
         "writes per instance with the recorded baseline and flag a regression over 20 %%",
     )
     ap.add_argument(
+        "--operator-arg",
+        action="append",
+        default=[],
+        help="extra argument for `scaleset-operator run` (repeatable), e.g. "
+        "--operator-arg=--gather-while-settling=0",
+    )
+    ap.add_argument(
         "--profile",
         action="store_true",
         help="run the operator under py-spy and print where its CPU went (the whole run: "
@@ -251,7 +258,9 @@ def main() -> None:
         api = common.k8s_client(cluster, pool=args.raw_threads)
         apps = client.AppsV1Api(api)
         profile = workdir / "operator-profile.txt" if args.profile else None
-        op = common.start_operator(cluster, workdir / "operator-logs", profile=profile)
+        op = common.start_operator(
+            cluster, workdir / "operator-logs", *args.operator_arg, profile=profile
+        )
         log(f"operator pid {op.pid}, logs in {workdir / 'operator-logs'}")
         try:
             # --- setup: the Deployment and the ScaleSet, both on image 1.0.0 ------------------

@@ -86,6 +86,7 @@ def _pass(namespace: str, name: str) -> Outcome:
             STATE.pacer,
             STATE.pods,
             STATE.notifier,
+            gather=CONFIG.gather_while_settling,
         )
 
 

@@ -133,10 +133,12 @@ class Workers:
 
     async def _loop(self, key: Key) -> None:
         wakeup = self._wakeups[key]
+        gather = 0.0
         while True:
             await wakeup.wait()
-            # Events arrive in bursts (a batch of pods changing together): take them as one.
-            await asyncio.sleep(self._debounce)
+            # Events arrive in bursts (a batch of pods changing together): take them as one,
+            # and more of them when the last pass said that only progress was moving.
+            await asyncio.sleep(max(self._debounce, gather))
             wakeup.clear()
             try:
                 outcome = await asyncio.to_thread(self._run_pass, *key)
@@ -145,12 +147,15 @@ class Workers:
                 wakeup.set()
                 continue
             self.backoff.succeeded(key)
+            gather = outcome.gather
             if outcome.gone:
                 self._known.discard(key)
                 self._tasks.pop(key, None)
                 self._wakeups.pop(key, None)
                 return
             if outcome.requeue_after is not None:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(wakeup.wait(), timeout=outcome.requeue_after)
+                except TimeoutError:
+                    gather = 0.0  # a wake-up the planner asked for is kept to the time
                 wakeup.set()

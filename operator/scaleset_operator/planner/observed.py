@@ -50,3 +50,6 @@ class Plan:
     status: ScaleSetStatus
     events: tuple[EmitEvent, ...]
     requeue_after: float | None
+    # Members of the batch in flight still to settle: while several are, one more settling
+    # changes only progress, so the controller may gather events a little longer.
+    open_members: int = 0

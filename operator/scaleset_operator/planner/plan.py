@@ -50,7 +50,9 @@ def plan(obs: Observed) -> Plan:
     if state.wake_at:
         soonest = min(state.wake_at)
         requeue = max(0.05, (soonest - obs.now).total_seconds())
-    return Plan(tuple(state.actions), state.status, tuple(state.events), requeue)
+    return Plan(
+        tuple(state.actions), state.status, tuple(state.events), requeue, state.open_members
+    )
 
 
 def _advance_upgrade(state: PassState, live: dict[int, Instance]) -> None:

@@ -98,7 +98,9 @@ def settle_batch(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -
     started = start_members(state, run, waiting, _in_flight(members, tally, live, waiting))
     run = started.run
     dropped = _not_waited_for(run, waiting, started)
-    if [i for i in _open_members(members, tally, live) if i not in dropped]:
+    still_open = [i for i in _open_members(members, tally, live) if i not in dropped]
+    if still_open:
+        state.open_members = len(still_open)
         return run
     run = close_batch(state, run, batch.number, live)
     return fault_on_expired(state, run, started.expired)

@@ -1,0 +1,83 @@
+"""While a batch has several members still to settle, a pass says so and the worker lets watch
+events pile up a little longer before the next pass; a wake-up the planner asked for is kept
+to the time."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from scaleset_operator.controller.reconcile import Outcome
+from scaleset_operator.controller.workers import Workers
+from tests.unit.simworld import Sim, spec_of, version_entry
+
+KEY = ("ns", "web")
+
+
+def test_a_pass_counts_the_members_its_batch_still_waits_for() -> None:
+    sim = Sim(
+        spec_of(capacity=10, rolling={"maxBatchInstancePercent": 20}), [version_entry("1.0.0")]
+    )
+    sim.settle()
+    # Never Ready: the first batch's two members stay open until their health timeout.
+    sim.publish(version_entry("1.1.0", tag="unready-1.1.0"))
+    counts = [sim.step(1.0).open_members for _ in range(10)]
+    assert sim.run is not None
+    assert sim.run.batch is not None
+    assert sim.run.batch.number == 1
+    assert counts[-1] == 2
+    # Once the batch is settled (rolled back after the health timeout), none is counted.
+    sim.run_until(lambda s: s.run is not None and s.run.batch is None, limit=200)
+    assert sim.plan().open_members == 0
+
+
+def _timed_passes(outcome: Outcome, pokes: int) -> list[float]:
+    """Pass times of a worker whose every pass returns `outcome`, poked every 20 ms."""
+    times: list[float] = []
+
+    def run_pass(namespace: str, name: str) -> Outcome:
+        times.append(time.monotonic())
+        return outcome
+
+    workers = Workers(run_pass, debounce=0.01)
+
+    async def main() -> None:
+        workers.poke(KEY)
+        for _ in range(pokes):
+            await asyncio.sleep(0.02)
+            workers.poke(KEY)
+        await asyncio.sleep(0.3)
+        await workers.stop_all()
+
+    asyncio.run(main())
+    return times
+
+
+def test_events_are_gathered_longer_while_a_batch_is_settling() -> None:
+    quick = _timed_passes(Outcome(None), pokes=40)
+    gathered = _timed_passes(Outcome(None, gather=0.25), pokes=40)
+
+    # 0.8 s of events every 20 ms: a pass per few events, against one per quarter second.
+    assert len(quick) >= 12
+    assert len(gathered) <= 6
+
+
+def test_a_requested_wake_up_is_not_delayed_by_gathering() -> None:
+    times: list[float] = []
+
+    def run_pass(namespace: str, name: str) -> Outcome:
+        times.append(time.monotonic())
+        return Outcome(0.05, gather=1.0)
+
+    workers = Workers(run_pass, debounce=0.0)
+
+    async def main() -> None:
+        workers.poke(KEY)
+        await asyncio.sleep(0.6)
+        await workers.stop_all()
+
+    asyncio.run(main())
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) >= 4
+    assert max(gaps) < 0.5
