@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import time
 
-from scaleset_operator.controller.reconcile import Outcome
+from scaleset_operator.controller.reconcile import Outcome, settling_in_bulk
 from scaleset_operator.controller.workers import Workers
 from tests.unit.simworld import Sim, spec_of, version_entry
 
@@ -27,6 +27,7 @@ def test_a_pass_counts_the_members_its_batch_still_waits_for() -> None:
     assert sim.run.batch is not None
     assert sim.run.batch.number == 1
     assert counts[-1] == 2
+    assert sim.plan().batch_members == 2
     # Once the batch is settled (rolled back after the health timeout), none is counted.
     sim.run_until(lambda s: s.run is not None and s.run.batch is None, limit=200)
     assert sim.plan().open_members == 0
@@ -81,3 +82,11 @@ def test_a_requested_wake_up_is_not_delayed_by_gathering() -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) >= 4
     assert max(gaps) < 0.5
+
+
+def test_only_a_batchsettling_in_bulk_gathers() -> None:
+    assert settling_in_bulk(open_members=40, batch_members=40)
+    assert settling_in_bulk(open_members=11, batch_members=40)
+    # The last quarter (here 10 of 40) is seen instance by instance: one of them closes it.
+    assert not settling_in_bulk(open_members=10, batch_members=40)
+    assert not settling_in_bulk(open_members=1, batch_members=2)

@@ -68,7 +68,7 @@ class NotificationSink(Protocol):
     def offer(self, obj: Obj, status: ScaleSetStatus) -> None: ...
 
 
-# How long a pass gathers watch events while its batch has several members still to settle:
+# How long a pass gathers watch events while its batch has many members still to settle:
 # each of them settling changes only progress counters, so passes per batch drop severalfold
 # (the operator's CPU per upgraded instance with them), while the member that closes the
 # batch is still seen within this.
@@ -168,6 +168,7 @@ class _Planned:
     status: ScaleSetStatus
     requeue_after: float | None
     open_members: int = 0
+    batch_members: int = 0
 
 
 def _plan_with(
@@ -236,6 +237,7 @@ def _plan_with(
         status=result.status.model_copy(update={"conditions": valid}),
         requeue_after=result.requeue_after,
         open_members=result.open_members,
+        batch_members=result.batch_members,
     )
 
 
@@ -366,9 +368,15 @@ def _next(result: _Planned, held: float, gather: float) -> Outcome:
         # Our own writes come back as watch events too; this is only a safety net.
         return Outcome(min(result.requeue_after or 5.0, 5.0))
     outcome = _after(result.requeue_after, held)
-    if result.open_members > 1:
+    if settling_in_bulk(result.open_members, result.batch_members):
         return replace(outcome, gather=gather)
     return outcome
+
+
+def settling_in_bulk(open_members: int, batch_members: int) -> bool:
+    """More than a quarter of the batch still to settle (and at least two): its last members,
+    whose settling closes the batch, are each seen without gathering."""
+    return open_members > 1 and open_members * 4 > batch_members
 
 
 def _after(requeue_after: float | None, held: float) -> Outcome:

@@ -50,6 +50,7 @@ class Plan:
     status: ScaleSetStatus
     events: tuple[EmitEvent, ...]
     requeue_after: float | None
-    # Members of the batch in flight still to settle: while several are, one more settling
-    # changes only progress, so the controller may gather events a little longer.
+    # Members of the batch in flight still to settle, and its size: while many are open, one
+    # more settling changes only progress, so the controller may gather events a little longer.
     open_members: int = 0
+    batch_members: int = 0

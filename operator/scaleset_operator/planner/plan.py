@@ -51,7 +51,12 @@ def plan(obs: Observed) -> Plan:
         soonest = min(state.wake_at)
         requeue = max(0.05, (soonest - obs.now).total_seconds())
     return Plan(
-        tuple(state.actions), state.status, tuple(state.events), requeue, state.open_members
+        tuple(state.actions),
+        state.status,
+        tuple(state.events),
+        requeue,
+        state.open_members,
+        state.batch_members,
     )
 
 
