@@ -14,7 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaleset_operator.models.imageversion import CatalogEntry
-from scaleset_operator.models.status import HoldReason, RunningStatusCode, StartedBy
+from scaleset_operator.models.status import (
+    HoldReason,
+    ResolvedImage,
+    RunningStatusCode,
+    StartedBy,
+)
 from scaleset_operator.models.upgradewave import (
     UpgradeWaveSpec,
     UpgradeWaveStatus,
@@ -296,9 +301,7 @@ def test_a_stage_once_reached_is_never_taken_back(changes: list[tuple[str, str, 
         now += timedelta(seconds=7)
 
 
-def _resolved(version: str):  # type: ignore[no-untyped-def]
-    from scaleset_operator.models.status import ResolvedImage
-
+def _resolved(version: str) -> ResolvedImage:
     return ResolvedImage(
         publisher=PUBLISHER,
         offer=OFFER,

@@ -16,19 +16,17 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.controller.pacing import (
     StatusPacer,
     changed_fields,
     only_progress_changed,
 )
+from scaleset_operator.controller.passreads import PassBudgets, PassReads
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.k8s.apply import apply_actions
-from scaleset_operator.k8s.budgets import to_budget
 from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import to_instance
-from scaleset_operator.k8s.waves import to_waves
 from scaleset_operator.models.instance import (
     LABEL_SCALESET,
     REQUEST_ANNOTATIONS,
@@ -40,11 +38,9 @@ from scaleset_operator.models.status import RunningStatusCode, ScaleSetStatus
 from scaleset_operator.planner import conditions as cond
 from scaleset_operator.planner.actions import Action, EmitEvent
 from scaleset_operator.planner.bring_to_model import rollout_pending
-from scaleset_operator.planner.disruption import DisruptionBudget
 from scaleset_operator.planner.observed import Observed, PlannerSettings
 from scaleset_operator.planner.plan import plan
 from scaleset_operator.planner.timefmt import stamp
-from scaleset_operator.planner.waves.gate import gate_for
 
 Obj = dict[str, Any]
 log = logging.getLogger("scaleset_operator.reconcile")
@@ -135,22 +131,6 @@ def _status_of(obj: Obj) -> ScaleSetStatus:
         return ScaleSetStatus()
 
 
-class _PassBudgets:
-    """The namespace's PodDisruptionBudgets, listed at most once per pass and only when an OS
-    upgrade runs or a model rollout has instances to take out: most passes of most scale sets
-    never need them."""
-
-    def __init__(self, kube: KubeClient, namespace: str) -> None:
-        self._cluster, self._namespace = kube, namespace
-        self._listed: tuple[DisruptionBudget, ...] | None = None
-
-    def get(self) -> tuple[DisruptionBudget, ...]:
-        if self._listed is None:
-            items = self._cluster.list_disruption_budgets(self._namespace)
-            self._listed = tuple(to_budget(p) for p in items)
-        return self._listed
-
-
 def _upgrading(status: ScaleSetStatus) -> bool:
     """An OS upgrade rolls forward, or a model rollout has instances still to take out: the
     passes that take instances out within the budgets."""
@@ -179,7 +159,8 @@ def _plan_with(
     pods: list[Obj],
     settings: PlannerSettings,
     pod_cache: PodCache | None,
-    budgets: _PassBudgets,
+    budgets: PassBudgets,
+    shared: PassReads,
 ) -> _Planned:
     pods = [p for p in pods if _owned_by(p, obj)]
     nodes = {(p.get("spec") or {}).get("nodeName") for p in pods} - {None}
@@ -204,16 +185,12 @@ def _plan_with(
         spec=spec,
         status=status,
         instances=instances,
-        catalog=catalog_entries(kube.list_catalog()),
+        catalog=shared.catalog,
         now=datetime.now(UTC),
         requests=requests_of(obj),
         settings=settings,
         budgets=budgets.get() if _upgrading(status) else (),
-        wave=gate_for(
-            to_waves(kube.list_waves()),
-            obj["metadata"].get("labels") or {},
-            spec.image_reference.family,
-        ),
+        wave=shared.wave,
     )
     result = plan(observed)
     if not _upgrading(status) and _upgrading(result.status):
@@ -302,10 +279,11 @@ def _observe_and_plan(
     the pods afresh and plans again, so that every action rests on a fresh read."""
     meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
-    budgets = _PassBudgets(kube, meta["namespace"])
+    budgets = PassBudgets(kube, meta["namespace"])
+    shared = PassReads.of(kube, obj, spec)
     cached = pod_cache.pods(key) if pod_cache is not None else None
     if cached is not None:
-        quick = _plan_with(kube, obj, spec, status, cached, settings, pod_cache, budgets)
+        quick = _plan_with(kube, obj, spec, status, cached, settings, pod_cache, budgets, shared)
         if not (quick.actions or quick.events) and (
             quick.status == status or only_progress_changed(status, quick.status)
         ):
@@ -315,7 +293,7 @@ def _observe_and_plan(
     listed = kube.list_pods(meta["namespace"], f"{LABEL_SCALESET}={meta['name']}")
     if pod_cache is not None:
         pod_cache.seed(key, listed)
-    return _plan_with(kube, obj, spec, status, listed, settings, pod_cache, budgets)
+    return _plan_with(kube, obj, spec, status, listed, settings, pod_cache, budgets, shared)
 
 
 def _write_status(

@@ -191,8 +191,7 @@ def _rollbacks(
     found: list[Observation] = []
     revert_started = dict(before.revert_started)
     for iid in sorted(_rollback_ids(run) - before.rollback_ids):
-        key = str(iid)
-        reason = cause_of(run.failure_causes.get(key) or run.failure_reasons.get(key))
+        reason = cause_of(run.failure_cause(iid))
         found.append(CounterIncrement(metric.ROLLBACKS, (*scaleset, ("reason", reason))))
         if iid in run.rolling_back:
             revert_started[iid] = now

@@ -392,6 +392,16 @@ class UpgradeRun(ApiModel):
         "otherwise.",
     )
 
+    def failure_cause(self, instance_id: int) -> str | None:
+        """The failed instance's cause as a code. Runs recorded before causes were kept apart
+        start their reason with it, such as `HealthTimeout (NotReady)`."""
+        key = str(instance_id)
+        cause = self.failure_causes.get(key)
+        if cause:
+            return cause
+        reason = self.failure_reasons.get(key)
+        return reason.split(" ", 1)[0] if reason else None
+
 
 class Condition(ApiModel):
     """A standard Kubernetes status condition."""

@@ -32,6 +32,17 @@ class SelectorRequirement:
         return False  # an operator the API does not know selects nothing
 
 
+def label_selector_matches(
+    match_labels: Mapping[str, str],
+    match_expressions: Iterable[SelectorRequirement],
+    labels: Mapping[str, str],
+) -> bool:
+    """A Kubernetes label selector: every matchLabels pair and every expression holds."""
+    if any(labels.get(k) != v for k, v in match_labels.items()):
+        return False
+    return all(req.matches(labels) for req in match_expressions)
+
+
 @dataclass(frozen=True)
 class DisruptionBudget:
     """A policy/v1 PodDisruptionBudget: its selector and what its status allows now.
@@ -48,10 +59,7 @@ class DisruptionBudget:
     def selects(self, inst: Instance) -> bool:
         if self.match_labels is None:
             return False
-        labels = inst.labels
-        if any(labels.get(k) != v for k, v in self.match_labels.items()):
-            return False
-        return all(req.matches(labels) for req in self.match_expressions)
+        return label_selector_matches(self.match_labels, self.match_expressions, inst.labels)
 
 
 @dataclass(frozen=True)

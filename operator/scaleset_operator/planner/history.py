@@ -117,8 +117,7 @@ def failure_details(run: UpgradeRun, back_to: Mapping[int, str | None]) -> list[
     details = []
     for iid in sorted(run.failed):
         reason = run.failure_reasons.get(str(iid), "Unknown")
-        # Runs recorded before causes were kept separately start their reason with it.
-        cause = run.failure_causes.get(str(iid)) or reason.split(" ")[0]
+        cause = run.failure_cause(iid) or reason
         version = back_to.get(iid)
         onto = f" to {version}" if version else ""
         if iid in run.rolled_back:

@@ -31,11 +31,6 @@ class WaveGate:
             return False
         return self.stage_index == 0 or version in self.admitted
 
-    def why_not(self, version: str) -> str:
-        if version in self.faulted:
-            return f"faulted in wave {self.wave}"
-        return f"not yet admitted to stage {self.stage} of wave {self.wave}"
-
 
 def gate_for(waves: Sequence[Wave], labels: Mapping[str, str], family: str) -> WaveGate | None:
     """None when no wave selects the ScaleSet: it upgrades as if waves did not exist."""

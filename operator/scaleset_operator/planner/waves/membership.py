@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from scaleset_operator.models.upgradewave import LabelSelector, UpgradeWaveSpec, UpgradeWaveStatus
-from scaleset_operator.planner.disruption import SelectorRequirement
+from scaleset_operator.planner.disruption import SelectorRequirement, label_selector_matches
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,11 @@ class Seat:
 
 
 def selects(selector: LabelSelector, labels: Mapping[str, str]) -> bool:
-    if any(labels.get(k) != v for k, v in selector.match_labels.items()):
-        return False
-    return all(
-        SelectorRequirement(r.key, r.operator.value, tuple(r.values)).matches(labels)
+    requirements = (
+        SelectorRequirement(r.key, r.operator.value, tuple(r.values))
         for r in selector.match_expressions
     )
+    return label_selector_matches(selector.match_labels, requirements, labels)
 
 
 def stage_of(spec: UpgradeWaveSpec, labels: Mapping[str, str]) -> int | None:

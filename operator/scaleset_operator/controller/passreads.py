@@ -1,0 +1,52 @@
+"""What one reconcile pass reads from listings beside its own objects: each read at most once
+per pass, however often the pass plans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scaleset_operator.catalog.objects import catalog_entries
+from scaleset_operator.k8s.budgets import to_budget
+from scaleset_operator.k8s.client import KubeClient
+from scaleset_operator.k8s.waves import to_waves
+from scaleset_operator.models.imageversion import CatalogEntry
+from scaleset_operator.models.scaleset import ScaleSetSpec
+from scaleset_operator.planner.disruption import DisruptionBudget
+from scaleset_operator.planner.waves.gate import WaveGate, gate_for
+
+Obj = dict[str, Any]
+
+
+class PassBudgets:
+    """The namespace's PodDisruptionBudgets, listed at most once per pass and only when an OS
+    upgrade runs or a model rollout has instances to take out: most passes of most scale sets
+    never need them."""
+
+    def __init__(self, kube: KubeClient, namespace: str) -> None:
+        self._kube, self._namespace = kube, namespace
+        self._listed: tuple[DisruptionBudget, ...] | None = None
+
+    def get(self) -> tuple[DisruptionBudget, ...]:
+        if self._listed is None:
+            items = self._kube.list_disruption_budgets(self._namespace)
+            self._listed = tuple(to_budget(p) for p in items)
+        return self._listed
+
+
+@dataclass(frozen=True)
+class PassReads:
+    """What every scale set reads from shared listings, parsed once per pass even when the
+    pass plans twice (on the pod copy, then on a fresh LIST)."""
+
+    catalog: tuple[CatalogEntry, ...]
+    wave: WaveGate | None
+
+    @classmethod
+    def of(cls, kube: KubeClient, obj: Obj, spec: ScaleSetSpec) -> PassReads:
+        labels = obj["metadata"].get("labels") or {}
+        waves = to_waves(kube.list_waves())
+        return cls(
+            catalog=catalog_entries(kube.list_catalog()),
+            wave=gate_for(waves, labels, spec.image_reference.family),
+        )
