@@ -191,6 +191,9 @@ def run(
         # kopf reports every watch event it hands to us; at fleet scale that is noise.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import scaleset_operator.controller  # noqa: F401  (registers the handlers)
+    from scaleset_operator.controller.gc_tuning import tune_for_operator
+
+    tune_for_operator()
 
     # Several replicas coordinate through the Lease (--leader-elect), so kopf's own peering
     # stays off.
