@@ -3,6 +3,7 @@ while after each LIST."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import given
@@ -12,6 +13,7 @@ from scaleset_operator.controller.podcache import PodCache, slim
 from scaleset_operator.k8s.pods import build_pod, to_instance
 from scaleset_operator.models.scaleset import HealthProbe, HealthSource
 from scaleset_operator.planner.actions import CreateInstance
+from scaleset_operator.planner.health import HealthState
 from tests.unit.simworld import image_of, spec_of
 
 KEY = ("ns", "web")
@@ -246,3 +248,24 @@ def test_once_the_watch_passes_the_list_the_copy_is_the_truth(
         if position < len(changes):
             kind, name, rv = changes[position]
             cache.observe(KEY, kind, pod(name, str(rv)))
+
+
+def test_verdicts_are_kept_for_the_instances_of_the_last_parse_only() -> None:
+    cache, _ = make()
+    spec = spec_of(capacity=3)
+    zones = {"node-1": "zone-2"}
+    now, grace = datetime(2026, 1, 1, 0, 1, tzinfo=UTC), timedelta(0)
+    pods = [full_pod(0), full_pod(1)]
+    first = cache.instances(KEY, pods, spec, zones, None)
+    memo = cache.verdicts(KEY)
+    judged = [memo.judge(i, spec.health_probe, now, grace) for i in first]
+    assert [v.state for v in judged] == [HealthState.HEALTHY, HealthState.HEALTHY]
+    changed = full_pod(1, rv="6")
+    changed["status"]["conditions"][0]["status"] = "False"
+    later = cache.instances(KEY, [pods[0], changed], spec, zones, None)
+    assert len(cache.verdicts(KEY)) == 1  # the changed pod's old instance is forgotten
+    assert cache.verdicts(KEY).judge(later[0], spec.health_probe, now, grace) is judged[0]
+    fresh = cache.verdicts(KEY).judge(later[1], spec.health_probe, now, grace)
+    assert fresh.state is HealthState.UNHEALTHY
+    cache.forget(KEY)
+    assert len(cache.verdicts(KEY)) == 0

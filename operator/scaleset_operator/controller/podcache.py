@@ -26,6 +26,7 @@ from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.planner.model_hash import os_container_name
+from scaleset_operator.planner.verdict_memo import VerdictMemo
 
 Obj = dict[str, Any]
 DEFAULT_MAX_AGE = 60.0
@@ -69,6 +70,8 @@ class PodCache:
         self._replay: dict[Hashable, list[tuple[str, Obj]] | None] = {}
         # Per scale set: pod name -> (what its instance was parsed from, the instance).
         self._parsed: dict[Hashable, dict[str, tuple[tuple[Any, ...], Instance | None]]] = {}
+        # Per scale set: health verdicts of the instances above, kept as long as they are.
+        self._verdicts: dict[Hashable, VerdictMemo] = {}
 
     def observe(self, key: Hashable, event_type: str, pod: Obj) -> None:
         """A watch event for a pod of `key`."""
@@ -139,11 +142,18 @@ class PodCache:
             else:
                 parsed[name] = (source, to_instance(pod, spec, zones, ready_endpoints))
         self._parsed[key] = parsed
-        return tuple(i for _, i in parsed.values() if i is not None)
+        found = tuple(i for _, i in parsed.values() if i is not None)
+        self._verdicts.setdefault(key, VerdictMemo()).keep_only(found)
+        return found
+
+    def verdicts(self, key: Hashable) -> VerdictMemo:
+        """The verdicts kept for the instances the last `instances` call returned."""
+        return self._verdicts.setdefault(key, VerdictMemo())
 
     def forget(self, key: Hashable) -> None:
         with self._lock:
             self._parsed.pop(key, None)
+            self._verdicts.pop(key, None)
             self._pods.pop(key, None)
             self._seeded_at.pop(key, None)
             self._replay.pop(key, None)

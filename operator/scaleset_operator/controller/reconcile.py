@@ -171,9 +171,11 @@ def _plan_with(
             kube.ready_endpoints(obj["metadata"]["namespace"], spec.health_probe.service_name)
             or set()
         )
+    verdicts = None
     if pod_cache is not None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         instances = pod_cache.instances(key, pods, spec, zones, endpoints)
+        verdicts = pod_cache.verdicts(key)
     else:
         instances = tuple(
             i for i in (to_instance(p, spec, zones, endpoints) for p in pods) if i is not None
@@ -191,6 +193,7 @@ def _plan_with(
         settings=settings,
         budgets=budgets.get() if _upgrading(status) else (),
         wave=shared.wave,
+        verdicts=verdicts,
     )
     result = plan(observed)
     if not _upgrading(status) and _upgrading(result.status):

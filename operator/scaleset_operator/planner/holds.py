@@ -53,14 +53,15 @@ def out_of_date(state: PassState, live: dict[int, Instance]) -> OutOfDate | None
         # A user's target, because versions count whether or not the platform may start.
         anyone = upgrade_target(obs.spec, state.status, obs.catalog, state.now, started_by=USER)
         latest = f"{model.family}:{_newest(model, anyone)}"
+    in_run = _RunHolds(state, run) if run is not None and running else None
     grouped: dict[Hold, list[int]] = defaultdict(list)
     for iid, inst in sorted(live.items()):
         if inst.deleting or (inst.model_hash == state.model_hash and inst.image_urn == latest):
             continue
         if inst.protected:
             hold: Hold = (HoldReason.PROTECTED, None)
-        elif run is not None and running:
-            hold = _in_run(state, run, iid)
+        elif in_run is not None:
+            hold = in_run.hold(iid)
         else:
             hold = _idle(state, inst, target)
         grouped[hold].append(iid)
@@ -88,20 +89,37 @@ def _newest(model: ResolvedImage, target: UpgradeTarget) -> str:
     return newest
 
 
-def _in_run(state: PassState, run: UpgradeRun, iid: int) -> Hold:
-    """A running upgrade holds an instance by its batch, its pause, its window or its budget."""
-    batch = run.batch
-    if iid in run.skipped:
-        return HoldReason.DISRUPTION_BUDGET, None
-    if iid in run.failed:
-        return HoldReason.LEFT_BEHIND, None
-    if batch is not None:
-        blocked = {w.instance_id for w in batch.blocked_by_disruption_budget or []}
-        if iid in blocked:
+class _RunHolds:
+    """A running upgrade holds an instance by its batch, its pause, its window or its budget.
+    The run's id lists become sets once per pass: they are asked about every instance."""
+
+    def __init__(self, state: PassState, run: UpgradeRun) -> None:
+        batch = run.batch
+        self.skipped = set(run.skipped)
+        self.failed = set(run.failed)
+        self.in_batch = set(batch.instance_ids) | state.touched if batch is not None else set()
+        self.blocked = (
+            {w.instance_id for w in batch.blocked_by_disruption_budget or []}
+            if batch is not None
+            else set()
+        )
+        self.between = _between_batches(state, run) if batch is None else None
+
+    def hold(self, iid: int) -> Hold:
+        if iid in self.skipped:
             return HoldReason.DISRUPTION_BUDGET, None
-        if iid in batch.instance_ids or iid in state.touched:
+        if iid in self.failed:
+            return HoldReason.LEFT_BEHIND, None
+        if self.between is not None:
+            return self.between
+        if iid in self.blocked:
+            return HoldReason.DISRUPTION_BUDGET, None
+        if iid in self.in_batch:
             return HoldReason.UPGRADING, None
         return HoldReason.WAITING_FOR_BATCH, None
+
+
+def _between_batches(state: PassState, run: UpgradeRun) -> Hold:
     if state.waiting_for_window:
         return HoldReason.OUTSIDE_MAINTENANCE_WINDOW, state.window_opens_at
     resume = pause_ends_at(run)

@@ -11,6 +11,7 @@ from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.planner.actions import Action, EmitEvent
 from scaleset_operator.planner.disruption import DisruptionBudget
+from scaleset_operator.planner.verdict_memo import VerdictMemo
 from scaleset_operator.planner.waves.gate import WaveGate
 
 
@@ -42,6 +43,9 @@ class Observed:
     budgets: tuple[DisruptionBudget, ...] = ()
     # The wave that orders this scale set's platform upgrades, if any selects it.
     wave: WaveGate | None = None
+    # Verdicts of earlier passes, for the instances that are the same objects (memoisation
+    # only: plans are the same without it).
+    verdicts: VerdictMemo | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from scaleset_operator.models.durations import parse_duration
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.status import ScaleSetStatus
 from scaleset_operator.planner.actions import Action, EmitEvent, EventReason
-from scaleset_operator.planner.health import HealthVerdict, verdict
-from scaleset_operator.planner.instances import creation_time
+from scaleset_operator.planner.health import HealthVerdict
 from scaleset_operator.planner.observed import Observed
 from scaleset_operator.planner.timefmt import stamp
+from scaleset_operator.planner.verdict_memo import VerdictMemo
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -44,7 +44,7 @@ class PassState:
     # and how many it has.
     open_members: int = 0
     batch_members: int = 0
-    _verdicts: dict[int, tuple[Instance, HealthVerdict]] = field(default_factory=dict, repr=False)
+    _verdicts: VerdictMemo | None = field(default=None, repr=False)
 
     @property
     def now(self) -> datetime:
@@ -65,20 +65,13 @@ class PassState:
 
     def verdict_of(self, inst: Instance) -> HealthVerdict:
         """The instance's health now, judged from its creation (the gate, the summary and the
-        check of upgraded instances all ask): once per instance and pass. Instances are frozen
-        values, so the object itself keys the memo."""
-        hit = self._verdicts.get(id(inst))
-        if hit is not None and hit[0] is inst:
-            return hit[1]
-        found = verdict(
-            inst,
-            self.obs.spec.health_probe,
-            self.obs.now,
-            since=creation_time(inst),
-            grace=self.grace_period,
+        check of upgraded instances all ask): once per instance and pass at most, and once per
+        instance object when the caller keeps verdicts between passes."""
+        if self._verdicts is None:
+            self._verdicts = self.obs.verdicts if self.obs.verdicts is not None else VerdictMemo()
+        return self._verdicts.judge(
+            inst, self.obs.spec.health_probe, self.obs.now, self.grace_period
         )
-        self._verdicts[id(inst)] = (inst, found)
-        return found
 
     def event(
         self,
