@@ -164,6 +164,14 @@ CPU_ROWS = (
 )
 
 
+def passes_row(ss: dict[str, Any]) -> tuple[str, str]:
+    """Each pass reads its ScaleSet once: how many passes the upgrade took, and the operator's
+    CPU per pass (steadier from run to run than per instance, which grows with the passes)."""
+    passes = ss["requests"].get("GET scalesets", 0)
+    per_pass = 1000 * ss["cpu_s"]["operator"] / passes if passes else 0.0
+    return ("operator passes (GET scalesets) / CPU ms per pass", f"{passes} / {per_pass:.1f}")
+
+
 def cpu_rows(ss: dict[str, float], dep: dict[str, float], n: int) -> list[tuple[str, str]]:
     """CPU milliseconds per instance by process, ScaleSet phase then Deployment phase. On a
     saturated machine the wall time is about the machine's busy time over its cores."""
@@ -445,6 +453,7 @@ def main() -> None:
             "ScaleSet writes / reads per instance (pods+scalesets)",
             f"{ss['writes_per_instance']} / {ss['reads_per_instance']}",
         ),
+        passes_row(ss),
         (
             "Deployment writes / reads per pod (pods+rs+deploy)",
             f"{dep['writes_per_pod']} / {dep['reads_per_pod']}",

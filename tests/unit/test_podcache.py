@@ -269,3 +269,66 @@ def test_verdicts_are_kept_for_the_instances_of_the_last_parse_only() -> None:
     assert fresh.state is HealthState.UNHEALTHY
     cache.forget(KEY)
     assert len(cache.verdicts(KEY)) == 0
+
+
+def seeded() -> PodCache:
+    cache, _ = make()
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", "1"), pod("web-1", "2")])
+    return cache
+
+
+def test_the_copy_has_caught_up_once_the_watch_reports_each_write_of_ours() -> None:
+    cache = seeded()
+    assert cache.caught_up(KEY)
+    cache.expect(KEY, pod("web-0", "5"))  # our PATCH answered with version 5
+    cache.expect(KEY, pod("web-1", "6"))
+    assert not cache.caught_up(KEY)
+    cache.observe(KEY, "MODIFIED", pod("web-0", "5"))
+    assert not cache.caught_up(KEY)
+    cache.observe(KEY, "MODIFIED", pod("web-1", "6"))
+    assert cache.caught_up(KEY)
+
+
+def test_a_watch_event_that_comes_before_the_writes_answer_counts() -> None:
+    cache = seeded()
+    cache.observe(KEY, "MODIFIED", pod("web-0", "5"))
+    cache.observe(KEY, "MODIFIED", pod("web-0", "8"))  # the kubelet's update right after it
+    cache.expect(KEY, pod("web-0", "5"))
+    assert cache.caught_up(KEY)
+
+
+def test_an_event_of_another_version_confirms_nothing_but_a_deletion_does() -> None:
+    cache = seeded()
+    cache.expect(KEY, pod("web-0", "5"))
+    cache.observe(KEY, "MODIFIED", pod("web-0", "4"))  # older than our write
+    assert not cache.caught_up(KEY)
+    cache.observe(KEY, "DELETED", pod("web-0", "9"))
+    assert cache.caught_up(KEY)
+
+
+def test_a_list_answers_for_every_write_before_it() -> None:
+    cache = seeded()
+    cache.expect(KEY, pod("web-0", "5"))
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", "5"), pod("web-1", "2")])
+    assert cache.caught_up(KEY)
+
+
+def test_a_lost_race_or_an_answer_without_a_version_sends_the_next_pass_to_a_list() -> None:
+    cache = seeded()
+    cache.distrust(KEY)
+    assert cache.pods(KEY) is None
+    cache = seeded()
+    cache.expect(KEY, {"metadata": {"name": "web-0"}})
+    assert cache.pods(KEY) is None
+
+
+def test_too_many_versions_between_lists_leave_the_copy_untrusted(monkeypatch: Any) -> None:
+    import scaleset_operator.controller.podcache as podcache
+
+    monkeypatch.setattr(podcache, "SEEN_LIMIT", 3)
+    cache = seeded()
+    for rv in ("5", "6", "7", "8"):
+        cache.observe(KEY, "MODIFIED", pod("web-0", rv))
+    assert cache.pods(KEY) is None

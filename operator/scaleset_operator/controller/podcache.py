@@ -10,6 +10,14 @@ fresh as the watch itself. The pod watch resumes without gaps and reports pods t
 while it could not, so the copy stays right; still, it is trusted for at most `max_age` seconds
 after a LIST, a bound on the harm of a bug or a missed event.
 
+A pass that acts plans on the copy too once the copy holds every pod write of our own, the way
+Kubernetes' own controllers act on their informers with "expectations": each write's answer
+carries the pod's new resourceVersion, and the write is confirmed when the watch reports that
+version (or the pod's deletion). Until then, or after a write that lost a race, the pass lists
+the pods afresh as before. The copy is then behind the API only by what other writers did in
+the last moments, which a LIST would be too by the time the writes land; and every pod write
+still tests the pod's uid and image, so a pod that changed under us is never overwritten.
+
 Parsing a thousand pods into instances on every pass cost more than planning itself, so each
 pod's instance is kept until the pod (its resourceVersion) or what parsing reads besides the
 pod (the OS container's name, the readiness gate, the node's zone, the endpoints) changes.
@@ -32,6 +40,9 @@ Obj = dict[str, Any]
 DEFAULT_MAX_AGE = 60.0
 # Events kept for replay while one LIST is in flight; beyond that the LIST's copy is not trusted.
 REPLAY_LIMIT = 100_000
+# resourceVersions remembered per scale set between two LISTs, so that a write whose watch event
+# came before its answer counts as seen; beyond that the copy waits for the next LIST.
+SEEN_LIMIT = 200_000
 
 
 def slim(pod: Obj) -> Obj:
@@ -72,12 +83,18 @@ class PodCache:
         self._parsed: dict[Hashable, dict[str, tuple[tuple[Any, ...], Instance | None]]] = {}
         # Per scale set: health verdicts of the instances above, kept as long as they are.
         self._verdicts: dict[Hashable, VerdictMemo] = {}
+        # Per scale set, since its last LIST: the resourceVersions the watch reported, and our
+        # own writes it has not reported yet (resourceVersion -> pod name).
+        self._seen: dict[Hashable, set[str]] = {}
+        self._expected: dict[Hashable, dict[str, str]] = {}
 
     def observe(self, key: Hashable, event_type: str, pod: Obj) -> None:
         """A watch event for a pod of `key`."""
         small = slim(pod)
+        meta = small["metadata"]
         with self._lock:
             _apply(self._pods.setdefault(key, {}), event_type, small)
+            self._confirm(key, event_type, str(meta.get("name", "")), meta.get("resourceVersion"))
             if key in self._replay:
                 log = self._replay[key]
                 if log is not None and len(log) < REPLAY_LIMIT:
@@ -95,6 +112,9 @@ class PodCache:
             fresh = {str(p["metadata"]["name"]): slim(p) for p in pods}
             log = self._replay.pop(key, None)
             self._pods[key] = fresh
+            # The LIST began after every write of ours so far had been answered.
+            self._seen.pop(key, None)
+            self._expected.pop(key, None)
             if log is None:
                 # Too many events to replay, or no mark: which copy is newer is unknown.
                 self._seeded_at.pop(key, None)
@@ -102,6 +122,41 @@ class PodCache:
             for event_type, small in log:
                 _apply(fresh, event_type, small)
             self._seeded_at[key] = self._clock()
+
+    def expect(self, key: Hashable, written: Obj) -> None:
+        """Our write of a pod of `key` was answered with `written`: the copy is behind until
+        the watch reports that version."""
+        meta = written.get("metadata") or {}
+        version = meta.get("resourceVersion")
+        with self._lock:
+            if not version:
+                self._seeded_at.pop(key, None)
+            elif str(version) not in self._seen.get(key, ()):
+                self._expected.setdefault(key, {})[str(version)] = str(meta.get("name", ""))
+
+    def distrust(self, key: Hashable) -> None:
+        """A write lost a race: the next pass lists the pods."""
+        with self._lock:
+            self._seeded_at.pop(key, None)
+
+    def caught_up(self, key: Hashable) -> bool:
+        """Whether the watch has reported every write of ours since the last LIST."""
+        with self._lock:
+            return not self._expected.get(key)
+
+    def _confirm(self, key: Hashable, event_type: str, name: str, version: object | None) -> None:
+        seen = self._seen.setdefault(key, set())
+        if len(seen) >= SEEN_LIMIT:
+            seen.clear()
+            self._seeded_at.pop(key, None)
+        expected = self._expected.get(key)
+        if version:
+            seen.add(str(version))
+            if expected:
+                expected.pop(str(version), None)
+        if expected and event_type == "DELETED":
+            for gone in [v for v, n in expected.items() if n == name]:
+                del expected[gone]
 
     def pods(self, key: Hashable) -> list[Obj] | None:
         """The watch's copy, or None when it is not to be trusted."""
@@ -154,6 +209,8 @@ class PodCache:
         with self._lock:
             self._parsed.pop(key, None)
             self._verdicts.pop(key, None)
+            self._seen.pop(key, None)
+            self._expected.pop(key, None)
             self._pods.pop(key, None)
             self._seeded_at.pop(key, None)
             self._replay.pop(key, None)

@@ -263,9 +263,14 @@ def reconcile_once(
             pacer.wrote(key)
     if notifier is not None:
         _notify(notifier, obj, persisted)
-    lost = apply_actions(kube, obj, spec, new_status.model_hash or "", result.pods, result.actions)
+    wrote = (lambda pod: pod_cache.expect(key, pod)) if pod_cache is not None else None
+    lost = apply_actions(
+        kube, obj, spec, new_status.model_hash or "", result.pods, result.actions, wrote
+    )
     _report(kube, obj, result, metrics, spec.capacity)
     if lost:
+        if pod_cache is not None:
+            pod_cache.distrust(key)
         return Outcome(0.2)
     return _next(result, held, gather)
 
@@ -278,15 +283,18 @@ def _observe_and_plan(
     settings: PlannerSettings,
     pod_cache: PodCache | None,
 ) -> _Planned:
-    """Plans on the pod watch's copy when that changes nothing but progress; otherwise lists
-    the pods afresh and plans again, so that every action rests on a fresh read."""
+    """Plans on the pod watch's copy when that changes nothing but progress, or when the copy
+    holds every pod write of ours (see podcache.py); otherwise lists the pods afresh and plans
+    again, so that every action rests on a read that has seen our own writes."""
     meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
     budgets = PassBudgets(kube, meta["namespace"])
     shared = PassReads.of(kube, obj, spec)
     cached = pod_cache.pods(key) if pod_cache is not None else None
-    if cached is not None:
+    if cached is not None and pod_cache is not None:
         quick = _plan_with(kube, obj, spec, status, cached, settings, pod_cache, budgets, shared)
+        if pod_cache.caught_up(key):
+            return quick
         if not (quick.actions or quick.events) and (
             quick.status == status or only_progress_changed(status, quick.status)
         ):

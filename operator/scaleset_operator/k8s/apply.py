@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="apply")
 
 
+class _NameTakenError(Exception):
+    """A pod of the name we create exists already: one our copy of the pods lacks."""
+
+
 def apply_actions(
     kube: KubeClient,
     scaleset: Obj,
@@ -39,35 +43,22 @@ def apply_actions(
     model_hash: str,
     pods: Sequence[Obj],
     actions: Sequence[Action],
+    wrote: Callable[[Obj], None] | None = None,
 ) -> int:
-    """Returns how many actions lost a race with another writer (to re-observe soon)."""
+    """Returns how many actions lost a race with another writer (to re-observe soon).
+    `wrote` is handed each pod as a write left it (from the write's answer)."""
     namespace = scaleset["metadata"]["namespace"]
     by_name = {p["metadata"]["name"]: p for p in pods}
 
     def one(action: Action) -> int:
         try:
-            if isinstance(action, CreateInstance):
-                for claim in build_claims(scaleset, spec, action.instance_id):
-                    kube.ensure_pvc(namespace, claim)
-                kube.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
-            elif isinstance(action, DeleteInstance):
-                kube.delete_pod(namespace, action.name, action.uid)
-            elif isinstance(action, PromoteInstance):
-                kube.json_patch_pod(namespace, action.name, promote_patch(action.uid))
-            elif isinstance(action, LabelInstance):
-                ops = label_patch(action.uid, action.key, action.value)
-                kube.json_patch_pod(namespace, action.name, ops)
-            elif isinstance(action, SetInstanceImage):
-                pod = by_name.get(action.name)
-                if pod is not None:
-                    ops = image_patch(
-                        pod, spec, action.container_image, action.image_urn, action.upgrade
-                    )
-                    kube.json_patch_pod(namespace, action.name, ops)
-        except (ConflictError, NotFoundError, InvalidError) as exc:
+            written = _carry_out(kube, scaleset, spec, model_hash, by_name, action)
+        except (ConflictError, NotFoundError, InvalidError, _NameTakenError) as exc:
             # A failed `test` op or precondition: someone else changed the pod first.
             log.info("action on %s/%s lost a race: %s", namespace, _target(action), exc)
             return 1
+        if written is not None and wrote is not None:
+            wrote(written)
         return 0
 
     if len(actions) == 1:
@@ -75,6 +66,39 @@ def apply_actions(
     # Every action touches a different instance, so a batch goes out side by side: a batch
     # of 200 would otherwise cost 200 round trips end to end.
     return sum(_POOL.map(one, actions))
+
+
+def _carry_out(
+    kube: KubeClient,
+    scaleset: Obj,
+    spec: ScaleSetSpec,
+    model_hash: str,
+    by_name: dict[str, Obj],
+    action: Action,
+) -> Obj | None:
+    """One action's write; the pod as the write left it, if the answer carried it."""
+    namespace = scaleset["metadata"]["namespace"]
+    if isinstance(action, CreateInstance):
+        for claim in build_claims(scaleset, spec, action.instance_id):
+            kube.ensure_pvc(namespace, claim)
+        created = kube.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
+        if created is None:
+            raise _NameTakenError(f"instance {action.instance_id} exists already")
+        return created
+    if isinstance(action, DeleteInstance):
+        return kube.delete_pod(namespace, action.name, action.uid)
+    if isinstance(action, PromoteInstance):
+        return kube.json_patch_pod(namespace, action.name, promote_patch(action.uid))
+    if isinstance(action, LabelInstance):
+        ops = label_patch(action.uid, action.key, action.value)
+        return kube.json_patch_pod(namespace, action.name, ops)
+    if isinstance(action, SetInstanceImage):
+        pod = by_name.get(action.name)
+        if pod is None:
+            return None
+        ops = image_patch(pod, spec, action.container_image, action.image_urn, action.upgrade)
+        return kube.json_patch_pod(namespace, action.name, ops)
+    return None
 
 
 def _target(action: Action) -> str:

@@ -334,9 +334,11 @@ class KubeClient:
         }
         return self.request("PUT", f"{_CRD_BASE}/{WAVE_PLURAL}/{meta['name']}/status", body=body)
 
-    def create_pod(self, namespace: str, body: Obj) -> None:
+    def create_pod(self, namespace: str, body: Obj) -> Obj | None:
+        """The pod as created; None when one of that name exists already."""
         with contextlib.suppress(AlreadyExistsError):
-            self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)
+            return self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)
+        return None
 
     def ensure_pvc(self, namespace: str, body: Obj) -> None:
         with contextlib.suppress(AlreadyExistsError):
@@ -344,15 +346,17 @@ class KubeClient:
                 "POST", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body=body
             )
 
-    def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+    def delete_pod(self, namespace: str, name: str, uid: str) -> Obj | None:
+        """The pod as the deletion left it (terminating, or gone); None when it was gone."""
         body: Obj = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         with contextlib.suppress(NotFoundError):
-            self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body)
+            return self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body)
+        return None
 
-    def json_patch_pod(self, namespace: str, name: str, ops: list[Obj]) -> None:
-        self.request(
+    def json_patch_pod(self, namespace: str, name: str, ops: list[Obj]) -> Obj:
+        return self.request(
             "PATCH",
             f"/api/v1/namespaces/{namespace}/pods/{name}",
             body=ops,
