@@ -10,9 +10,11 @@ and publish -> first pod patched latency.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -37,6 +39,10 @@ DEPLOY_RES = {
 }
 
 
+# Pods of one batch are patched side by side within a second; batches are seconds apart.
+BURST_SPLIT = 0.3
+
+
 class PodImages:
     """A pod watch on one namespace, remembering when each image first showed up on a pod and
     when each pod was first Ready on each image (the rollout timeline).
@@ -49,6 +55,8 @@ class PodImages:
         self.namespace = namespace
         self.first_seen: dict[str, float] = {}
         self.ready_on: dict[tuple[str, str], float] = {}
+        # When each pod was first seen asking for each image (patched, or created on it).
+        self.asked_on: dict[tuple[str, str], float] = {}
         self._stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -62,8 +70,10 @@ class PodImages:
                 for line in resp:
                     now = time.monotonic()
                     pod = json.loads(line).get("object") or {}
+                    uid = (pod.get("metadata") or {}).get("uid", "")
                     for c in (pod.get("spec") or {}).get("containers") or []:
                         self.first_seen.setdefault(c.get("image", ""), now)
+                        self.asked_on.setdefault((uid, c.get("image", "")), now)
                     self._note_ready(pod, now)
                     if self._stop:
                         break
@@ -86,6 +96,25 @@ class PodImages:
     def timeline(self, image: str, since: float) -> list[float]:
         """Seconds after ``since`` at which each pod was first Ready on ``image``, sorted."""
         return sorted(t - since for (_, img), t in self.ready_on.items() if img == image)
+
+    def batch_gaps(self, image: str) -> list[float]:
+        """Between consecutive batches: from the last pod of a batch Ready on ``image`` to the
+        first pod of the next one asking for it. Batches are the bursts of pods asking for the
+        image (a pod joins the burst when it asks within BURST_SPLIT of the previous one)."""
+        asked = sorted((t, uid) for (uid, img), t in self.asked_on.items() if img == image)
+        bursts: list[list[tuple[float, str]]] = []
+        for t, uid in asked:
+            if bursts and t - bursts[-1][-1][0] <= BURST_SPLIT:
+                bursts[-1].append((t, uid))
+            else:
+                bursts.append([(t, uid)])
+        gaps = []
+        for done, following in itertools.pairwise(bursts):
+            readies = [self.ready_on.get((uid, image)) for _, uid in done]
+            if None in readies:
+                continue
+            gaps.append(following[0][0] - max(r for r in readies if r is not None))
+        return gaps
 
     def stop(self) -> None:
         self._stop = True
@@ -162,6 +191,13 @@ CPU_ROWS = (
     ("etcd", "etcd"),
     ("benchmark", "this benchmark (polls, watch)"),
 )
+
+
+def gaps_row(gaps: list[float]) -> tuple[str, str]:
+    label = "gap between batches (last Ready -> next patch): median / max"
+    if not gaps:
+        return (label, "n/a")
+    return (label, f"{statistics.median(gaps):.3f} / {max(gaps):.3f} s ({len(gaps)} gaps)")
 
 
 def passes_row(ss: dict[str, Any]) -> tuple[str, str]:
@@ -372,6 +408,8 @@ def main() -> None:
                     raise TimeoutError("deployment rollout")
             dep_s = time.monotonic() - t0
             pods_d.stop()
+            gaps = images.batch_gaps(NEW_IMAGE)
+            result["scaleset"]["batch_gaps_s"] = [round(g, 3) for g in gaps]
             result["timelines"] = {
                 "scaleset": [round(t, 3) for t in images.timeline(NEW_IMAGE, t_pub)],
                 "deployment": [round(t, 3) for t in pods_d.timeline(NEW_IMAGE, t0)],
@@ -454,6 +492,7 @@ def main() -> None:
             f"{ss['writes_per_instance']} / {ss['reads_per_instance']}",
         ),
         passes_row(ss),
+        gaps_row(ss.get("batch_gaps_s") or []),
         (
             "Deployment writes / reads per pod (pods+rs+deploy)",
             f"{dep['writes_per_pod']} / {dep['reads_per_pod']}",
