@@ -37,6 +37,7 @@ def test_each_kind_of_write_is_confirmed_by_the_watch(kubeconfig: Path, namespac
     watch.start()
     try:
         assert watch.synced.wait(30)
+        eventually(lambda: watch.live, 30, what="the watch streaming")
         created = kube.create_pod(namespace, _pod("web-0"))
         assert created is not None
         cache.expect(key, created)

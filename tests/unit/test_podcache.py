@@ -332,3 +332,14 @@ def test_too_many_versions_between_lists_leave_the_copy_untrusted(monkeypatch: A
     for rv in ("5", "6", "7", "8"):
         cache.observe(KEY, "MODIFIED", pod("web-0", rv))
     assert cache.pods(KEY) is None
+
+
+def test_while_the_watch_reconnects_the_copy_is_not_caught_up() -> None:
+    live = [True]
+    cache = PodCache(live=lambda: live[0])
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", "1")])
+    assert cache.caught_up(KEY)
+    live[0] = False
+    assert not cache.caught_up(KEY)
+    assert cache.pods(KEY) is not None  # still good enough for passes that change nothing

@@ -28,7 +28,9 @@ class FakeCluster:
     def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
         return {"metadata": {"resourceVersion": "100"}, "items": list(self.pods)}
 
-    def stream_lines(self, path: str, query: list[tuple[str, str]], **_: Any) -> Iterator[bytes]:
+    def stream_lines(
+        self, path: str, query: list[tuple[str, str]], *, opened: Any = None, **_: Any
+    ) -> Iterator[bytes]:
         self.watched_from.append(dict(query)["resourceVersion"])
         if not self.streams:
             assert self.watch is not None
@@ -37,6 +39,8 @@ class FakeCluster:
         script = self.streams.pop(0)
         if isinstance(script, Exception):
             raise script
+        if opened is not None:
+            opened()
         for event in script:
             yield json.dumps(event).encode()
 
@@ -118,3 +122,32 @@ def test_a_failing_handler_does_not_end_the_watch(monkeypatch: Any) -> None:
     watch._run("/api/v1/namespaces/ns/pods")
     assert seen == ["web-0", "web-1"]
     assert cluster.watched_from == ["100", "100"]
+
+
+def test_the_watch_is_live_while_it_streams_and_not_after_a_failure() -> None:
+    """What lets acting passes trust the copy: changes arrive as they happen."""
+    cluster = FakeCluster(
+        [
+            [{"type": "MODIFIED", "object": pod("web-0", "101")}],
+            UnavailableError("connection reset"),
+            [{"type": "MODIFIED", "object": pod("web-0", "102")}],
+        ]
+    )
+    live_at: list[tuple[str, bool]] = []
+    watch = PodWatch(
+        cluster,  # type: ignore[arg-type]
+        LABEL,
+        ["ns"],
+        lambda kind, obj: live_at.append((obj["metadata"]["resourceVersion"], watch.live)),
+    )
+    cluster.watch = watch
+    assert not watch.live
+    watch._run("/api/v1/namespaces/ns/pods")
+    assert live_at == [("101", True), ("102", True)]
+    # Between the failure and the next stream it was not live: the failure was recorded.
+    cluster2 = FakeCluster([UnavailableError("refused")])
+    watch2 = PodWatch(cluster2, LABEL, ["ns"], lambda kind, obj: None)  # type: ignore[arg-type]
+    cluster2.watch = watch2
+    watch2._streams("/api/v1/namespaces/ns/pods", True)
+    watch2._run("/api/v1/namespaces/ns/pods")
+    assert not watch2.live

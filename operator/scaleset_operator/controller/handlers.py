@@ -131,7 +131,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.wave_workers = Workers(
         _wave_pass, debounce=max(CONFIG.debounce, 0.3), active=not CONFIG.leader_elect, kind="wave"
     )
-    STATE.podwatch = _start_pod_watch(STATE.kube, STATE.workers)
+    STATE.podwatch = watch = _start_pod_watch(STATE.kube, STATE.workers)
+    STATE.pods.live = lambda: watch.live
     if CONFIG.leader_elect:
         _start_leadership(STATE.kube, (STATE.workers, STATE.wave_workers))
     if CONFIG.metrics_port is not None:

@@ -70,10 +70,15 @@ class PodCache:
     `max_age` seconds ago), and the caller lists instead."""
 
     def __init__(
-        self, max_age: float = DEFAULT_MAX_AGE, clock: Callable[[], float] = time.monotonic
+        self,
+        max_age: float = DEFAULT_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+        live: Callable[[], bool] = lambda: True,
     ) -> None:
         self.max_age = max_age
         self._clock = clock
+        # Whether the watch feeding the copy streams now; set once the watch exists.
+        self.live = live
         self._lock = threading.Lock()
         self._pods: dict[Hashable, dict[str, Obj]] = {}
         self._seeded_at: dict[Hashable, float] = {}
@@ -140,7 +145,10 @@ class PodCache:
             self._seeded_at.pop(key, None)
 
     def caught_up(self, key: Hashable) -> bool:
-        """Whether the watch has reported every write of ours since the last LIST."""
+        """Whether the watch streams and has reported every write of ours since the last
+        LIST. While a failed watch reconnects, changes reach the copy late: not caught up."""
+        if not self.live():
+            return False
         with self._lock:
             return not self._expected.get(key)
 

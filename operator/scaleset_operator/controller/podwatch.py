@@ -60,7 +60,22 @@ class PodWatch:
         self.lists = 0
         self.watches = 0
         self._listed: set[str] = set()
+        self._streaming: set[str] = set()
         self._lock = threading.Lock()
+
+    @property
+    def live(self) -> bool:
+        """Every path is being watched now: changes reach `on_event` as they happen. False
+        from a watch's failure until it streams again (its events arrive late meanwhile)."""
+        with self._lock:
+            return self._streaming >= set(self.paths)
+
+    def _streams(self, path: str, yes: bool) -> None:
+        with self._lock:
+            if yes:
+                self._streaming.add(path)
+            else:
+                self._streaming.discard(path)
 
     def start(self) -> None:
         for path in self.paths:
@@ -84,9 +99,11 @@ class PodWatch:
                 version = self._watch(path, version, known)
                 failures = 0
             except ExpiredError:
+                self._streams(path, False)
                 log.info("pod watch on %s expired; listing again", path)
                 version = None
             except Exception as exc:
+                self._streams(path, False)
                 # Whatever went wrong (the API, a malformed line, a bug downstream), the thread
                 # must live on: without it no scale set would hear of its pods again.
                 delay = BACKOFF[min(failures, len(BACKOFF) - 1)]
@@ -128,7 +145,13 @@ class PodWatch:
             ("resourceVersion", version),
             ("timeoutSeconds", str(self.timeout_seconds)),
         ]
-        for line in self.kube.stream_lines(path, query, read_timeout=self.timeout_seconds + 30):
+        lines = self.kube.stream_lines(
+            path,
+            query,
+            read_timeout=self.timeout_seconds + 30,
+            opened=lambda: self._streams(path, True),
+        )
+        for line in lines:
             if self._stopping.is_set():
                 break
             event = orjson.loads(line)

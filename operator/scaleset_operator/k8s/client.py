@@ -191,12 +191,20 @@ class KubeClient:
         return cast(Obj, orjson.loads(data)) if data else {}
 
     def stream_lines(
-        self, path: str, query: list[tuple[str, str]], *, read_timeout: float
+        self,
+        path: str,
+        query: list[tuple[str, str]],
+        *,
+        read_timeout: float,
+        opened: Callable[[], None] | None = None,
     ) -> Iterator[bytes]:
         """A watch: the lines of a streamed GET as they come (one JSON event each). A watch
-        that cannot start raises like `request`; 410 Gone raises `ExpiredError`."""
+        that cannot start raises like `request`; 410 Gone raises `ExpiredError`. `opened` is
+        called once the server has accepted the watch."""
         stream = self._open("GET", path, query, None, "application/json", (10, read_timeout))
         raw = stream.response
+        if opened is not None:
+            opened()
         try:
             for line in raw:
                 if line.strip():
