@@ -8,7 +8,8 @@ import asyncio
 import itertools
 import time
 
-from scaleset_operator.controller.reconcile import Outcome, settling_in_bulk
+from scaleset_operator.controller.pacing import settling_in_bulk
+from scaleset_operator.controller.reconcile import Outcome
 from scaleset_operator.controller.workers import Workers
 from tests.unit.simworld import Sim, spec_of, version_entry
 

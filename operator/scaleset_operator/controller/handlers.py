@@ -53,6 +53,9 @@ class _State:
     wave_workers: Workers | None = None
     # What each wave has admitted or faulted: only a change there concerns the scale sets.
     wave_gates: ClassVar[dict[str, object]] = {}
+    # Per scale set, the resourceVersion of our last status write: the watch event it causes
+    # needs no pass (the pass that wrote it planned on that very object).
+    own_status: ClassVar[dict[tuple[str, str], str]] = {}
 
 
 STATE = _State()
@@ -77,7 +80,7 @@ def _pass(namespace: str, name: str) -> Outcome:
     metrics = STATE.metrics
     timer = metrics.reconcile_timer(namespace, name) if metrics else contextlib.nullcontext()
     with timer:
-        return reconcile_once(
+        outcome = reconcile_once(
             STATE.kube,
             namespace,
             name,
@@ -88,6 +91,9 @@ def _pass(namespace: str, name: str) -> Outcome:
             STATE.notifier,
             gather=CONFIG.gather_while_settling,
         )
+    if outcome.status_version is not None:
+        STATE.own_status[(namespace, name)] = outcome.status_version
+    return outcome
 
 
 def _workers() -> Workers:
@@ -257,11 +263,18 @@ async def shutdown(**_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def scaleset_changed(
-    *, event: Mapping[str, object], name: str, namespace: str | None, **_: Any
+    *,
+    event: Mapping[str, object],
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    **_: Any,
 ) -> None:
     if namespace is None:
         return
+    key = (namespace, name)
     if event.get("type") == "DELETED":
+        STATE.own_status.pop(key, None)
         await _workers().stop((namespace, name))
         STATE.pods.forget((namespace, name))
         if STATE.metrics is not None:
@@ -270,7 +283,12 @@ async def scaleset_changed(
             STATE.notifier.forget(namespace, name)
         _wave_workers().poke_all()
         return
-    _workers().poke((namespace, name))
+    # Our own write of progress counters comes back as an event. A status write is conditional
+    # on the version the pass read, so the object at the version it produced is what that pass
+    # planned on plus those counters: nothing to plan on (anyone's later change has a later
+    # version, and changes of pods come through the pod watch).
+    if STATE.own_status.get(key) != body.metadata.get("resourceVersion"):
+        _workers().poke(key)
     # A wave waits on its scale sets' statuses.
     _wave_workers().poke_all()
 

@@ -12,14 +12,17 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from scaleset_operator.controller.pacing import (
+    GATHER_WHILE_SETTLING,
     StatusPacer,
     changed_fields,
     only_progress_changed,
+    settling_in_bulk,
 )
 from scaleset_operator.controller.passreads import PassBudgets, PassReads
 from scaleset_operator.controller.podcache import PodCache
@@ -64,13 +67,6 @@ class NotificationSink(Protocol):
     def offer(self, obj: Obj, status: ScaleSetStatus) -> None: ...
 
 
-# How long a pass gathers watch events while its batch has many members still to settle:
-# each of them settling changes only progress counters, so passes per batch drop severalfold
-# (the operator's CPU per upgraded instance with them), while the member that closes the
-# batch is still seen within this.
-GATHER_WHILE_SETTLING = 0.25
-
-
 @dataclass(frozen=True)
 class Outcome:
     """When to look again: seconds, or None to wait for the next watch event; `gather`: how
@@ -79,6 +75,9 @@ class Outcome:
     requeue_after: float | None
     gone: bool = False
     gather: float = 0.0
+    # The resourceVersion our status write of progress alone gave the ScaleSet: its watch event
+    # is our own echo, with nothing in it to plan on.
+    status_version: str | None = None
 
 
 def requests_of(obj: Obj) -> tuple[Request, ...]:
@@ -263,16 +262,38 @@ def reconcile_once(
             pacer.wrote(key)
     if notifier is not None:
         _notify(notifier, obj, persisted)
-    wrote = (lambda pod: pod_cache.expect(key, pod)) if pod_cache is not None else None
-    lost = apply_actions(
-        kube, obj, spec, new_status.model_hash or "", result.pods, result.actions, wrote
-    )
+    lost = _act(kube, obj, spec, new_status, result, pod_cache)
     _report(kube, obj, result, metrics, spec.capacity)
+    # Only a write of progress counters is known to leave nothing for a pass on its echo.
+    echo_is_idle = persisted is new_status and only_progress_changed(status, new_status)
+    version = obj["metadata"].get("resourceVersion") if echo_is_idle else None
     if lost:
-        if pod_cache is not None:
-            pod_cache.distrust(key)
-        return Outcome(0.2)
-    return _next(result, held, gather)
+        return Outcome(0.2, status_version=version)
+    return replace(_next(result, held, gather), status_version=version)
+
+
+def _act(
+    kube: KubeClient,
+    obj: Obj,
+    spec: ScaleSetSpec,
+    new_status: ScaleSetStatus,
+    result: _Planned,
+    pod_cache: PodCache | None,
+) -> int:
+    """The pass's pod writes; how many lost a race. The pod copy learns which versions the
+    watch must report before it holds them, and is not trusted after a lost race."""
+    if not result.actions:
+        return 0
+    key = _key_of(obj)
+    wrote = None
+    if pod_cache is not None:
+        pod_cache.writing(key)
+        wrote = partial(pod_cache.expect, key)
+    model_hash = new_status.model_hash or ""
+    lost = apply_actions(kube, obj, spec, model_hash, result.pods, result.actions, wrote)
+    if lost and pod_cache is not None:
+        pod_cache.distrust(key)
+    return lost
 
 
 def _observe_and_plan(
@@ -360,12 +381,6 @@ def _next(result: _Planned, held: float, gather: float) -> Outcome:
     if settling_in_bulk(result.open_members, result.batch_members):
         return replace(outcome, gather=gather)
     return outcome
-
-
-def settling_in_bulk(open_members: int, batch_members: int) -> bool:
-    """More than a quarter of the batch still to settle (and at least two): its last members,
-    whose settling closes the batch, are each seen without gathering."""
-    return open_members > 1 and open_members * 4 > batch_members
 
 
 def _after(requeue_after: float | None, held: float) -> Outcome:
