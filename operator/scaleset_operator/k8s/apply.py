@@ -55,7 +55,8 @@ def apply_actions(
             written = _carry_out(kube, scaleset, spec, model_hash, by_name, action)
         except (ConflictError, NotFoundError, InvalidError, _NameTakenError) as exc:
             # A failed `test` op or precondition: someone else changed the pod first.
-            log.info("action on %s/%s lost a race: %s", namespace, _target(action), exc)
+            detail = getattr(exc, "detail", "") or ""
+            log.info("action on %s/%s lost a race: %s %s", namespace, _target(action), exc, detail)
             return 1
         if written is not None and wrote is not None:
             wrote(written)
