@@ -53,8 +53,8 @@ class _State:
     wave_workers: Workers | None = None
     # What each wave has admitted or faulted: only a change there concerns the scale sets.
     wave_gates: ClassVar[dict[str, object]] = {}
-    # Per scale set, the resourceVersion of our last status write: the watch event it causes
-    # needs no pass (the pass that wrote it planned on that very object).
+    # Per scale set, the resourceVersion of our last status write that recorded only progress:
+    # the watch event it causes needs no pass (that pass planned on that very object).
     own_status: ClassVar[dict[tuple[str, str], str]] = {}
 
 
