@@ -7,9 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.k8s.client import KubeClient, make_api_client
+from scaleset_operator.k8s.errors import AlreadyExistsError
 from tests.e2e.support import eventually
 
 LABEL = "scaleset.dev/scaleset"
@@ -79,4 +82,5 @@ def test_a_write_the_watch_has_not_reported_keeps_the_copy_behind(
     assert created is not None
     cache.expect(key, created)
     assert not cache.caught_up(key)
-    assert kube.create_pod(namespace, _pod("web-0")) is None  # the name is taken
+    with pytest.raises(AlreadyExistsError):  # the name is taken
+        kube.create_pod(namespace, _pod("web-0"))

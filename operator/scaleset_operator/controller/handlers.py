@@ -275,8 +275,8 @@ async def scaleset_changed(
     key = (namespace, name)
     if event.get("type") == "DELETED":
         STATE.own_status.pop(key, None)
-        await _workers().stop((namespace, name))
-        STATE.pods.forget((namespace, name))
+        await _workers().stop(key)
+        STATE.pods.forget(key)
         if STATE.metrics is not None:
             STATE.metrics.forget(namespace, name)
         if STATE.notifier is not None:

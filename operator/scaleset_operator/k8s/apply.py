@@ -8,7 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from scaleset_operator.k8s.client import KubeClient
-from scaleset_operator.k8s.errors import ConflictError, InvalidError, NotFoundError
+from scaleset_operator.k8s.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+)
 from scaleset_operator.k8s.pods import (
     build_claims,
     build_pod,
@@ -32,10 +37,6 @@ log = logging.getLogger(__name__)
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="apply")
 
 
-class _NameTakenError(Exception):
-    """A pod of the name we create exists already: one our copy of the pods lacks."""
-
-
 def apply_actions(
     kube: KubeClient,
     scaleset: Obj,
@@ -53,8 +54,9 @@ def apply_actions(
     def one(action: Action) -> int:
         try:
             written = _carry_out(kube, scaleset, spec, model_hash, by_name, action)
-        except (ConflictError, NotFoundError, InvalidError, _NameTakenError) as exc:
-            # A failed `test` op or precondition: someone else changed the pod first.
+        except (ConflictError, NotFoundError, InvalidError, AlreadyExistsError) as exc:
+            # A failed `test` op or precondition, or a pod of the name we create that our copy
+            # lacks: someone else changed the pods first.
             detail = getattr(exc, "detail", "") or ""
             log.info("action on %s/%s lost a race: %s %s", namespace, _target(action), exc, detail)
             return 1
@@ -82,10 +84,7 @@ def _carry_out(
     if isinstance(action, CreateInstance):
         for claim in build_claims(scaleset, spec, action.instance_id):
             kube.ensure_pvc(namespace, claim)
-        created = kube.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
-        if created is None:
-            raise _NameTakenError(f"instance {action.instance_id} exists already")
-        return created
+        return kube.create_pod(namespace, build_pod(scaleset, spec, model_hash, action))
     if isinstance(action, DeleteInstance):
         return kube.delete_pod(namespace, action.name, action.uid)
     if isinstance(action, PromoteInstance):

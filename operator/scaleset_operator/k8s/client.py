@@ -342,11 +342,9 @@ class KubeClient:
         }
         return self.request("PUT", f"{_CRD_BASE}/{WAVE_PLURAL}/{meta['name']}/status", body=body)
 
-    def create_pod(self, namespace: str, body: Obj) -> Obj | None:
-        """The pod as created; None when one of that name exists already."""
-        with contextlib.suppress(AlreadyExistsError):
-            return self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)
-        return None
+    def create_pod(self, namespace: str, body: Obj) -> Obj:
+        """The pod as created; `AlreadyExistsError` when one of that name exists already."""
+        return self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=body)
 
     def ensure_pvc(self, namespace: str, body: Obj) -> None:
         with contextlib.suppress(AlreadyExistsError):
