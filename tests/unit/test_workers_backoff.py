@@ -50,6 +50,12 @@ def test_failing_passes_back_off_log_one_line_each_and_recover(
             await asyncio.sleep(0.01)
             workers.poke(KEY)
         await asyncio.wait_for(done.wait(), 10)
+        # The pass signals from its thread before the worker has recorded its success; stopping
+        # right away could cancel the worker in between.
+        for _ in range(1000):
+            if not workers.backoff.failures(KEY):
+                break
+            await asyncio.sleep(0.01)
         await workers.stop_all()
 
     with caplog.at_level(logging.WARNING, logger="scaleset_operator.workers"):
