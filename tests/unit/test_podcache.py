@@ -278,16 +278,22 @@ def seeded() -> PodCache:
     return cache
 
 
+def caught_up(cache: PodCache) -> bool:
+    taken = cache.snapshot(KEY)
+    assert taken is not None
+    return taken.caught_up
+
+
 def test_the_copy_has_caught_up_once_the_watch_reports_each_write_of_ours() -> None:
     cache = seeded()
-    assert cache.caught_up(KEY)
+    assert caught_up(cache)
     cache.expect(KEY, pod("web-0", "5"))  # our PATCH answered with version 5
     cache.expect(KEY, pod("web-1", "6"))
-    assert not cache.caught_up(KEY)
+    assert not caught_up(cache)
     cache.observe(KEY, "MODIFIED", pod("web-0", "5"))
-    assert not cache.caught_up(KEY)
+    assert not caught_up(cache)
     cache.observe(KEY, "MODIFIED", pod("web-1", "6"))
-    assert cache.caught_up(KEY)
+    assert caught_up(cache)
 
 
 def test_a_watch_event_that_comes_before_the_writes_answer_counts() -> None:
@@ -295,16 +301,16 @@ def test_a_watch_event_that_comes_before_the_writes_answer_counts() -> None:
     cache.observe(KEY, "MODIFIED", pod("web-0", "5"))
     cache.observe(KEY, "MODIFIED", pod("web-0", "8"))  # the kubelet's update right after it
     cache.expect(KEY, pod("web-0", "5"))
-    assert cache.caught_up(KEY)
+    assert caught_up(cache)
 
 
 def test_an_event_of_another_version_confirms_nothing_but_a_deletion_does() -> None:
     cache = seeded()
     cache.expect(KEY, pod("web-0", "5"))
     cache.observe(KEY, "MODIFIED", pod("web-0", "4"))  # older than our write
-    assert not cache.caught_up(KEY)
+    assert not caught_up(cache)
     cache.observe(KEY, "DELETED", pod("web-0", "9"))
-    assert cache.caught_up(KEY)
+    assert caught_up(cache)
 
 
 def test_a_list_answers_for_every_write_before_it() -> None:
@@ -312,7 +318,7 @@ def test_a_list_answers_for_every_write_before_it() -> None:
     cache.expect(KEY, pod("web-0", "5"))
     cache.mark(KEY)
     cache.seed(KEY, [pod("web-0", "5"), pod("web-1", "2")])
-    assert cache.caught_up(KEY)
+    assert caught_up(cache)
 
 
 def test_a_lost_race_or_an_answer_without_a_version_sends_the_next_pass_to_a_list() -> None:
@@ -339,7 +345,23 @@ def test_while_the_watch_reconnects_the_copy_is_not_caught_up() -> None:
     cache = PodCache(live=lambda: live[0])
     cache.mark(KEY)
     cache.seed(KEY, [pod("web-0", "1")])
-    assert cache.caught_up(KEY)
+    assert caught_up(cache)
     live[0] = False
-    assert not cache.caught_up(KEY)
+    assert not caught_up(cache)
     assert cache.pods(KEY) is not None  # still good enough for passes that change nothing
+
+
+def test_a_copy_taken_before_the_watch_reports_our_write_stays_behind() -> None:
+    """The verdict belongs to the copy it came with: a pass that plans on a copy taken before
+    the watch reported our write must not learn afterwards that "the copy" has caught up."""
+    cache = seeded()
+    cache.expect(KEY, pod("web-0", "5"))
+    before = cache.snapshot(KEY)
+    cache.observe(KEY, "MODIFIED", pod("web-0", "5"))
+    after = cache.snapshot(KEY)
+    assert before is not None
+    assert after is not None
+    assert not before.caught_up
+    assert [p["metadata"]["resourceVersion"] for p in before.pods] == ["1", "2"]
+    assert after.caught_up
+    assert [p["metadata"]["resourceVersion"] for p in after.pods] == ["5", "2"]

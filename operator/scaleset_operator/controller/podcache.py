@@ -28,7 +28,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import Instance
@@ -76,6 +76,11 @@ def slim(pod: Obj) -> Obj:
             ],
         },
     }
+
+
+class Snapshot(NamedTuple):
+    pods: list[Obj]
+    caught_up: bool
 
 
 class PodCache:
@@ -167,14 +172,6 @@ class PodCache:
         with self._lock:
             self._seeded_at.pop(key, None)
 
-    def caught_up(self, key: Hashable) -> bool:
-        """Whether the watch streams and has reported every write of ours since the last
-        LIST. While a failed watch reconnects, changes reach the copy late: not caught up."""
-        if not self.live():
-            return False
-        with self._lock:
-            return not self._expected.get(key)
-
     def _confirm(self, key: Hashable, event_type: str, name: str, version: object | None) -> None:
         seen = self._seen.setdefault(key, set())
         if len(seen) >= SEEN_LIMIT:
@@ -191,11 +188,22 @@ class PodCache:
 
     def pods(self, key: Hashable) -> list[Obj] | None:
         """The watch's copy, or None when it is not to be trusted."""
+        taken = self.snapshot(key)
+        return None if taken is None else taken.pods
+
+    def snapshot(self, key: Hashable) -> Snapshot | None:
+        """The watch's copy (None when it is not to be trusted) and whether it holds every
+        write of ours since the last LIST, both as of one instant. Asked apart, the watch
+        could report our last write in between, and a copy taken before it would pass for
+        caught up. While a failed watch reconnects, changes reach the copy late: not caught
+        up either."""
+        live = self.live()
         with self._lock:
             seeded = self._seeded_at.get(key)
             if seeded is None or self._clock() - seeded > self.max_age:
                 return None
-            return list(self._pods.get(key, {}).values())
+            pods = list(self._pods.get(key, {}).values())
+            return Snapshot(pods, live and not self._expected.get(key))
 
     def instances(
         self,

@@ -311,10 +311,11 @@ def _observe_and_plan(
     key = (meta["namespace"], meta["name"])
     budgets = PassBudgets(kube, meta["namespace"])
     shared = PassReads.of(kube, obj, spec)
-    cached = pod_cache.pods(key) if pod_cache is not None else None
-    if cached is not None and pod_cache is not None:
-        quick = _plan_with(kube, obj, spec, status, cached, settings, pod_cache, budgets, shared)
-        if pod_cache.caught_up(key):
+    taken = pod_cache.snapshot(key) if pod_cache is not None else None
+    if taken is not None and pod_cache is not None:
+        copy = taken.pods
+        quick = _plan_with(kube, obj, spec, status, copy, settings, pod_cache, budgets, shared)
+        if taken.caught_up:
             return quick
         if not (quick.actions or quick.events) and (
             quick.status == status or only_progress_changed(status, quick.status)
