@@ -175,15 +175,14 @@ def _refusal_note(state: PassState, run: UpgradeRun) -> str:
 
 def _candidates(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -> list[Instance]:
     """Instances still to upgrade; a failed one is not tried again in the same run."""
+    passed_over = {*run.failed, *run.skipped, *state.touched}
     return [
         inst
         for iid, inst in sorted(live.items())
         if not inst.deleting
         and not inst.protected
         and inst.os_image != run.target.container_image
-        and iid not in run.failed
-        and iid not in run.skipped
-        and iid not in state.touched
+        and iid not in passed_over
     ]
 
 

@@ -66,9 +66,11 @@ class BatchTally:
             }
         )
 
-    def settled(self, iid: int) -> bool:
-        """Judged for good: upgraded, or failed and not on its way back."""
-        return iid in self.succeeded or (iid in self.failed and iid not in self.rolling_back)
+    def settled_ids(self) -> set[int]:
+        """Judged for good, as of now: upgraded, or failed and not on its way back. A set, as
+        the tally's lists grow to the whole scale set and every member is looked up."""
+        back = set(self.rolling_back)
+        return set(self.succeeded) | {i for i in self.failed if i not in back}
 
 
 def settle_batch(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -> UpgradeRun:
@@ -80,15 +82,20 @@ def settle_batch(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -
     tally = BatchTally.of(run)
     # Members scaled in by this pass are no longer waited for.
     kept = _kept_ids(state, live)
-    members = [i for i in batch.instance_ids if i in kept and i not in run.skipped]
+    skipped = set(run.skipped)
+    members = [i for i in batch.instance_ids if i in kept and i not in skipped]
     waiting: list[Instance] = []
+    # Judging a member changes the tally for that member alone: what was settled before the
+    # loop is what each member finds when its turn comes.
+    settled = tally.settled_ids()
+    rolling_back = set(tally.rolling_back)
     for iid in members:
-        if tally.settled(iid):
+        if iid in settled:
             continue
         inst = live.get(iid)
         if inst is None or inst.deleting:
             continue  # recreated by capacity keeping, on the target and with a mark
-        if iid in tally.rolling_back:
+        if iid in rolling_back:
             _settle_rollback(state, run, inst, tally)
         elif _to_start(run, inst):
             waiting.append(inst)
@@ -129,8 +136,10 @@ def _in_flight(
     """Members out of service by this run's doing: started and not settled, or on their way
     back."""
     not_started = {i.instance_id for i in waiting}
-    ids = [i for i in members if not tally.settled(i) and i not in not_started]
-    ids += [i for i in tally.rolling_back if i not in ids]
+    settled = tally.settled_ids()
+    ids = [i for i in members if i not in settled and i not in not_started]
+    listed = set(ids)
+    ids += [i for i in tally.rolling_back if i not in listed]
     return [live[i] for i in ids if i in live and not live[i].protected]
 
 
@@ -227,14 +236,9 @@ def _fail_member(
 
 def _open_members(members: list[int], tally: BatchTally, live: dict[int, Instance]) -> list[int]:
     """Members the batch still waits for; a protected one is not waited for unless it failed."""
-    open_members = [
-        i
-        for i in members
-        if i not in tally.succeeded and (i not in tally.failed or i in tally.rolling_back)
-    ]
-    return [
-        i for i in open_members if not (i in live and live[i].protected and i not in tally.failed)
-    ]
+    succeeded, failed, back = set(tally.succeeded), set(tally.failed), set(tally.rolling_back)
+    open_members = [i for i in members if i not in succeeded and (i not in failed or i in back)]
+    return [i for i in open_members if not (i in live and live[i].protected and i not in failed)]
 
 
 def close_batch(

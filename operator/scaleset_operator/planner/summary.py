@@ -107,14 +107,13 @@ def _verdicts(state: PassState, live: dict[int, Instance]) -> dict[int, HealthVe
 
 def _pending_count(run: UpgradeRun, live: dict[int, Instance]) -> int:
     """Instances the run has not begun; after a fault or cancel, those it never reached."""
-    in_batch = set(run.batch.instance_ids) if run.batch else set()
+    begun = set(run.batch.instance_ids) if run.batch else set()
+    begun.update(run.failed, run.succeeded)
     return sum(
         1
         for iid, inst in live.items()
         if not inst.deleting
         and not inst.protected
         and inst.os_image != run.target.container_image
-        and iid not in run.failed
-        and iid not in in_batch
-        and iid not in run.succeeded
+        and iid not in begun
     )
