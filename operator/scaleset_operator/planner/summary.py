@@ -21,10 +21,11 @@ def summarise(state: PassState, live: dict[int, Instance]) -> None:
     verdicts = _verdicts(state, live)
     ready = sum(1 for v in verdicts.values() if v.healthy)
     model = status.model_image
+    urn = model.urn if model is not None else None
     latest = sum(
         1
         for i in live.values()
-        if model is not None and i.model_hash == state.model_hash and i.image_urn == model.urn
+        if urn is not None and i.model_hash == state.model_hash and i.image_urn == urn
     )
     protected = sum(1 for i in live.values() if i.protected)
     run = status.upgrade_run
