@@ -9,8 +9,9 @@ import itertools
 import time
 
 from scaleset_operator.controller.pacing import settling_in_bulk
-from scaleset_operator.controller.reconcile import Outcome
+from scaleset_operator.controller.reconcile import Outcome, _next, _Planned
 from scaleset_operator.controller.workers import Workers
+from scaleset_operator.models.status import ScaleSetStatus
 from tests.unit.simworld import Sim, spec_of, version_entry
 
 KEY = ("ns", "web")
@@ -91,3 +92,59 @@ def test_only_a_batchsettling_in_bulk_gathers() -> None:
     # The last quarter (here 10 of 40) is seen instance by instance: one of them closes it.
     assert not settling_in_bulk(open_members=10, batch_members=40)
     assert not settling_in_bulk(open_members=1, batch_members=2)
+
+
+def test_a_batch_held_up_by_one_member_is_woken_without_debounce() -> None:
+    """The watch event that settles the last member is planned on at once: a debounce would
+    only add to the idle time between batches."""
+    woken: list[float] = []
+
+    def run_pass(namespace: str, name: str) -> Outcome:
+        woken.append(time.monotonic())
+        return Outcome(None, prompt=True)
+
+    workers = Workers(run_pass, debounce=0.5)
+    poked: list[float] = []
+
+    async def main() -> None:
+        workers.poke(KEY)
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if woken:
+                break
+        for _ in range(3):
+            await asyncio.sleep(0.05)
+            poked.append(time.monotonic())
+            workers.poke(KEY)
+            for _ in range(100):
+                await asyncio.sleep(0.005)
+                if len(woken) > len(poked):
+                    break
+        await workers.stop_all()
+
+    asyncio.run(main())
+    # The first pass waits out the debounce (nothing said "prompt" yet); the next ones do not.
+    assert len(woken) == 4
+    delays = [w - p for p, w in zip(poked, woken[1:], strict=True)]
+    assert max(delays) < 0.25, delays
+
+
+def test_only_the_last_open_member_asks_for_a_prompt_pass() -> None:
+    def planned(open_members: int, batch_members: int) -> _Planned:
+        return _Planned(
+            pods=[],
+            instances=(),
+            actions=(),
+            events=(),
+            status=ScaleSetStatus(),
+            requeue_after=None,
+            open_members=open_members,
+            batch_members=batch_members,
+        )
+
+    assert _next(planned(1, 20), 0.0, 0.25).prompt
+    assert not _next(planned(2, 20), 0.0, 0.25).prompt
+    assert not _next(planned(0, 0), 0.0, 0.25).prompt
+    bulk = _next(planned(15, 20), 0.0, 0.25)
+    assert bulk.gather == 0.25
+    assert not bulk.prompt

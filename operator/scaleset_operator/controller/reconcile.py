@@ -75,6 +75,9 @@ class Outcome:
     requeue_after: float | None
     gone: bool = False
     gather: float = 0.0
+    # The batch waits for one member: the watch event that settles it is taken at once,
+    # without the worker's debounce, since nothing else is left to gather with it.
+    prompt: bool = False
     # The resourceVersion our status write of progress alone gave the ScaleSet: its watch event
     # is our own echo, with nothing in it to plan on.
     status_version: str | None = None
@@ -381,6 +384,8 @@ def _next(result: _Planned, held: float, gather: float) -> Outcome:
     outcome = _after(result.requeue_after, held)
     if settling_in_bulk(result.open_members, result.batch_members):
         return replace(outcome, gather=gather)
+    if result.open_members == 1:
+        return replace(outcome, prompt=True)
     return outcome
 
 

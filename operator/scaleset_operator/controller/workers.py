@@ -133,12 +133,14 @@ class Workers:
 
     async def _loop(self, key: Key) -> None:
         wakeup = self._wakeups[key]
-        gather = 0.0
+        gather, prompt = 0.0, False
         while True:
             await wakeup.wait()
             # Events arrive in bursts (a batch of pods changing together): take them as one,
-            # and more of them when the last pass said that only progress was moving.
-            await asyncio.sleep(max(self._debounce, gather))
+            # and more of them when the last pass said that only progress was moving; none
+            # when it said a single member holds up the batch.
+            if not prompt:
+                await asyncio.sleep(max(self._debounce, gather))
             wakeup.clear()
             try:
                 outcome = await asyncio.to_thread(self._run_pass, *key)
@@ -147,7 +149,7 @@ class Workers:
                 wakeup.set()
                 continue
             self.backoff.succeeded(key)
-            gather = outcome.gather
+            gather, prompt = outcome.gather, outcome.prompt
             if outcome.gone:
                 self._known.discard(key)
                 self._tasks.pop(key, None)
