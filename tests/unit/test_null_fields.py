@@ -168,8 +168,8 @@ def test_claims_from_a_template_with_null_metadata() -> None:
 
 
 def test_a_pod_with_null_metadata_is_not_owned() -> None:
-    assert not _owned_by({"metadata": None}, {"metadata": {"uid": "u"}})
-    assert not _owned_by({"metadata": {"ownerReferences": [None]}}, {"metadata": {"uid": "u"}})
+    assert not _owned_by({"metadata": None}, "u")
+    assert not _owned_by({"metadata": {"ownerReferences": [None]}}, "u")
 
 
 def test_image_versions_with_null_metadata_are_still_read() -> None:

@@ -3,19 +3,25 @@ per pass, however often the pass plans."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationError
 
 from scaleset_operator.catalog.objects import catalog_entries
 from scaleset_operator.k8s.budgets import to_budget
 from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.waves import to_waves
 from scaleset_operator.models.imageversion import CatalogEntry
+from scaleset_operator.models.instance import REQUEST_ANNOTATIONS, Request
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.planner.disruption import DisruptionBudget
 from scaleset_operator.planner.waves.gate import WaveGate, gate_for
 
 Obj = dict[str, Any]
+log = logging.getLogger("scaleset_operator.reconcile")
 
 
 class PassBudgets:
@@ -50,3 +56,19 @@ class PassReads:
             catalog=catalog_entries(kube.list_catalog()),
             wave=gate_for(waves, labels, spec.image_reference.family),
         )
+
+
+def requests_of(obj: Obj) -> tuple[Request, ...]:
+    """The user's requests carried by the ScaleSet's annotations; a malformed one is logged
+    and left out, never the reason a pass fails."""
+    annotations = obj["metadata"].get("annotations") or {}
+    found = []
+    for key in REQUEST_ANNOTATIONS:
+        text = annotations.get(key)
+        if not text:
+            continue
+        try:
+            found.append(Request.model_validate(json.loads(text)))
+        except (ValueError, ValidationError):
+            log.warning("ignoring malformed request annotation %s", key)
+    return tuple(found)

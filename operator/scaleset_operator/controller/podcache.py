@@ -78,6 +78,9 @@ def slim(pod: Obj) -> Obj:
     }
 
 
+_Parsed = tuple[tuple[Any, ...], Instance | None, Obj]
+
+
 class Snapshot(NamedTuple):
     pods: list[Obj]
     caught_up: bool
@@ -104,8 +107,10 @@ class PodCache:
         self._seeded_at: dict[Hashable, float] = {}
         # Per scale set with a LIST in flight: the events since its mark (None: too many).
         self._replay: dict[Hashable, list[tuple[str, Obj]] | None] = {}
-        # Per scale set: pod name -> (what its instance was parsed from, the instance).
-        self._parsed: dict[Hashable, dict[str, tuple[tuple[Any, ...], Instance | None]]] = {}
+        # Per scale set: pod name -> (what its instance was parsed from, the instance, the pod
+        # object), and what the last parse read besides the pods.
+        self._parsed: dict[Hashable, dict[str, _Parsed]] = {}
+        self._contexts: dict[Hashable, tuple[Any, ...]] = {}
         # Per scale set: health verdicts of the instances above, kept as long as they are.
         self._verdicts: dict[Hashable, VerdictMemo] = {}
         # Per scale set, since its last LIST: the resourceVersions the watch reported, and our
@@ -217,10 +222,20 @@ class PodCache:
         os_name = os_container_name(spec)
         gate = spec.health_probe.condition_type
         before = self._parsed.get(key, {})
-        parsed: dict[str, tuple[tuple[Any, ...], Instance | None]] = {}
+        # What parsing reads besides the pods, all of it alike: a pod object seen by the last
+        # call under the same context gives the same instance, found without looking into it.
+        endpoints = None if ready_endpoints is None else frozenset(ready_endpoints)
+        context = (os_name, gate, dict(zones), endpoints)
+        same_context = self._contexts.get(key) == context
+        self._contexts[key] = context
+        parsed: dict[str, _Parsed] = {}
         for pod in pods:
             meta = pod.get("metadata") or {}
             name = str(meta.get("name", ""))
+            known = before.get(name)
+            if same_context and known is not None and known[2] is pod:
+                parsed[name] = known
+                continue
             node = (pod.get("spec") or {}).get("nodeName")
             source = (
                 meta.get("uid"),
@@ -230,13 +245,12 @@ class PodCache:
                 zones.get(node) if node else None,
                 None if ready_endpoints is None else name in ready_endpoints,
             )
-            known = before.get(name)
             if known is not None and known[0] == source and source[1] is not None:
-                parsed[name] = known
+                parsed[name] = (source, known[1], pod)
             else:
-                parsed[name] = (source, to_instance(pod, spec, zones, ready_endpoints))
+                parsed[name] = (source, to_instance(pod, spec, zones, ready_endpoints), pod)
         self._parsed[key] = parsed
-        found = tuple(i for _, i in parsed.values() if i is not None)
+        found = tuple(i for _, i, _ in parsed.values() if i is not None)
         self._verdicts.setdefault(key, VerdictMemo()).keep_only(found)
         return found
 
@@ -247,6 +261,7 @@ class PodCache:
     def forget(self, key: Hashable) -> None:
         with self._lock:
             self._parsed.pop(key, None)
+            self._contexts.pop(key, None)
             self._verdicts.pop(key, None)
             self._seen.pop(key, None)
             self._expected.pop(key, None)

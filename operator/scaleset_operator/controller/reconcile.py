@@ -7,7 +7,6 @@ the next pass finishes the same step instead of inventing a new one.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -24,7 +23,7 @@ from scaleset_operator.controller.pacing import (
     only_progress_changed,
     settling_in_bulk,
 )
-from scaleset_operator.controller.passreads import PassBudgets, PassReads
+from scaleset_operator.controller.passreads import PassBudgets, PassReads, requests_of
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.client import KubeClient
@@ -32,9 +31,7 @@ from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundEr
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import (
     LABEL_SCALESET,
-    REQUEST_ANNOTATIONS,
     Instance,
-    Request,
 )
 from scaleset_operator.models.scaleset import HealthSource, ScaleSetSpec
 from scaleset_operator.models.status import RunningStatusCode, ScaleSetStatus
@@ -81,20 +78,6 @@ class Outcome:
     # The resourceVersion our status write of progress alone gave the ScaleSet: its watch event
     # is our own echo, with nothing in it to plan on.
     status_version: str | None = None
-
-
-def requests_of(obj: Obj) -> tuple[Request, ...]:
-    annotations = obj["metadata"].get("annotations") or {}
-    found = []
-    for key in REQUEST_ANNOTATIONS:
-        text = annotations.get(key)
-        if not text:
-            continue
-        try:
-            found.append(Request.model_validate(json.loads(text)))
-        except (ValueError, ValidationError):
-            log.warning("ignoring malformed request annotation %s", key)
-    return tuple(found)
 
 
 def _invalid_spec(kube: KubeClient, obj: Obj, exc: ValidationError) -> Outcome:
@@ -164,7 +147,8 @@ def _plan_with(
     budgets: PassBudgets,
     shared: PassReads,
 ) -> _Planned:
-    pods = [p for p in pods if _owned_by(p, obj)]
+    owner = obj["metadata"].get("uid")
+    pods = [p for p in pods if _owned_by(p, owner)]
     nodes = {(p.get("spec") or {}).get("nodeName") for p in pods} - {None}
     zones = kube.node_zones({str(n) for n in nodes})
     endpoints = None
@@ -396,7 +380,8 @@ def _after(requeue_after: float | None, held: float) -> Outcome:
     return Outcome(requeue_after)
 
 
-def _owned_by(pod: Obj, scaleset: Obj) -> bool:
-    uid = scaleset["metadata"].get("uid")
-    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
-    return any(isinstance(r, dict) and r.get("uid") == uid for r in refs)
+def _owned_by(pod: Obj, uid: str | None) -> bool:
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
+        if isinstance(ref, dict) and ref.get("uid") == uid:
+            return True
+    return False
