@@ -11,6 +11,7 @@ import time
 from scaleset_operator.controller.pacing import settling_in_bulk
 from scaleset_operator.controller.reconcile import Outcome, _next, _Planned
 from scaleset_operator.controller.workers import Workers
+from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.status import ScaleSetStatus
 from tests.unit.simworld import Sim, spec_of, version_entry
 
@@ -94,57 +95,84 @@ def test_only_a_batchsettling_in_bulk_gathers() -> None:
     assert not settling_in_bulk(open_members=1, batch_members=2)
 
 
-def test_a_batch_held_up_by_one_member_is_woken_without_debounce() -> None:
-    """The watch event that settles the last member is planned on at once: a debounce would
-    only add to the idle time between batches."""
+def test_the_pass_after_the_last_awaited_member_turns_ready_comes_at_once() -> None:
+    """While a batch settles the worker gathers events; once the watch has seen every member
+    the last pass waited for Ready, the pass that closes the batch is due and runs at once."""
     woken: list[float] = []
 
     def run_pass(namespace: str, name: str) -> Outcome:
         woken.append(time.monotonic())
-        return Outcome(None, prompt=True)
+        return Outcome(None, gather=2.0, awaiting=frozenset({"web-0", "web-1"}))
 
     workers = Workers(run_pass, debounce=0.5)
-    poked: list[float] = []
+    last_ready: list[float] = []
 
     async def main() -> None:
         workers.poke(KEY)
-        for _ in range(50):
+        for _ in range(200):
             await asyncio.sleep(0.01)
             if woken:
                 break
-        for _ in range(3):
-            await asyncio.sleep(0.05)
-            poked.append(time.monotonic())
-            workers.poke(KEY)
-            for _ in range(100):
-                await asyncio.sleep(0.005)
-                if len(woken) > len(poked):
-                    break
+        workers.pod_changed(KEY, "web-0", True)
+        workers.pod_changed(KEY, "web-1", False)  # restarted, not Ready yet
+        workers.pod_changed(KEY, "web-9", True)  # not a member the batch waits for
+        await asyncio.sleep(0.3)
+        assert len(woken) == 1, "a member still open: the worker gathers"
+        last_ready.append(time.monotonic())
+        workers.pod_changed(KEY, "web-1", True)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if len(woken) > 1:
+                break
         await workers.stop_all()
 
     asyncio.run(main())
-    # The first pass waits out the debounce (nothing said "prompt" yet); the next ones do not.
-    assert len(woken) == 4
-    delays = [w - p for p, w in zip(poked, woken[1:], strict=True)]
-    assert max(delays) < 0.25, delays
+    assert len(woken) == 2
+    assert woken[1] - last_ready[0] < 0.25, "neither the debounce nor the gathering waited out"
 
 
-def test_only_the_last_open_member_asks_for_a_prompt_pass() -> None:
-    def planned(open_members: int, batch_members: int) -> _Planned:
+def test_members_ready_while_the_pass_ran_count_when_events_came_meanwhile() -> None:
+    woken: list[float] = []
+
+    def run_pass(namespace: str, name: str) -> Outcome:
+        woken.append(time.monotonic())
+        if len(woken) == 1:
+            workers.poke(KEY)  # an event while the pass runs
+        return Outcome(None, gather=2.0, awaiting=frozenset({"web-0"}))
+
+    workers = Workers(run_pass, debounce=0.5, unready=lambda key, names: set())
+
+    async def main() -> None:
+        workers.poke(KEY)
+        for _ in range(300):
+            await asyncio.sleep(0.01)
+            if len(woken) > 1:
+                break
+        await workers.stop_all()
+
+    asyncio.run(main())
+    assert len(woken) == 2
+    assert woken[1] - woken[0] < 0.25
+
+
+def test_a_pass_names_the_pods_of_the_members_still_open() -> None:
+    def planned(open_ids: tuple[int, ...], batch_members: int) -> _Planned:
         return _Planned(
             pods=[],
-            instances=(),
+            instances=tuple(
+                Instance(instance_id=i, name=f"web-{i}", os_image="os:1") for i in range(4)
+            ),
             actions=(),
             events=(),
             status=ScaleSetStatus(),
             requeue_after=None,
-            open_members=open_members,
+            open_members=len(open_ids),
             batch_members=batch_members,
+            open_ids=open_ids,
         )
 
-    assert _next(planned(1, 20), 0.0, 0.25).prompt
-    assert not _next(planned(2, 20), 0.0, 0.25).prompt
-    assert not _next(planned(0, 0), 0.0, 0.25).prompt
-    bulk = _next(planned(15, 20), 0.0, 0.25)
+    assert _next(planned((1, 3), 4), 0.0, 0.25).awaiting == {"web-1", "web-3"}
+    assert _next(planned((), 0), 0.0, 0.25).awaiting == frozenset()
+    bulk = _next(planned((0, 1, 2), 4), 0.0, 0.25)
     assert bulk.gather == 0.25
-    assert not bulk.prompt
+    assert bulk.awaiting == {"web-0", "web-1", "web-2"}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scaleset_operator.controller.podcache import PodCache, slim
-from scaleset_operator.k8s.pods import build_pod, to_instance
+from scaleset_operator.k8s.pods import build_pod, ready_on_spec, to_instance
 from scaleset_operator.models.scaleset import HealthProbe, HealthSource
 from scaleset_operator.planner.actions import CreateInstance
 from scaleset_operator.planner.health import HealthState
@@ -365,3 +365,27 @@ def test_a_copy_taken_before_the_watch_reports_our_write_stays_behind() -> None:
     assert [p["metadata"]["resourceVersion"] for p in before.pods] == ["1", "2"]
     assert after.caught_up
     assert [p["metadata"]["resourceVersion"] for p in after.pods] == ["5", "2"]
+
+
+def test_a_pod_counts_as_ready_only_on_the_images_its_spec_names() -> None:
+    ready = full_pod(0)
+    assert ready_on_spec(ready)
+    assert ready_on_spec(slim(ready))
+    patched = full_pod(0)
+    patched["spec"]["containers"][0]["image"] = image_of("1.1.0")  # old container still Ready
+    assert not ready_on_spec(patched)
+    patched["status"]["containerStatuses"][0]["image"] = image_of("1.1.0")
+    assert ready_on_spec(patched)
+    patched["status"]["conditions"][0]["status"] = "False"
+    assert not ready_on_spec(patched)
+    assert not ready_on_spec({"metadata": {"name": "web-0"}, "status": None})
+
+
+def test_unready_names_the_members_the_copy_does_not_show_ready() -> None:
+    cache = seeded()
+    ready, restarting = full_pod(0, rv="7"), full_pod(1, rv="8")
+    restarting["spec"]["containers"][0]["image"] = image_of("1.1.0")
+    cache.observe(KEY, "MODIFIED", ready)
+    cache.observe(KEY, "MODIFIED", restarting)
+    names = frozenset({"web-0", "web-1", "web-gone"})
+    assert cache.unready(KEY, names) == {"web-1"}

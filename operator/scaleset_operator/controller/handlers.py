@@ -27,6 +27,7 @@ from scaleset_operator.controller.wave_pass import reconcile_wave
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import KubeClient, make_api_client
 from scaleset_operator.k8s.errors import KubeApiError, NotFoundError
+from scaleset_operator.k8s.pods import ready_on_spec
 from scaleset_operator.metrics import OperatorMetrics, operator_registry, serve
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.instance import LABEL_SCALESET
@@ -132,7 +133,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.kube = KubeClient(make_api_client(CONFIG.kubeconfig, CONFIG.context))
     STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.pods = PodCache()
-    STATE.workers = Workers(_pass, debounce=CONFIG.debounce, active=not CONFIG.leader_elect)
+    STATE.workers = Workers(
+        _pass,
+        debounce=CONFIG.debounce,
+        active=not CONFIG.leader_elect,
+        unready=STATE.pods.unready,
+    )
     # A wave reads every scale set it orders: one pass per burst of their changes is enough.
     STATE.wave_workers = Workers(
         _wave_pass, debounce=max(CONFIG.debounce, 0.3), active=not CONFIG.leader_elect, kind="wave"
@@ -202,8 +208,9 @@ def _start_pod_watch(kube: KubeClient, workers: Workers) -> PodWatch:
             return
         key = (str(namespace), str(owner))
         STATE.pods.observe(key, kind, pod)
+        ready = kind == "DELETED" or ready_on_spec(pod)
         with contextlib.suppress(RuntimeError):  # the loop closes at shutdown
-            loop.call_soon_threadsafe(workers.poke, key)
+            loop.call_soon_threadsafe(workers.pod_changed, key, str(meta.get("name", "")), ready)
 
     watch = PodWatch(kube, LABEL_SCALESET, CONFIG.namespaces, instance_changed)
     watch.start()

@@ -25,9 +25,9 @@ log = logging.getLogger("scaleset_operator.reconcile")
 
 
 class PassBudgets:
-    """The namespace's PodDisruptionBudgets, listed at most once per pass and only when an OS
-    upgrade runs or a model rollout has instances to take out: most passes of most scale sets
-    never need them."""
+    """The namespace's PodDisruptionBudgets, listed at most once per pass and only when the pass
+    would take instances out during an OS upgrade or a model rollout: most passes of most
+    scale sets never need them."""
 
     def __init__(self, kube: KubeClient, namespace: str) -> None:
         self._kube, self._namespace = kube, namespace

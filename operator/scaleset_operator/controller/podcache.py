@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
-from scaleset_operator.k8s.pods import to_instance
+from scaleset_operator.k8s.pods import ready_on_spec, to_instance
 from scaleset_operator.models.instance import Instance
 from scaleset_operator.models.scaleset import ScaleSetSpec
 from scaleset_operator.planner.model_hash import os_container_name
@@ -190,6 +190,13 @@ class PodCache:
         if expected and event_type == "DELETED":
             for gone in [v for v, n in expected.items() if n == name]:
                 del expected[gone]
+
+    def unready(self, key: Hashable, names: frozenset[str]) -> set[str]:
+        """Of these pods, those the copy holds and does not show Ready on their spec's
+        images."""
+        with self._lock:
+            pods = self._pods.get(key, {})
+            return {n for n in names if n in pods and not ready_on_spec(pods[n])}
 
     def pods(self, key: Hashable) -> list[Obj] | None:
         """The watch's copy, or None when it is not to be trusted."""

@@ -72,9 +72,9 @@ class Outcome:
     requeue_after: float | None
     gone: bool = False
     gather: float = 0.0
-    # The batch waits for one member: the watch event that settles it is taken at once,
-    # without the worker's debounce, since nothing else is left to gather with it.
-    prompt: bool = False
+    # Pods of the batch members still to settle: once the watch has seen each of them Ready,
+    # the batch may close, and the worker runs the next pass at once instead of gathering.
+    awaiting: frozenset[str] = frozenset()
     # The resourceVersion our status write of progress alone gave the ScaleSet: its watch event
     # is our own echo, with nothing in it to plan on.
     status_version: str | None = None
@@ -134,6 +134,7 @@ class _Planned:
     requeue_after: float | None
     open_members: int = 0
     batch_members: int = 0
+    open_ids: tuple[int, ...] = ()
 
 
 def _plan_with(
@@ -177,14 +178,15 @@ def _plan_with(
         now=datetime.now(UTC),
         requests=requests_of(obj),
         settings=settings,
-        budgets=budgets.get() if _upgrading(status) else (),
         wave=shared.wave,
         verdicts=verdicts,
     )
+    # Planned first as if the namespace had no PodDisruptionBudgets: they only hold back what
+    # a plan takes out, so a plan that acts on nobody is the plan with them, and most passes
+    # of an upgrade (its members settling) need no listing. One that acts, while an upgrade
+    # or a model rollout runs or starts in this very pass, is planned again within them.
     result = plan(observed)
-    if not _upgrading(status) and _upgrading(result.status):
-        # A run (and its first batch) or a model rollout starts in this very pass: plan its
-        # first step within the budgets too.
+    if result.actions and (_upgrading(status) or _upgrading(result.status)):
         result = plan(replace(observed, budgets=budgets.get()))
     valid = cond.set_condition(
         result.status.conditions,
@@ -204,6 +206,7 @@ def _plan_with(
         requeue_after=result.requeue_after,
         open_members=result.open_members,
         batch_members=result.batch_members,
+        open_ids=result.open_ids,
     )
 
 
@@ -362,15 +365,21 @@ def _key_of(obj: Obj) -> tuple[str, str]:
 
 
 def _next(result: _Planned, held: float, gather: float) -> Outcome:
+    awaiting = _awaiting(result)
     if result.actions:
         # Our own writes come back as watch events too; this is only a safety net.
-        return Outcome(min(result.requeue_after or 5.0, 5.0))
-    outcome = _after(result.requeue_after, held)
+        return Outcome(min(result.requeue_after or 5.0, 5.0), awaiting=awaiting)
+    outcome = replace(_after(result.requeue_after, held), awaiting=awaiting)
     if settling_in_bulk(result.open_members, result.batch_members):
         return replace(outcome, gather=gather)
-    if result.open_members == 1:
-        return replace(outcome, prompt=True)
     return outcome
+
+
+def _awaiting(result: _Planned) -> frozenset[str]:
+    if not result.open_ids:
+        return frozenset()
+    names = {i.instance_id: i.name for i in result.instances}
+    return frozenset(names[i] for i in result.open_ids if i in names)
 
 
 def _after(requeue_after: float | None, held: float) -> Outcome:

@@ -15,6 +15,8 @@ from scaleset_operator.controller.reconcile import Outcome
 
 Key = tuple[str, str]
 Pass = Callable[[str, str], Outcome]
+# Of these pods of a scale set, the ones its pod copy does not show Ready on their spec's images.
+Unready = Callable[[Key, frozenset[str]], set[str]]
 log = logging.getLogger("scaleset_operator.workers")
 
 
@@ -52,8 +54,14 @@ class Workers:
         backoff: ErrorBackoff | None = None,
         active: bool = True,
         kind: str = "scaleset",
+        unready: Unready | None = None,
     ) -> None:
         self._run_pass = run_pass
+        self._unready = unready
+        # Per scale set: the batch members its last pass found open that the watch has not
+        # reported Ready since, and what is set once it has reported them all.
+        self._awaiting: dict[Key, set[str]] = {}
+        self._all_ready: dict[Key, asyncio.Event] = {}
         self._kind = kind
         self._debounce = debounce
         self.backoff = backoff or ErrorBackoff()
@@ -82,6 +90,28 @@ class Workers:
             )
         self._wakeups[key].set()
 
+    def pod_changed(self, key: Key, name: str, ready: bool) -> None:
+        """A pod of `key` changed (`ready`: Ready on its spec's images, or gone). The last
+        awaited member turning Ready lets the next pass start without gathering."""
+        waiting = self._awaiting.get(key)
+        if ready and waiting and name in waiting:
+            waiting.discard(name)
+            if not waiting:
+                self._all_ready[key].set()
+        self.poke(key)
+
+    def _await(self, key: Key, names: frozenset[str], woken: bool) -> None:
+        ready = asyncio.Event()
+        left = set(names)
+        if left and self._unready is not None:
+            # Members may have turned Ready while the pass ran; when all have and events came
+            # meanwhile, the pass saw them too late.
+            left = self._unready(key, names)
+            if not left and woken:
+                ready.set()
+        self._awaiting[key] = left
+        self._all_ready[key] = ready
+
     def poke_all(self) -> None:
         for key in list(self._known):
             self.poke(key)
@@ -105,6 +135,8 @@ class Workers:
     async def _cancel(self, key: Key) -> None:
         task = self._tasks.pop(key, None)
         self._wakeups.pop(key, None)
+        self._awaiting.pop(key, None)
+        self._all_ready.pop(key, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,20 +159,27 @@ class Workers:
         # Watch events that arrive meanwhile are not let through: they would undo the back-off.
         await asyncio.sleep(delay)
 
+    async def _gather(self, key: Key, delay: float) -> None:
+        ready = self._all_ready.get(key)
+        if ready is None:
+            await asyncio.sleep(delay)
+        elif not ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.wait(), timeout=delay)
+
     async def stop_all(self) -> None:
         for key in list(self._tasks):
             await self.stop(key)
 
     async def _loop(self, key: Key) -> None:
         wakeup = self._wakeups[key]
-        gather, prompt = 0.0, False
+        gather = 0.0
         while True:
             await wakeup.wait()
             # Events arrive in bursts (a batch of pods changing together): take them as one,
-            # and more of them when the last pass said that only progress was moving; none
-            # when it said a single member holds up the batch.
-            if not prompt:
-                await asyncio.sleep(max(self._debounce, gather))
+            # and more of them when the last pass said that only progress was moving; but not
+            # once every member the batch waited for is Ready (its closing pass is due).
+            await self._gather(key, max(self._debounce, gather))
             wakeup.clear()
             try:
                 outcome = await asyncio.to_thread(self._run_pass, *key)
@@ -149,12 +188,15 @@ class Workers:
                 wakeup.set()
                 continue
             self.backoff.succeeded(key)
-            gather, prompt = outcome.gather, outcome.prompt
+            gather = outcome.gather
             if outcome.gone:
                 self._known.discard(key)
                 self._tasks.pop(key, None)
                 self._wakeups.pop(key, None)
+                self._awaiting.pop(key, None)
+                self._all_ready.pop(key, None)
                 return
+            self._await(key, outcome.awaiting, wakeup.is_set())
             if outcome.requeue_after is not None:
                 try:
                     await asyncio.wait_for(wakeup.wait(), timeout=outcome.requeue_after)

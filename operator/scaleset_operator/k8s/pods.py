@@ -135,6 +135,24 @@ def build_pod(scaleset: Obj, spec: ScaleSetSpec, model_hash: str, action: Create
     }
 
 
+def ready_on_spec(pod: Obj) -> bool:
+    """Ready, with every container reporting the image its spec names: a pod whose image was
+    just patched still reports Ready from its old container until the kubelet restarts it."""
+    if not _condition(pod, "Ready"):
+        return False
+    wanted = {
+        c.get("name"): c.get("image")
+        for c in (pod.get("spec") or {}).get("containers") or []
+        if isinstance(c, dict)
+    }
+    running = {
+        c.get("name"): c.get("image")
+        for c in (pod.get("status") or {}).get("containerStatuses") or []
+        if isinstance(c, dict)
+    }
+    return all(running.get(name) == image for name, image in wanted.items())
+
+
 def _condition(pod: Obj, type_: str) -> bool | None:
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if isinstance(cond, dict) and cond.get("type") == type_:

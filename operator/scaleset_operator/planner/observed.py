@@ -58,3 +58,5 @@ class Plan:
     # more settling changes only progress, so the controller may gather events a little longer.
     open_members: int = 0
     batch_members: int = 0
+    # Which members those are (the controller wakes at once when the last of them is Ready).
+    open_ids: tuple[int, ...] = ()

@@ -44,6 +44,7 @@ class PassState:
     # and how many it has.
     open_members: int = 0
     batch_members: int = 0
+    open_ids: tuple[int, ...] = ()
     _verdicts: VerdictMemo | None = field(default=None, repr=False)
 
     @property

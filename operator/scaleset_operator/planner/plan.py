@@ -57,6 +57,7 @@ def plan(obs: Observed) -> Plan:
         requeue,
         state.open_members,
         state.batch_members,
+        state.open_ids,
     )
 
 

@@ -108,6 +108,7 @@ def settle_batch(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -
     still_open = [i for i in _open_members(members, tally, live) if i not in dropped]
     if still_open:
         state.open_members, state.batch_members = len(still_open), len(members)
+        state.open_ids = tuple(still_open)
         return run
     run = close_batch(state, run, batch.number, live)
     return fault_on_expired(state, run, started.expired)
