@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import kopf
+import orjson
 
 from scaleset_operator.controller.config import CONFIG
 from scaleset_operator.controller.leadership import Leadership
@@ -23,6 +24,7 @@ from scaleset_operator.controller.pacing import StatusPacer
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
+from scaleset_operator.controller.scaleset_copy import ScaleSetCopy
 from scaleset_operator.controller.wave_pass import reconcile_wave
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.k8s.client import KubeClient, make_api_client
@@ -49,6 +51,7 @@ class _State:
     leadership_task: asyncio.Task[None] | None = None
     pacer: StatusPacer = StatusPacer()
     pods: PodCache = PodCache()
+    scalesets: ScaleSetCopy = ScaleSetCopy()
     podwatch: PodWatch | None = None
     notifier: Notifier | None = None
     wave_workers: Workers | None = None
@@ -91,6 +94,7 @@ def _pass(namespace: str, name: str) -> Outcome:
             STATE.pods,
             STATE.notifier,
             gather=CONFIG.gather_while_settling,
+            scalesets=STATE.scalesets,
         )
     if outcome.status_version is not None:
         STATE.own_status[(namespace, name)] = outcome.status_version
@@ -133,6 +137,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.kube = KubeClient(make_api_client(CONFIG.kubeconfig, CONFIG.context))
     STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.pods = PodCache()
+    STATE.scalesets = ScaleSetCopy()
     STATE.workers = Workers(
         _pass,
         debounce=CONFIG.debounce,
@@ -284,6 +289,7 @@ async def scaleset_changed(
         STATE.own_status.pop(key, None)
         await _workers().stop(key)
         STATE.pods.forget(key)
+        STATE.scalesets.forget(key)
         if STATE.metrics is not None:
             STATE.metrics.forget(namespace, name)
         if STATE.notifier is not None:
@@ -294,6 +300,9 @@ async def scaleset_changed(
     # on the version the pass read, so the object at the version it produced is what that pass
     # planned on plus those counters: nothing to plan on (anyone's later change has a later
     # version, and changes of pods come through the pod watch).
+    with contextlib.suppress(TypeError, orjson.JSONEncodeError):
+        # A plain copy of our own: kopf keeps the body it hands us.
+        STATE.scalesets.observe(key, orjson.loads(orjson.dumps(dict(body))))
     if STATE.own_status.get(key) != body.metadata.get("resourceVersion"):
         _workers().poke(key)
     # A wave waits on its scale sets' statuses.

@@ -19,15 +19,24 @@ from pydantic import ValidationError
 from scaleset_operator.controller.pacing import (
     GATHER_WHILE_SETTLING,
     StatusPacer,
-    changed_fields,
     only_progress_changed,
     settling_in_bulk,
 )
 from scaleset_operator.controller.passreads import PassBudgets, PassReads, requests_of
 from scaleset_operator.controller.podcache import PodCache
+from scaleset_operator.controller.scaleset_copy import ScaleSetCopy
+from scaleset_operator.controller.scaleset_io import (
+    SPEC_VALID,
+    invalid_spec,
+    read_scaleset,
+    remember_write,
+    status_of,
+    unchanged,
+    write_status,
+)
 from scaleset_operator.k8s.apply import apply_actions
 from scaleset_operator.k8s.client import KubeClient
-from scaleset_operator.k8s.errors import ConflictError, KubeApiError, NotFoundError
+from scaleset_operator.k8s.errors import KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import to_instance
 from scaleset_operator.models.instance import (
     LABEL_SCALESET,
@@ -44,7 +53,6 @@ from scaleset_operator.planner.timefmt import stamp
 
 Obj = dict[str, Any]
 log = logging.getLogger("scaleset_operator.reconcile")
-SPEC_VALID = "SpecValid"
 
 
 class MetricsSink(Protocol):
@@ -78,42 +86,6 @@ class Outcome:
     # The resourceVersion our status write of progress alone gave the ScaleSet: its watch event
     # is our own echo, with nothing in it to plan on.
     status_version: str | None = None
-
-
-def _invalid_spec(kube: KubeClient, obj: Obj, exc: ValidationError) -> Outcome:
-    status = _status_of(obj)
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    message = f"spec.{where}: {first['msg']}"
-    conditions = cond.set_condition(
-        status.conditions,
-        type_=SPEC_VALID,
-        status=False,
-        reason="InvalidSpec",
-        message=message,
-        now=stamp(datetime.now(UTC)),
-        generation=obj["metadata"].get("generation"),
-    )
-    new = status.model_copy(update={"conditions": conditions})
-    if new != status:
-        kube.replace_status(obj, new.wire())
-    log.warning(
-        "%s/%s: cannot act on spec: %s",
-        obj["metadata"]["namespace"],
-        obj["metadata"]["name"],
-        message,
-    )
-    return Outcome(None)
-
-
-def _status_of(obj: Obj) -> ScaleSetStatus:
-    try:
-        return ScaleSetStatus.model_validate(obj.get("status") or {})
-    except ValidationError:
-        log.warning(
-            "status of %s is unreadable; starting from an empty one", obj["metadata"]["name"]
-        )
-        return ScaleSetStatus()
 
 
 def _upgrading(status: ScaleSetStatus) -> bool:
@@ -221,10 +193,12 @@ def reconcile_once(
     notifier: NotificationSink | None = None,
     *,
     gather: float = GATHER_WHILE_SETTLING,
+    scalesets: ScaleSetCopy | None = None,
 ) -> Outcome:
     key = (namespace, name)
+    watched = scalesets.get(key) if scalesets is not None else None
     try:
-        obj = kube.get_scaleset(namespace, name)
+        obj = watched if watched is not None else read_scaleset(kube, key, scalesets)
     except NotFoundError:
         if pacer is not None:
             pacer.forget(key)
@@ -236,20 +210,23 @@ def reconcile_once(
     try:
         spec = ScaleSetSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        return _invalid_spec(kube, obj, exc)
-    status = _status_of(obj)
+        invalid_spec(kube, obj, exc)
+        return Outcome(None)
+    status = status_of(obj)
     result = _observe_and_plan(kube, obj, spec, status, settings, pod_cache)
+    if watched is not None and result.actions and not unchanged(kube, key, obj, scalesets):
+        # Planned on the watch's object, which was behind: pod writes rest on a fresh read.
+        return Outcome(0.0)
     new_status = result.status
     held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
     persisted = status
     if new_status != status and not held:
-        written = _write_status(kube, obj, status, new_status)
+        written = write_status(kube, obj, status, new_status)
+        remember_write(key, written, pacer, scalesets)
         if written is None:
             # Someone (or our previous pass) changed the object: plan again on fresh state.
             return Outcome(0.05)
         obj, persisted = written, new_status
-        if pacer is not None:
-            pacer.wrote(key)
     if notifier is not None:
         _notify(notifier, obj, persisted)
     lost = _act(kube, obj, spec, new_status, result, pod_cache)
@@ -317,22 +294,6 @@ def _observe_and_plan(
     if pod_cache is not None:
         pod_cache.seed(key, listed)
     return _plan_with(kube, obj, spec, status, listed, settings, pod_cache, budgets, shared)
-
-
-def _write_status(
-    kube: KubeClient, obj: Obj, status: ScaleSetStatus, new_status: ScaleSetStatus
-) -> Obj | None:
-    """The object as written, or None when it changed since it was read."""
-    try:
-        written = {**obj, **kube.replace_status(obj, new_status.wire())}
-    except ConflictError:
-        return None
-    if log.isEnabledFor(logging.DEBUG):
-        changed = ", ".join(changed_fields(status, new_status))
-        log.debug(
-            "%s/%s status: %s", obj["metadata"]["namespace"], obj["metadata"]["name"], changed
-        )
-    return written
 
 
 def _report(
