@@ -26,7 +26,7 @@ from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.scaleset_copy import ScaleSetCopy
 from scaleset_operator.controller.wave_pass import reconcile_wave
-from scaleset_operator.controller.workers import Workers
+from scaleset_operator.controller.workers import PodChanges, Workers
 from scaleset_operator.k8s.client import KubeClient, make_api_client
 from scaleset_operator.k8s.errors import KubeApiError, NotFoundError
 from scaleset_operator.k8s.pods import ready_on_spec
@@ -203,7 +203,7 @@ def _start_notifier(kube: KubeClient) -> Notifier:
 
 def _start_pod_watch(kube: KubeClient, workers: Workers) -> PodWatch:
     """Our own pod watch (see podwatch.py); its thread hands wake-ups to the event loop."""
-    loop = asyncio.get_running_loop()
+    changes = PodChanges(asyncio.get_running_loop(), workers)
 
     def instance_changed(kind: str, pod: dict[str, Any]) -> None:
         meta = pod.get("metadata") or {}
@@ -213,9 +213,7 @@ def _start_pod_watch(kube: KubeClient, workers: Workers) -> PodWatch:
             return
         key = (str(namespace), str(owner))
         STATE.pods.observe(key, kind, pod)
-        ready = kind == "DELETED" or ready_on_spec(pod)
-        with contextlib.suppress(RuntimeError):  # the loop closes at shutdown
-            loop.call_soon_threadsafe(workers.pod_changed, key, str(meta.get("name", "")), ready)
+        changes.add(key, str(meta.get("name", "")), kind == "DELETED" or ready_on_spec(pod))
 
     watch = PodWatch(kube, LABEL_SCALESET, CONFIG.namespaces, instance_changed)
     watch.start()

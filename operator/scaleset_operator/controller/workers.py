@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 
 from scaleset_operator.controller.reconcile import Outcome
@@ -40,6 +41,33 @@ class ErrorBackoff:
 
     def failures(self, key: Key) -> int:
         return self._failures.get(key, 0)
+
+
+class PodChanges:
+    """Hands pod changes from the pod watch's thread to the workers on the event loop, many
+    at a time: one wake-up of the loop per burst rather than one per event (a thousand pods
+    rolling make three thousand events)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, workers: Workers) -> None:
+        self._loop = loop
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Key, str, bool]] = []
+
+    def add(self, key: Key, name: str, ready: bool) -> None:
+        """From any thread: `Workers.pod_changed` soon, on the loop."""
+        with self._lock:
+            first = not self._pending
+            self._pending.append((key, name, ready))
+        if first:
+            with contextlib.suppress(RuntimeError):  # the loop closes at shutdown
+                self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for key, name, ready in pending:
+            self._workers.pod_changed(key, name, ready)
 
 
 class Workers:
