@@ -299,8 +299,7 @@ async def scaleset_changed(
     # planned on plus those counters: nothing to plan on (anyone's later change has a later
     # version, and changes of pods come through the pod watch).
     with contextlib.suppress(TypeError, orjson.JSONEncodeError):
-        # A plain copy of our own: kopf keeps the body it hands us.
-        STATE.scalesets.observe(key, orjson.loads(orjson.dumps(dict(body))))
+        STATE.scalesets.observe(key, dict(body))
     if STATE.own_status.get(key) != body.metadata.get("resourceVersion"):
         _workers().poke(key)
     # A wave waits on its scale sets' statuses.

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Hashable
 from typing import Any
 
+import orjson
+
 Obj = dict[str, Any]
 
 
@@ -30,13 +32,16 @@ class ScaleSetCopy:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: dict[Hashable, Obj] = {}
+        # Kept encoded: a few kilobytes each, where the decoded objects of thousands of scale
+        # sets would be tens of megabytes; decoding one costs a pass far less than a GET.
+        self._watched: dict[Hashable, tuple[str | None, bytes]] = {}
         self._known: dict[Hashable, str] = {}
 
     def observe(self, key: Hashable, obj: Obj) -> None:
-        """The watch delivered `obj` (a copy of its own: the copy is handed out as it is)."""
+        """The watch delivered `obj` (encoded at once: the caller may change it afterwards)."""
+        encoded = orjson.dumps(obj)
         with self._lock:
-            self._watched[key] = obj
+            self._watched[key] = (_version(obj), encoded)
 
     def known(self, key: Hashable, obj: Obj) -> None:
         """A GET or a status write of ours returned `obj`: its version was the latest."""
@@ -55,11 +60,11 @@ class ScaleSetCopy:
     def get(self, key: Hashable) -> Obj | None:
         """The watch's object when it is the version last read or written, else None."""
         with self._lock:
-            obj = self._watched.get(key)
+            watched = self._watched.get(key)
             known = self._known.get(key)
-        if obj is None or known is None or _version(obj) != known:
+        if watched is None or known is None or watched[0] != known:
             return None
-        return obj
+        return dict(orjson.loads(watched[1]))
 
     def forget(self, key: Hashable) -> None:
         with self._lock:
