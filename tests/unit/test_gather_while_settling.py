@@ -111,7 +111,7 @@ def test_the_pass_after_the_last_awaited_member_turns_ready_comes_at_once() -> N
         workers.poke(KEY)
         for _ in range(200):
             await asyncio.sleep(0.01)
-            if woken:
+            if workers.awaiting(KEY):  # the first pass is done and its outcome taken
                 break
         workers.pod_changed(KEY, "web-0", True)
         workers.pod_changed(KEY, "web-1", False)  # restarted, not Ready yet

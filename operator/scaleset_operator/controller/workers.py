@@ -128,6 +128,10 @@ class Workers:
                 self._all_ready[key].set()
         self.poke(key)
 
+    def awaiting(self, key: Key) -> frozenset[str]:
+        """The members of `key`'s batch whose Ready the worker still waits to hear of."""
+        return frozenset(self._awaiting.get(key, ()))
+
     def _await(self, key: Key, names: frozenset[str], woken: bool) -> None:
         ready = asyncio.Event()
         left = set(names)
