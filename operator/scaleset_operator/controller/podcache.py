@@ -137,9 +137,12 @@ class PodCache:
         with self._lock:
             self._replay[key] = []
 
-    def seed(self, key: Hashable, pods: list[Obj]) -> None:
+    def seed(self, key: Hashable, pods: list[Obj]) -> list[Obj]:
+        """The LIST's answer becomes the copy; returns it slimmed, for the pass to plan on (the
+        whole objects are not kept: the parsed instances hold on to the pods they came from)."""
         with self._lock:
             fresh = {str(p["metadata"]["name"]): slim(p) for p in pods}
+            listed = list(fresh.values())
             log = self._replay.pop(key, None)
             self._pods[key] = fresh
             # The LIST began after every write of ours so far had been answered.
@@ -148,10 +151,11 @@ class PodCache:
             if log is None:
                 # Too many events to replay, or no mark: which copy is newer is unknown.
                 self._seeded_at.pop(key, None)
-                return
+                return listed
             for event_type, small in log:
                 _apply(fresh, event_type, small)
             self._seeded_at[key] = self._clock()
+            return listed
 
     def expect(self, key: Hashable, written: Obj) -> None:
         """Our write of a pod of `key` was answered with `written`: the copy is behind until

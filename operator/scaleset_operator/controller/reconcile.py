@@ -292,7 +292,7 @@ def _observe_and_plan(
         pod_cache.mark(key)
     listed = kube.list_pods(meta["namespace"], f"{LABEL_SCALESET}={meta['name']}")
     if pod_cache is not None:
-        pod_cache.seed(key, listed)
+        listed = pod_cache.seed(key, listed)
     return _plan_with(kube, obj, spec, status, listed, settings, pod_cache, budgets, shared)
 
 

@@ -49,7 +49,8 @@ _LOG_FORMATS = ("text", "json")
     envvar="SCALESET_OPERATOR_GATHER_WHILE_SETTLING",
     help="Seconds a scale set's next pass waits for more pod events while its batch has "
     "several instances still to settle (each of them settling only moves progress); fewer "
-    "passes, less CPU. The instance that closes a batch is seen within this. 0 turns it off.",
+    "passes, less CPU. Once every member the batch waits for is seen Ready on its new image, "
+    "the pass that closes the batch runs at once. 0 turns it off.",
 )
 @click.option(
     "--fail-fast/--no-fail-fast",
