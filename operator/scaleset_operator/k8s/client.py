@@ -7,6 +7,7 @@ client model classes costs more than the whole planning pass.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -17,7 +18,6 @@ from typing import Any, cast
 
 import orjson
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError, ProtocolError
 
 from scaleset_operator.k8s.errors import (
@@ -28,6 +28,7 @@ from scaleset_operator.k8s.errors import (
     UnavailableError,
     call,
 )
+from scaleset_operator.k8s.transport import Transport
 from scaleset_operator.models.imageversion import PLURAL as IV_PLURAL
 from scaleset_operator.models.scaleset import GROUP, KIND, PLURAL, VERSION
 from scaleset_operator.models.upgradewave import KIND as WAVE_KIND
@@ -128,54 +129,29 @@ class _Listing:
 
 class KubeClient:
     """The API as the operator and the kubectl plugin (`k8s.userapi.UserApi`) see it: a few
-    calls, each one request, JSON in and out."""
+    calls, each one request, JSON in and out. `transport="client"` sends them through the
+    ``kubernetes`` client's own transport even where `k8s.wire` could (see `Transport`)."""
 
     def __init__(
-        self, api: client.ApiClient, *, catalog_ttl: float = 5.0, request_timeout: float = 30.0
+        self,
+        api: client.ApiClient,
+        *,
+        catalog_ttl: float = 5.0,
+        request_timeout: float = 30.0,
+        transport: str = "wire",
     ) -> None:
         self.api = api
         self.request_timeout = request_timeout
+        self._wire = transport == "wire"
         self._catalog = _Listing(catalog_ttl)
         self._waves = _Listing(catalog_ttl)
         self._zones: dict[str, str] = {}
         self._zones_at = float("-inf")  # never listed, whatever the monotonic clock says
         self._lock = threading.Lock()
 
-    def _open(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        body: Any,
-        content_type: str,
-        timeout: float | tuple[float, float],
-    ) -> Any:
-        """One request, its answer not read yet; an error status raises (classified)."""
-
-        def send() -> Any:
-            api: Any = self.api  # the stubs predate param_serialize/call_api
-            method_, url, headers, body_, post = api.param_serialize(
-                method=method,
-                resource_path=path,
-                query_params=query,
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(
-                method_,
-                url,
-                header_params=headers,
-                body=body_,
-                post_params=post,
-                _request_timeout=timeout,
-            )
-            if response.status >= 400:
-                response.read()
-                raise ApiException(http_resp=response)
-            return response
-
-        return call(send)
+    @functools.cached_property
+    def _transport(self) -> Transport:
+        return Transport(self.api, pool_size=POOL_SIZE, wire=self._wire)
 
     def request(
         self,
@@ -186,8 +162,10 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Obj:
-        response = self._open(method, path, query or [], body, content_type, self.request_timeout)
-        data = call(response.read)
+        answer = self._transport.open(
+            method, path, query or [], body, content_type, self.request_timeout
+        )
+        data = call(answer.read)
         return cast(Obj, orjson.loads(data)) if data else {}
 
     def stream_lines(
@@ -201,18 +179,19 @@ class KubeClient:
         """A watch: the lines of a streamed GET as they come (one JSON event each). A watch
         that cannot start raises like `request`; 410 Gone raises `ExpiredError`. `opened` is
         called once the server has accepted the watch."""
-        stream = self._open("GET", path, query, None, "application/json", (10, read_timeout))
-        raw = stream.response
+        answer = self._transport.open(
+            "GET", path, query, None, "application/json", (10, read_timeout)
+        )
         if opened is not None:
             opened()
         try:
-            for line in raw:
+            for line in answer.lines():
                 if line.strip():
                     yield line
         except (OSError, HTTPError, ProtocolError) as exc:
             raise UnavailableError(str(exc)) from exc
         finally:
-            raw.release_conn()
+            answer.close()
 
     # --- reads ---------------------------------------------------------------------------
 
