@@ -1,6 +1,6 @@
-"""While a batch has several members still to settle, a pass says so and the worker lets watch
-events pile up a little longer before the next pass; a wake-up the planner asked for is kept
-to the time."""
+"""While a batch has members still to settle, a pass names them and the worker lets watch
+events pile up a little longer before the next pass, until the watch reports the last of them
+Ready; a wake-up the planner asked for is kept to the time."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import time
 
-from scaleset_operator.controller.pacing import settling_in_bulk
 from scaleset_operator.controller.reconcile import Outcome, _next, _Planned
 from scaleset_operator.controller.workers import Workers
 from scaleset_operator.models.instance import Instance
@@ -87,14 +86,6 @@ def test_a_requested_wake_up_is_not_delayed_by_gathering() -> None:
     assert max(gaps) < 0.5
 
 
-def test_only_a_batchsettling_in_bulk_gathers() -> None:
-    assert settling_in_bulk(open_members=40, batch_members=40)
-    assert settling_in_bulk(open_members=11, batch_members=40)
-    # The last quarter (here 10 of 40) is seen instance by instance: one of them closes it.
-    assert not settling_in_bulk(open_members=10, batch_members=40)
-    assert not settling_in_bulk(open_members=1, batch_members=2)
-
-
 def test_the_pass_after_the_last_awaited_member_turns_ready_comes_at_once() -> None:
     """While a batch settles the worker gathers events; once the watch has seen every member
     the last pass waited for Ready, the pass that closes the batch is due and runs at once."""
@@ -171,8 +162,10 @@ def test_a_pass_names_the_pods_of_the_members_still_open() -> None:
             open_ids=open_ids,
         )
 
-    assert _next(planned((1, 3), 4), 0.0, 0.25).awaiting == {"web-1", "web-3"}
-    assert _next(planned((), 0), 0.0, 0.25).awaiting == frozenset()
+    # The last open member too: the worker ends the gathering once the watch reports it Ready.
+    last = _next(planned((3,), 4), 0.0, 0.25)
+    assert (last.awaiting, last.gather) == ({"web-3"}, 0.25)
     bulk = _next(planned((0, 1, 2), 4), 0.0, 0.25)
-    assert bulk.gather == 0.25
-    assert bulk.awaiting == {"web-0", "web-1", "web-2"}
+    assert (bulk.awaiting, bulk.gather) == ({"web-0", "web-1", "web-2"}, 0.25)
+    idle = _next(planned((), 0), 0.0, 0.25)
+    assert (idle.awaiting, idle.gather) == (frozenset(), 0.0)

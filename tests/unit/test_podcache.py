@@ -381,6 +381,15 @@ def test_a_pod_counts_as_ready_only_on_the_images_its_spec_names() -> None:
     assert not ready_on_spec({"metadata": {"name": "web-0"}, "status": None})
 
 
+def test_a_kubelet_reporting_the_image_normalised_counts_as_on_the_spec_image() -> None:
+    pod = full_pod(0)
+    pod["spec"]["containers"][0]["image"] = "busybox:1.36"
+    pod["status"]["containerStatuses"][0]["image"] = "docker.io/library/busybox:1.36"
+    assert ready_on_spec(pod)
+    pod["status"]["containerStatuses"][0]["image"] = "docker.io/library/busybox:1.35"
+    assert not ready_on_spec(pod)
+
+
 def test_unready_names_the_members_the_copy_does_not_show_ready() -> None:
     cache = seeded()
     ready, restarting = full_pod(0, rv="7"), full_pod(1, rv="8")

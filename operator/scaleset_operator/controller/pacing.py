@@ -7,7 +7,7 @@ pass, so holding it back for a moment loses nothing on a crash, and such a write
 LIST of the pods either; writing each one is most of the status traffic of an upgrade. Anything
 else (a batch starting or ending, a failure, a rollback, history, the model, other conditions)
 is written at once, before the pass acts. For the same reason a pass may gather pod events for
-a moment while its batch settles in bulk.
+a moment while its batch settles.
 """
 
 from __future__ import annotations
@@ -97,14 +97,9 @@ class StatusPacer:
         self._last.pop(key, None)
 
 
-# How long a pass gathers watch events while its batch has many members still to settle:
-# each of them settling changes only progress counters, so passes per batch drop severalfold
-# (the operator's CPU per upgraded instance with them), while the member that closes the
-# batch is still seen within this.
+# How long a pass gathers watch events while its batch has members still to settle: each of
+# them settling changes only progress counters, so passes per batch drop severalfold (the
+# operator's CPU per upgraded instance with them). The worker ends the gathering at once when
+# the watch has reported every awaited member Ready (`Workers.pod_changed`), so the pass that
+# closes the batch is not held back by it.
 GATHER_WHILE_SETTLING = 0.25
-
-
-def settling_in_bulk(open_members: int, batch_members: int) -> bool:
-    """More than a quarter of the batch still to settle (and at least two): its last members,
-    whose settling closes the batch, are each seen without gathering."""
-    return open_members > 1 and open_members * 4 > batch_members

@@ -20,7 +20,6 @@ from scaleset_operator.controller.pacing import (
     GATHER_WHILE_SETTLING,
     StatusPacer,
     only_progress_changed,
-    settling_in_bulk,
 )
 from scaleset_operator.controller.passreads import PassBudgets, PassReads, requests_of
 from scaleset_operator.controller.podcache import PodCache
@@ -331,7 +330,7 @@ def _next(result: _Planned, held: float, gather: float) -> Outcome:
         # Our own writes come back as watch events too; this is only a safety net.
         return Outcome(min(result.requeue_after or 5.0, 5.0), awaiting=awaiting)
     outcome = replace(_after(result.requeue_after, held), awaiting=awaiting)
-    if settling_in_bulk(result.open_members, result.batch_members):
+    if awaiting:
         return replace(outcome, gather=gather)
     return outcome
 

@@ -28,6 +28,7 @@ from scaleset_operator.models.instance import (
 )
 from scaleset_operator.models.scaleset import GROUP, KIND, VERSION, HealthSource, ScaleSetSpec
 from scaleset_operator.planner.actions import CreateInstance
+from scaleset_operator.planner.health import same_image
 from scaleset_operator.planner.model_hash import os_container_name
 
 Obj = dict[str, Any]
@@ -150,7 +151,13 @@ def ready_on_spec(pod: Obj) -> bool:
         for c in (pod.get("status") or {}).get("containerStatuses") or []
         if isinstance(c, dict)
     }
-    return all(running.get(name) == image for name, image in wanted.items())
+    # Kubelets report the image normalised (`docker.io/library/nginx:1.25` for `nginx:1.25`).
+    return all(
+        isinstance(got := running.get(name), str)
+        and isinstance(image, str)
+        and same_image(got, image)
+        for name, image in wanted.items()
+    )
 
 
 def _condition(pod: Obj, type_: str) -> bool | None:
