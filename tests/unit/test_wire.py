@@ -163,6 +163,16 @@ def test_an_answer_without_a_length_is_read_to_the_close_and_not_kept(serve: Ser
     assert server.connections == 2
 
 
+def test_a_sized_stream_yields_its_lines_and_a_bodiless_answer_reads_empty(serve: Serve) -> None:
+    no_content = b"HTTP/1.1 204 No Content\r\n\r\n"
+    server, wire = serve(sized(b'{"e":1}\n{"e":2}'), lambda head, sent: no_content, sized(b"{}"))
+    assert list(wire.open("GET", "/w", [], None, "", 5).lines()) == [b'{"e":1}', b'{"e":2}']
+    assert wire.open("DELETE", "/x", [], None, "", 5).read() == b""
+    assert wire.open("GET", "/y", [], None, "", 5).read() == b"{}"
+    # The stream's connection is closed after it; the 204's is kept for the next request.
+    assert server.connections == 2
+
+
 def test_a_kept_connection_the_server_closed_is_replaced_without_an_error(serve: Serve) -> None:
     def answer_then_close(head: bytes, sent: bytes) -> bytes:
         return b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"

@@ -70,6 +70,8 @@ class Reply:
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = headers.get("content-length")
         self._length = int(length) if length is not None and not self._chunked else None
+        if status in (204, 304) or status < 200:
+            self._chunked, self._length = False, 0  # answers that never carry a body
         self._keep = headers.get("connection", "").lower() != "close" and (
             self._chunked or self._length is not None
         )
@@ -99,7 +101,12 @@ class Reply:
         conn = self._take()
         try:
             pending = b""
-            pieces = _chunks(conn.file) if self._chunked else iter(conn.file.readline, b"")
+            if self._chunked:
+                pieces: Iterator[bytes] = _chunks(conn.file)
+            elif self._length is not None:
+                pieces = iter((_exactly(conn.file, self._length),))
+            else:
+                pieces = iter(conn.file.readline, b"")
             for piece in pieces:
                 pending += piece
                 if b"\n" not in piece:
