@@ -193,8 +193,10 @@ def run(
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import scaleset_operator.controller  # noqa: F401  (registers the handlers)
     from scaleset_operator.controller.gc_tuning import tune_for_operator
+    from scaleset_operator.controller.malloc_arenas import limit_malloc_arenas
 
     tune_for_operator()
+    limit_malloc_arenas()
 
     # Several replicas coordinate through the Lease (--leader-elect), so kopf's own peering
     # stays off.
