@@ -155,6 +155,7 @@ def main() -> None:
                 before = {s["metadata"]["name"]: upgrade_state(s)[1] for s in items}
                 sampler = Sampler(pid)
                 req0 = common.scrape_requests(cluster)
+                by_process0 = common.cpu_by_process(cluster, pid)
                 cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
                 world.publish(f"1.{version}.0")
                 first_done = None
@@ -177,6 +178,7 @@ def main() -> None:
                         raise TimeoutError("fleet upgrade")
                 wall = time.monotonic() - t0
                 cpu = common.cpu_seconds(pid) - cpu0
+                by_process = common.cpu_delta(common.cpu_by_process(cluster, pid), by_process0)
                 d = common.delta(common.scrape_requests(cluster), req0)
                 stage["upgrade_s"] = round(wall, 1)
                 stage["first_set_done_s"] = round(first_done or 0, 1)
@@ -194,6 +196,12 @@ def main() -> None:
                 )
                 stage["writes_per_instance"] = round(writes / total, 2)
                 stage["requests"] = common.breakdown(d)
+                # Where the machine's time went, to tell the operator's growth from kwok's or
+                # the API server's: CPU seconds during the upgrade, and per instance.
+                stage["upgrade_cpu_s_by_process"] = by_process
+                stage["kwok_status_writes_per_pod"] = round(
+                    common.total(d, ("PATCH", "PUT"), {"pods": ("status",)}) / total, 2
+                )
                 result["stages"].append(stage)
                 log(
                     f"{total}: upgrade {codes} in {wall:.1f}s, {stage['upgrade_cpu_pct']}% CPU, "
@@ -222,6 +230,17 @@ def main() -> None:
             f"{s['writes_per_instance']:>11}"
         )
     print(f"  operator RSS with no ScaleSets: {result['rss_mib_empty']} MiB")
+    print("\n  CPU ms per instance during the upgrade, by process:")
+    names = sorted({n for s in result["stages"] for n in s["upgrade_cpu_s_by_process"]})
+    print("  " + f"{'':>24}" + "".join(f"{s['instances']:>10}" for s in result["stages"]))
+    for name in names:
+        cells = "".join(
+            f"{1000 * s['upgrade_cpu_s_by_process'].get(name, 0.0) / s['instances']:>10.2f}"
+            for s in result["stages"]
+        )
+        print(f"  {name:>24}{cells}")
+    writes = "".join(f"{s['kwok_status_writes_per_pod']:>10}" for s in result["stages"])
+    print(f"  {'kwok status writes/pod':>24}{writes}")
     common.print_profile(result)
     path = common.write_json("scale", result)
     print(f"\nwrote {path}")
