@@ -44,6 +44,7 @@ class Server:
         self.scripts = list(scripts)
         self.requests: list[tuple[bytes, bytes]] = []
         self.connections = 0
+        self.hung_up = threading.Event()  # a client closed a connection
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.lock = threading.Lock()
@@ -65,6 +66,7 @@ class Server:
             while True:
                 got = _read_request(conn, pending)
                 if got is None:
+                    self.hung_up.set()
                     return
                 head, body, pending = got
                 with self.lock:
@@ -171,6 +173,16 @@ def test_a_sized_stream_yields_its_lines_and_a_bodiless_answer_reads_empty(serve
     assert wire.open("GET", "/y", [], None, "", 5).read() == b"{}"
     # The stream's connection is closed after it; the 204's is kept for the next request.
     assert server.connections == 2
+
+
+def test_closing_a_stream_midway_closes_its_connection(serve: Serve) -> None:
+    opened = b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n{"e":1}\n\r\n'
+    server, wire = serve(lambda head, sent: opened)
+    reply = wire.open("GET", "/w", [("watch", "1")], None, "", 5)
+    lines = reply.lines()
+    assert next(lines) == b'{"e":1}'
+    reply.close()
+    assert server.hung_up.wait(5)
 
 
 def test_a_kept_connection_the_server_closed_is_replaced_without_an_error(serve: Serve) -> None:

@@ -67,6 +67,7 @@ class Reply:
         self.headers = headers
         self._wire = wire
         self._conn: _Connection | None = conn
+        self._streaming: _Connection | None = None
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = headers.get("content-length")
         self._length = int(length) if length is not None and not self._chunked else None
@@ -97,8 +98,9 @@ class Reply:
 
     def lines(self) -> Iterator[bytes]:
         """The body's lines as they arrive (a watch's events); the connection is closed at
-        the end, as a stream is not worth keeping."""
+        the end, as a stream is not worth keeping; `close` ends it early."""
         conn = self._take()
+        self._streaming = conn
         try:
             pending = b""
             if self._chunked:
@@ -119,9 +121,10 @@ class Reply:
             conn.close()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._streaming):
+            if conn is not None:
+                conn.close()
+        self._conn = self._streaming = None
 
     def _take(self) -> _Connection:
         if self._conn is None:
