@@ -51,6 +51,10 @@ class _Connection:
         self.reused = False
 
     def close(self) -> None:
+        # Shut down first: a thread blocked reading this socket returns at once, and only then
+        # lets go of the reader that closing it needs.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         for closing in (self.file.close, self.sock.close):
             with contextlib.suppress(OSError):
                 closing()
