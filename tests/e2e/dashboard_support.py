@@ -33,6 +33,13 @@ CHROMIUM_ARGS = [
 _URL = re.compile(r"Dashboard: (http://\S+)")
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A test run started as a background job (no job control) ignores SIGINT, and a child
+    inherits that: Ctrl-C would then never reach the dashboard. Started from a terminal, it
+    gets SIGINT's default, so that is what the dashboard gets here."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class DashboardProcess:
     """`python -m scaleset_operator.dashboard` on a free port, started by `start()`."""
@@ -54,6 +61,7 @@ class DashboardProcess:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=_ctrl_c_as_in_a_terminal,
         )
 
         def printed() -> str | None:

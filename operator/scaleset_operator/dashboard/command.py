@@ -37,10 +37,7 @@ def _cluster(chosen: Connection) -> KubeClient:
         api, _files = user_api_client(chosen, retries=2)
     except NoConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    # The urllib3 transport, not `k8s.wire`: with wire, the dashboard once took longer than
-    # 10 s to exit on Ctrl-C after browser sessions, in a full test run only. The dashboard
-    # makes few requests, so it keeps the transport whose shutdown is proven.
-    return KubeClient(api, transport="client")
+    return KubeClient(api)
 
 
 async def _run(
