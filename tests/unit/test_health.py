@@ -36,6 +36,8 @@ def instance(
     waiting: str | None = None,
     message: str | None = None,
     last_finished: str | None = None,
+    last_started: str | None = None,
+    exited_run_started: str | None = None,
     **extra: Any,
 ) -> Instance:
     status = None
@@ -44,10 +46,12 @@ def instance(
             name="os",
             image=status_image,
             ready=ready,
-            running=waiting is None,
+            running=waiting is None and exited_run_started is None,
             waiting_reason=waiting,
             waiting_message=message,
             last_finished_at=last_finished,
+            last_started_at=last_started,
+            exited_run_started_at=exited_run_started,
         )
     return Instance(
         instance_id=0,
@@ -150,6 +154,44 @@ def test_a_crash_after_the_change_fails_fast() -> None:
     # Within the same second as the change it cannot be told apart from a left-over.
     same_second = instance(ready=False, waiting="CrashLoopBackOff", last_finished=_stamp(0))
     assert not verdict(same_second, POD_READY, T0, since=T0, grace=GRACE).fail_fast
+
+
+def test_two_runs_ended_since_the_change_are_a_crash_loop() -> None:
+    """What a real kubelet showed for a tag whose process exits at once, 16 s after the change:
+    no `CrashLoopBackOff` anywhere, the latest run `terminated` (started +16 s) and the one
+    before it too (started +4 s), restartCount 3."""
+    looping = instance(
+        ready=False,
+        exited_run_started=_stamp(16),
+        last_started=_stamp(4),
+        last_finished=_stamp(5),
+    )
+    v = verdict(looping, POD_READY, T0 + timedelta(seconds=18), since=T0, grace=GRACE)
+    assert v == HealthVerdict(HealthState.UNHEALTHY, "CrashLoopBackOff", fail_fast=True)
+
+
+def test_one_run_ended_since_the_change_is_not_yet_a_crash_loop() -> None:
+    # The run before the latest one is the container the change replaced: it began earlier.
+    first_exit = instance(
+        ready=False,
+        exited_run_started=_stamp(2),
+        last_started=_stamp(-600),
+        last_finished=_stamp(1),
+    )
+    v = verdict(first_exit, POD_READY, T0 + timedelta(seconds=4), since=T0, grace=GRACE)
+    assert v == HealthVerdict(HealthState.INITIALIZING, "InGracePeriod")
+    # Restarted after one exit: running again, so it may still come up.
+    again = instance(ready=False, last_started=_stamp(2), last_finished=_stamp(3))
+    assert not verdict(again, POD_READY, T0 + timedelta(seconds=5), since=T0, grace=GRACE).fail_fast
+    # Both runs began within the second of the change: they cannot be told from the old one's.
+    same_second = instance(ready=False, exited_run_started=_stamp(0), last_started=_stamp(0))
+    assert not verdict(same_second, POD_READY, T0, since=T0, grace=GRACE).fail_fast
+    # Without a change to date them from (no `since`), two exits say nothing either.
+    assert not verdict(
+        instance(ready=False, exited_run_started=_stamp(16), last_started=_stamp(4)),
+        POD_READY,
+        T0 + timedelta(seconds=18),
+    ).fail_fast
 
 
 def test_other_waiting_reasons_wait_for_the_health_timeout() -> None:

@@ -13,7 +13,7 @@ from scaleset_operator.controller.podcache import PodCache, slim
 from scaleset_operator.k8s.pods import build_pod, ready_on_spec, to_instance
 from scaleset_operator.models.scaleset import HealthProbe, HealthSource
 from scaleset_operator.planner.actions import CreateInstance
-from scaleset_operator.planner.health import HealthState
+from scaleset_operator.planner.health import HealthState, verdict
 from tests.unit.simworld import image_of, spec_of
 
 KEY = ("ns", "web")
@@ -398,3 +398,47 @@ def test_unready_names_the_members_the_copy_does_not_show_ready() -> None:
     cache.observe(KEY, "MODIFIED", restarting)
     names = frozenset({"web-0", "web-1", "web-gone"})
     assert cache.unready(KEY, names) == {"web-1"}
+
+
+def test_the_runs_of_a_crash_loop_are_read_from_a_kubelets_status() -> None:
+    """The status a real kubelet gave a crash-looping container (trimmed): terminated, with
+    the previous run terminated too. Both runs' start times survive the slim copy."""
+    spec = spec_of(capacity=3)
+    looping = full_pod(0)
+    looping["spec"]["containers"][0]["image"] = image_of("1.1.0")
+    looping["status"]["conditions"][0]["status"] = "False"
+    looping["status"]["containerStatuses"][0] = {
+        "name": "os",
+        "image": image_of("1.1.0"),
+        "ready": False,
+        "restartCount": 3,
+        "started": False,
+        "state": {
+            "terminated": {
+                "exitCode": 1,
+                "reason": "Error",
+                "startedAt": "2026-11-30T07:46:11Z",
+                "finishedAt": "2026-11-30T07:46:12Z",
+            }
+        },
+        "lastState": {
+            "terminated": {
+                "exitCode": 1,
+                "reason": "Error",
+                "startedAt": "2026-11-30T07:45:59Z",
+                "finishedAt": "2026-11-30T07:46:00Z",
+            }
+        },
+    }
+    inst = to_instance(slim(looping), spec, {}, None)
+    assert inst is not None
+    assert inst.os_status is not None
+    assert not inst.os_status.running
+    assert inst.os_status.exited_run_started_at == "2026-11-30T07:46:11Z"
+    assert inst.os_status.last_started_at == "2026-11-30T07:45:59Z"
+    assert inst.os_status.last_finished_at == "2026-11-30T07:46:00Z"
+    changed = datetime(2026, 11, 30, 7, 45, 55, 534000, tzinfo=UTC)
+    now = changed + timedelta(seconds=20)
+    v = verdict(inst, HealthProbe(), now, since=changed, grace=timedelta(seconds=5))
+    assert v.fail_fast
+    assert v.reason == "CrashLoopBackOff"

@@ -176,6 +176,9 @@ def _container_state(pod: Obj, name: str | None) -> ContainerState | None:
         waiting = waiting if isinstance(waiting, dict) else {}
         last = cs.get("lastState") or {}
         ended = (last.get("terminated") or {}) if isinstance(last, dict) else {}
+        ended = ended if isinstance(ended, dict) else {}
+        exited = state.get("terminated") if isinstance(state, dict) else None
+        exited = exited if isinstance(exited, dict) else {}
         try:
             return _state(
                 str(cs.get("name")),
@@ -185,7 +188,9 @@ def _container_state(pod: Obj, name: str | None) -> ContainerState | None:
                 waiting.get("reason"),
                 waiting.get("message"),
                 isinstance(state, dict) and "running" in state,
-                ended.get("finishedAt") if isinstance(ended, dict) else None,
+                ended.get("finishedAt"),
+                ended.get("startedAt"),
+                exited.get("startedAt"),
             )
         except (TypeError, ValueError, ValidationError):
             return None
@@ -202,6 +207,8 @@ def _state(
     message: Any,
     running: bool,
     last_finished: Any,
+    last_started: Any,
+    exited_started: Any,
 ) -> ContainerState:
     """Shared (frozen) copies: most containers of a scale set report the same state."""
     return ContainerState(
@@ -213,6 +220,8 @@ def _state(
         waiting_message=message if isinstance(message, str) else None,
         running=running,
         last_finished_at=last_finished if isinstance(last_finished, str) else None,
+        last_started_at=last_started if isinstance(last_started, str) else None,
+        exited_run_started_at=exited_started if isinstance(exited_started, str) else None,
     )
 
 

@@ -84,6 +84,11 @@ class ContainerState(ApiModel):
     running: bool = False
     # When the container's previous run ended (lastState.terminated.finishedAt, RFC 3339).
     last_finished_at: str | None = None
+    # When the previous run began (lastState.terminated.startedAt), and, while the container
+    # is not running again, when its latest run began (state.terminated.startedAt): a real
+    # kubelet shows a crash loop this way most of the time, not as `CrashLoopBackOff`.
+    last_started_at: str | None = None
+    exited_run_started_at: str | None = None
 
 
 class Instance(ApiModel):

@@ -85,8 +85,9 @@ def verdict(
         return HealthVerdict(HealthState.UNHEALTHY, "NotOnExpectedImage")
     if not same_image(status.image, expected):
         return _still_on_previous_image(inst, status, in_grace=in_grace)
-    if _failing_now(status, inst.os_image, since):
-        return HealthVerdict(HealthState.UNHEALTHY, status.waiting_reason or "", fail_fast=True)
+    failing = _failing_now(status, inst.os_image, since)
+    if failing:
+        return HealthVerdict(HealthState.UNHEALTHY, failing, fail_fast=True)
     if inst.phase == "Failed":
         return HealthVerdict(HealthState.UNHEALTHY, "PodFailed", fail_fast=True)
     return _readiness(inst, probe, status, in_grace=in_grace)
@@ -126,8 +127,8 @@ def _names(status: ContainerState, image: str, *, absent: bool) -> bool:
     return absent if not message else image in message
 
 
-def _failing_now(status: ContainerState, image: str, since: datetime | None) -> bool:
-    """A fail-fast waiting reason that belongs to the container the spec asks for now.
+def _failing_now(status: ContainerState, image: str, since: datetime | None) -> str | None:
+    """A fail-fast reason that belongs to the container the spec asks for now, if any.
 
     Right after an image change a kubelet may still report the reason of the container it
     replaces: rolled back from a tag that failed to pull, the pod shows `CrashLoopBackOff` (or
@@ -137,16 +138,35 @@ def _failing_now(status: ContainerState, image: str, since: datetime | None) -> 
     """
     reason = status.waiting_reason
     if reason in PULL_FAILURES:
-        return _names(status, image, absent=True)
+        return reason if _names(status, image, absent=True) else None
     if reason != "CrashLoopBackOff":
-        return False
+        return "CrashLoopBackOff" if _exited_twice_since(status, since) else None
     if since is None or not status.last_finished_at:
-        return True
+        return reason
+    return reason if _after(status.last_finished_at, since, unreadable=True) else None
+
+
+def _exited_twice_since(status: ContainerState, since: datetime | None) -> bool:
+    """A crash loop as a real kubelet mostly shows it: the first restart comes at once, and
+    while the second waits out its back-off the status says `terminated`, not `waiting:
+    CrashLoopBackOff` (that reason shows only if the pod happens to sync during the back-off).
+    Two runs that both began after the change, the latest ended and the one before it too,
+    are the crash loop. Runs that began before it belong to the container it replaced, which
+    the kubelet ends after the change too, so when a run began is what tells them apart."""
+    if since is None or not status.exited_run_started_at or not status.last_started_at:
+        return False
+    return _after(status.exited_run_started_at, since, unreadable=False) and _after(
+        status.last_started_at, since, unreadable=False
+    )
+
+
+def _after(stamp: str, since: datetime, *, unreadable: bool) -> bool:
+    """Whether the kubelet's `stamp` is later than `since` in whole seconds (its precision)."""
     try:
-        ended = parse_stamp(status.last_finished_at)
+        moment = parse_stamp(stamp)
     except ValueError:
-        return True
-    return ended.replace(microsecond=0) > since.replace(microsecond=0)
+        return unreadable
+    return moment.replace(microsecond=0) > since.replace(microsecond=0)
 
 
 def _source_ready(inst: Instance, probe: HealthProbe) -> bool | None:

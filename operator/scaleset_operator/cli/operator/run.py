@@ -57,8 +57,8 @@ _LOG_FORMATS = ("text", "json")
     default=True,
     show_default=True,
     envvar="SCALESET_OPERATOR_FAIL_FAST",
-    help="Fail an instance at once on ImagePullBackOff/CrashLoopBackOff instead of waiting "
-    "out the health timeout.",
+    help="Fail an instance at once on ImagePullBackOff/CrashLoopBackOff (or a new container "
+    "that has exited twice) instead of waiting out the health timeout.",
 )
 @click.option(
     "--metrics-port",
