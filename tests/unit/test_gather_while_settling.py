@@ -17,22 +17,22 @@ from tests.unit.simworld import Sim, spec_of, version_entry
 KEY = ("ns", "web")
 
 
-def test_a_pass_counts_the_members_its_batch_still_waits_for() -> None:
+def test_a_pass_names_the_members_its_batch_still_waits_for() -> None:
     sim = Sim(
         spec_of(capacity=10, rolling={"maxBatchInstancePercent": 20}), [version_entry("1.0.0")]
     )
     sim.settle()
     # Never Ready: the first batch's two members stay open until their health timeout.
     sim.publish(version_entry("1.1.0", tag="unready-1.1.0"))
-    counts = [sim.step(1.0).open_members for _ in range(10)]
+    named = [sim.step(1.0).open_ids for _ in range(10)]
     assert sim.run is not None
     assert sim.run.batch is not None
     assert sim.run.batch.number == 1
-    assert counts[-1] == 2
-    assert sim.plan().batch_members == 2
-    # Once the batch is settled (rolled back after the health timeout), none is counted.
+    assert len(named[-1]) == 2
+    assert set(named[-1]) <= set(sim.run.batch.instance_ids)
+    # Once the batch is settled (rolled back after the health timeout), none is named.
     sim.run_until(lambda s: s.run is not None and s.run.batch is None, limit=200)
-    assert sim.plan().open_members == 0
+    assert sim.plan().open_ids == ()
 
 
 def _timed_passes(outcome: Outcome, pokes: int) -> list[float]:
@@ -147,7 +147,7 @@ def test_members_ready_while_the_pass_ran_count_when_events_came_meanwhile() -> 
 
 
 def test_a_pass_names_the_pods_of_the_members_still_open() -> None:
-    def planned(open_ids: tuple[int, ...], batch_members: int) -> _Planned:
+    def planned(open_ids: tuple[int, ...]) -> _Planned:
         return _Planned(
             pods=[],
             instances=tuple(
@@ -157,15 +157,13 @@ def test_a_pass_names_the_pods_of_the_members_still_open() -> None:
             events=(),
             status=ScaleSetStatus(),
             requeue_after=None,
-            open_members=len(open_ids),
-            batch_members=batch_members,
             open_ids=open_ids,
         )
 
     # The last open member too: the worker ends the gathering once the watch reports it Ready.
-    last = _next(planned((3,), 4), 0.0, 0.25)
+    last = _next(planned((3,)), 0.0, 0.25)
     assert (last.awaiting, last.gather) == ({"web-3"}, 0.25)
-    bulk = _next(planned((0, 1, 2), 4), 0.0, 0.25)
+    bulk = _next(planned((0, 1, 2)), 0.0, 0.25)
     assert (bulk.awaiting, bulk.gather) == ({"web-0", "web-1", "web-2"}, 0.25)
-    idle = _next(planned((), 0), 0.0, 0.25)
+    idle = _next(planned(()), 0.0, 0.25)
     assert (idle.awaiting, idle.gather) == (frozenset(), 0.0)

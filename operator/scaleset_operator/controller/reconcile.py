@@ -103,8 +103,6 @@ class _Planned:
     events: tuple[EmitEvent, ...]
     status: ScaleSetStatus
     requeue_after: float | None
-    open_members: int = 0
-    batch_members: int = 0
     open_ids: tuple[int, ...] = ()
 
 
@@ -175,8 +173,6 @@ def _plan_with(
         events=result.events,
         status=result.status.model_copy(update={"conditions": valid}),
         requeue_after=result.requeue_after,
-        open_members=result.open_members,
-        batch_members=result.batch_members,
         open_ids=result.open_ids,
     )
 

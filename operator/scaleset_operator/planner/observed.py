@@ -54,9 +54,6 @@ class Plan:
     status: ScaleSetStatus
     events: tuple[EmitEvent, ...]
     requeue_after: float | None
-    # Members of the batch in flight still to settle, and its size: while many are open, one
-    # more settling changes only progress, so the controller may gather events a little longer.
-    open_members: int = 0
-    batch_members: int = 0
-    # Which members those are (the controller wakes at once when the last of them is Ready).
+    # Members of the batch in flight still to settle: the controller gathers their watch
+    # events a little before the next pass, and wakes at once when the last of them is Ready.
     open_ids: tuple[int, ...] = ()

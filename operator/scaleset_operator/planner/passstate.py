@@ -40,10 +40,7 @@ class PassState:
     # Model-rollout members a PodDisruptionBudget holds back in this pass, with its name (an OS
     # upgrade's members wait in its batch's status instead).
     budget_waits: dict[int, str] = field(default_factory=dict)
-    # Members of the batch in flight still to settle after this pass (0: none, or no batch),
-    # and how many it has.
-    open_members: int = 0
-    batch_members: int = 0
+    # Members of the batch in flight still to settle after this pass (none, or no batch).
     open_ids: tuple[int, ...] = ()
     _verdicts: VerdictMemo | None = field(default=None, repr=False)
 

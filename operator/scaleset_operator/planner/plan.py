@@ -55,8 +55,6 @@ def plan(obs: Observed) -> Plan:
         state.status,
         tuple(state.events),
         requeue,
-        state.open_members,
-        state.batch_members,
         state.open_ids,
     )
 

@@ -107,7 +107,6 @@ def settle_batch(state: PassState, run: UpgradeRun, live: dict[int, Instance]) -
     dropped = _not_waited_for(run, waiting, started)
     still_open = [i for i in _open_members(members, tally, live) if i not in dropped]
     if still_open:
-        state.open_members, state.batch_members = len(still_open), len(members)
         state.open_ids = tuple(still_open)
         return run
     run = close_batch(state, run, batch.number, live)
