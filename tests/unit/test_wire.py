@@ -5,6 +5,7 @@ the server closed them, and every failure classified as `KubeClient` callers exp
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 
@@ -13,7 +14,7 @@ from kubernetes import client
 
 from scaleset_operator.k8s.client import KubeClient
 from scaleset_operator.k8s.errors import NotFoundError, UnavailableError
-from scaleset_operator.k8s.wire import Wire, WireError
+from scaleset_operator.k8s.wire import Wire, WireError, _nothing_came
 
 # One scripted answer: gets the request's head and body, returns raw bytes to send, or None
 # to close the connection without answering.
@@ -205,6 +206,19 @@ def test_a_new_connection_closed_without_an_answer_is_an_error_not_a_retry(serve
     with pytest.raises(WireError, match="without answering"):
         wire.open("POST", "/a", [], b"{}", "application/json", 5)
     assert len(server.requests) == 1
+
+
+def test_only_a_hang_up_before_any_answer_lets_a_request_go_again() -> None:
+    for hang_up_seen in (
+        BrokenPipeError(),
+        ConnectionResetError(),
+        ssl.SSLEOFError(),
+        ssl.SSLZeroReturnError(),
+        WireError("the server closed the connection without answering"),
+    ):
+        assert _nothing_came(hang_up_seen)
+    for other in (TimeoutError(), ssl.SSLError(), WireError("2 of 50 bytes"), OSError()):
+        assert not _nothing_came(other)
 
 
 def test_an_answer_cut_short_is_an_error(serve: Serve) -> None:

@@ -294,7 +294,17 @@ def _nothing_came(exc: BaseException) -> bool:
     before any answer, so the request can be sent again on a new connection."""
     if isinstance(exc, WireError):
         return "without answering" in str(exc)
-    return isinstance(exc, (BrokenPipeError, ConnectionResetError, ConnectionAbortedError))
+    # A TLS peer gone without saying so: the same hang-up, seen through the TLS layer.
+    return isinstance(
+        exc,
+        (
+            BrokenPipeError,
+            ConnectionResetError,
+            ConnectionAbortedError,
+            ssl.SSLEOFError,
+            ssl.SSLZeroReturnError,
+        ),
+    )
 
 
 def _tls_context(cfg: Any) -> ssl.SSLContext:
