@@ -9,7 +9,7 @@ from typing import Any
 
 from kubernetes import client
 
-from scaleset_operator.controller.podwatch import PodWatch
+from scaleset_operator.controller.listwatch import PodWatch
 from scaleset_operator.k8s.client import KubeClient, make_api_client
 from tests.e2e.support import eventually
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from scaleset_operator.controller.listwatch import PodWatch
 from scaleset_operator.controller.podcache import PodCache
-from scaleset_operator.controller.podwatch import PodWatch
 from scaleset_operator.k8s.client import KubeClient, make_api_client
 from scaleset_operator.k8s.errors import AlreadyExistsError
 from tests.e2e.support import eventually

@@ -1,4 +1,4 @@
-"""The pod watch's handling of what the stream says (the real stream: tests/e2e)."""
+"""The pod and ScaleSet watches' handling of what the stream says (the real stream: tests/e2e)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from scaleset_operator.controller.podwatch import PodWatch
+from scaleset_operator.controller.listwatch import ListWatch, PodWatch, ScaleSetWatch
 from scaleset_operator.k8s.errors import UnavailableError
 
 LABEL = "scaleset.dev/scaleset"
@@ -23,14 +23,19 @@ class FakeCluster:
         self.pods: list[dict[str, Any]] = []
         self.streams = streams
         self.watched_from: list[str] = []
-        self.watch: PodWatch | None = None
+        self.queries: list[tuple[str, list[tuple[str, str]]]] = []
+        self.watch: ListWatch | None = None
 
-    def request(self, method: str, path: str, **_: Any) -> dict[str, Any]:
+    def request(
+        self, method: str, path: str, query: list[tuple[str, str]] | None = None, **_: Any
+    ) -> dict[str, Any]:
+        self.queries.append((path, list(query or [])))
         return {"metadata": {"resourceVersion": "100"}, "items": list(self.pods)}
 
     def stream_lines(
         self, path: str, query: list[tuple[str, str]], *, opened: Any = None, **_: Any
     ) -> Iterator[bytes]:
+        self.queries.append((path, list(query)))
         self.watched_from.append(dict(query)["resourceVersion"])
         if not self.streams:
             assert self.watch is not None
@@ -151,3 +156,25 @@ def test_the_watch_is_live_while_it_streams_and_not_after_a_failure() -> None:
     watch2._streams("/api/v1/namespaces/ns/pods", True)
     watch2._run("/api/v1/namespaces/ns/pods")
     assert not watch2.live
+
+
+def test_the_scaleset_watch_takes_every_scaleset_and_reports_a_vanished_one() -> None:
+    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}
+    cluster = FakeCluster([[{"type": "ADDED", "object": pod("db", "101")}, gone]])
+    cluster.pods = [pod("web", "90")]
+    seen: list[tuple[str, dict[str, Any]]] = []
+    watch = ScaleSetWatch(cluster, ["ns"], lambda kind, obj: seen.append((kind, obj)))  # type: ignore[arg-type]
+    cluster.watch = watch
+    assert watch.paths == ["/apis/scaleset.dev/v1alpha1/namespaces/ns/scalesets"]
+    watch._run(watch.paths[0])
+    assert [(kind, obj["metadata"]["name"]) for kind, obj in seen] == [
+        ("ADDED", "web"),
+        ("ADDED", "db"),
+        ("MODIFIED", "web"),
+        ("DELETED", "db"),
+    ]
+    # No label selector: a ScaleSet is watched whatever its labels.
+    assert all("labelSelector" not in dict(query) for _, query in cluster.queries)
+    assert seen[-1][1] == {"metadata": {"namespace": "ns", "name": "db", "uid": ""}}
+    everywhere = ScaleSetWatch(cluster, [], lambda kind, obj: None)  # type: ignore[arg-type]
+    assert everywhere.paths == ["/apis/scaleset.dev/v1alpha1/scalesets"]
