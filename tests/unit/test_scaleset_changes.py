@@ -11,6 +11,7 @@ import pytest
 
 from scaleset_operator.controller import handlers
 from scaleset_operator.controller.reconcile import Outcome
+from scaleset_operator.controller.scaleset_copy import ScaleSetCopy
 from scaleset_operator.controller.workers import Workers
 
 
@@ -40,6 +41,7 @@ def test_a_set_made_again_after_its_deletion_is_followed_by_a_new_worker(
         waves = Workers(lambda *_: Outcome(None), kind="wave")
         monkeypatch.setattr(handlers.STATE, "workers", workers)
         monkeypatch.setattr(handlers.STATE, "wave_workers", waves)
+        monkeypatch.setattr(handlers.STATE, "scalesets", ScaleSetCopy())
         changes: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         follower = asyncio.create_task(handlers._follow_scalesets(changes))
         changes.put_nowait(("ADDED", scaleset("web", "1")))
@@ -51,7 +53,10 @@ def test_a_set_made_again_after_its_deletion_is_followed_by_a_new_worker(
         changes.put_nowait(("ADDED", scaleset("web", "3")))
         await next_pass()
         assert workers.keys() == [("ns", "web")]
+        # The echo of our own progress write wakes nobody; the next change does.
+        handlers.STATE.scalesets.wrote_progress(("ns", "web"), "4")
         changes.put_nowait(("MODIFIED", scaleset("web", "4")))
+        changes.put_nowait(("MODIFIED", scaleset("web", "5")))
         await next_pass()
         follower.cancel()
         await workers.stop_all()

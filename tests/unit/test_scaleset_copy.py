@@ -55,3 +55,14 @@ def test_a_refused_write_or_a_deletion_forgets_what_was_known() -> None:
     copy.known(KEY, {"metadata": {}})
     copy.observe(KEY, obj("5"))
     assert copy.get(KEY) is None, "an answer without a version says nothing"
+
+
+def test_the_echo_of_a_progress_write_is_known_as_ours_until_forgotten() -> None:
+    copy = ScaleSetCopy()
+    copy.wrote_progress(KEY, "8")
+    assert copy.is_idle_echo(KEY, "8")
+    assert not copy.is_idle_echo(KEY, "9"), "a later version is someone else's change"
+    assert not copy.is_idle_echo(KEY, None)
+    assert not copy.is_idle_echo(("ns", "db"), "8")
+    copy.forget(KEY)
+    assert not copy.is_idle_echo(KEY, "8")

@@ -60,9 +60,6 @@ class _State:
     wave_workers: Workers | None = None
     # What each wave has admitted or faulted: only a change there concerns the scale sets.
     wave_gates: ClassVar[dict[str, object]] = {}
-    # Per scale set, the resourceVersion of our last status write that recorded only progress:
-    # the watch event it causes needs no pass (that pass planned on that very object).
-    own_status: ClassVar[dict[tuple[str, str], str]] = {}
 
 
 STATE = _State()
@@ -87,7 +84,7 @@ def _pass(namespace: str, name: str) -> Outcome:
     metrics = STATE.metrics
     timer = metrics.reconcile_timer(namespace, name) if metrics else contextlib.nullcontext()
     with timer:
-        outcome = reconcile_once(
+        return reconcile_once(
             STATE.kube,
             namespace,
             name,
@@ -99,9 +96,6 @@ def _pass(namespace: str, name: str) -> Outcome:
             gather=CONFIG.gather_while_settling,
             scalesets=STATE.scalesets,
         )
-    if outcome.status_version is not None:
-        STATE.own_status[(namespace, name)] = outcome.status_version
-    return outcome
 
 
 def _workers() -> Workers:
@@ -313,7 +307,6 @@ async def scaleset_changed(kind: str, obj: dict[str, Any]) -> None:
         return
     key = (str(namespace), str(name))
     if kind == "DELETED":
-        STATE.own_status.pop(key, None)
         await _workers().stop(key)
         STATE.pods.forget(key)
         STATE.scalesets.forget(key)
@@ -329,7 +322,7 @@ async def scaleset_changed(kind: str, obj: dict[str, Any]) -> None:
     # version, and changes of pods come through the pod watch).
     with contextlib.suppress(TypeError, orjson.JSONEncodeError):
         STATE.scalesets.observe(key, obj)
-    if STATE.own_status.get(key) != meta.get("resourceVersion"):
+    if not STATE.scalesets.is_idle_echo(key, meta.get("resourceVersion")):
         _workers().poke(key)
     # A wave waits on its scale sets' statuses.
     _wave_workers().poke_all()

@@ -82,9 +82,6 @@ class Outcome:
     # Pods of the batch members still to settle: once the watch has seen each of them Ready,
     # the batch may close, and the worker runs the next pass at once instead of gathering.
     awaiting: frozenset[str] = frozenset()
-    # The resourceVersion our status write of progress alone gave the ScaleSet: its watch event
-    # is our own echo, with nothing in it to plan on.
-    status_version: str | None = None
 
 
 def _upgrading(status: ScaleSetStatus) -> bool:
@@ -222,16 +219,17 @@ def reconcile_once(
             # Someone (or our previous pass) changed the object: plan again on fresh state.
             return Outcome(0.05)
         obj, persisted = written, new_status
+        version = obj["metadata"].get("resourceVersion")
+        # Only a write of progress counters is known to leave nothing for a pass on its echo.
+        if scalesets is not None and version and only_progress_changed(status, new_status):
+            scalesets.wrote_progress(key, str(version))
     if notifier is not None:
         _notify(notifier, obj, persisted)
     lost = _act(kube, obj, spec, new_status, result, pod_cache)
     _report(kube, obj, result, metrics, spec.capacity)
-    # Only a write of progress counters is known to leave nothing for a pass on its echo.
-    echo_is_idle = persisted is new_status and only_progress_changed(status, new_status)
-    version = obj["metadata"].get("resourceVersion") if echo_is_idle else None
     if lost:
-        return Outcome(0.2, status_version=version)
-    return replace(_next(result, held, gather), status_version=version)
+        return Outcome(0.2)
+    return _next(result, held, gather)
 
 
 def _act(

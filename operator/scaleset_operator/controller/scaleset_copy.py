@@ -36,6 +36,9 @@ class ScaleSetCopy:
         # sets would be tens of megabytes; decoding one costs a pass far less than a GET.
         self._watched: dict[Hashable, tuple[str | None, bytes]] = {}
         self._known: dict[Hashable, str] = {}
+        # The version our last status write of progress alone produced: its watch event is our
+        # own echo, with nothing in it to plan on.
+        self._idle_echo: dict[Hashable, str] = {}
 
     def observe(self, key: Hashable, obj: Obj) -> None:
         """The watch delivered `obj` (encoded at once: the caller may change it afterwards)."""
@@ -51,6 +54,16 @@ class ScaleSetCopy:
                 self._known.pop(key, None)
             else:
                 self._known[key] = version
+
+    def wrote_progress(self, key: Hashable, version: str) -> None:
+        """Our status write recording progress alone produced `version`. Called as soon as the
+        write is answered: the echo may come back while the pass is still acting."""
+        with self._lock:
+            self._idle_echo[key] = version
+
+    def is_idle_echo(self, key: Hashable, version: object) -> bool:
+        with self._lock:
+            return version is not None and self._idle_echo.get(key) == version
 
     def distrust(self, key: Hashable) -> None:
         """A write was refused as stale: the next pass reads afresh."""
@@ -70,3 +83,4 @@ class ScaleSetCopy:
         with self._lock:
             self._watched.pop(key, None)
             self._known.pop(key, None)
+            self._idle_echo.pop(key, None)
