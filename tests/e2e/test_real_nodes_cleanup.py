@@ -7,6 +7,8 @@ this test lends the slot from the session's cluster to a cluster of its own and 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,13 @@ def _cgroup_pids(root: str) -> list[int]:
     folder = Path("/sys/fs/cgroup/pids") / root
     if not folder.exists():
         folder = Path("/sys/fs/cgroup") / root
-    return [int(p) for procs in folder.rglob("cgroup.procs") for p in procs.read_text().split()]
+    pids: list[int] = []
+    # os.walk passes over a container's folder that vanishes while it walks (rglob raises).
+    for where, _, files in os.walk(folder):
+        if "cgroup.procs" in files:
+            with contextlib.suppress(OSError):
+                pids += [int(p) for p in (Path(where) / "cgroup.procs").read_text().split()]
+    return pids
 
 
 def test_cluster_down_stops_every_process_and_removes_bridges(

@@ -67,14 +67,19 @@ def make_cgroup_root(name: str) -> None:
                     (folder / knob).write_text((hierarchy / knob).read_text())
 
 
+def _folders(top: Path) -> list[Path]:
+    """`top` and every folder under it. A container's cgroup vanishes when it exits, also while
+    the tree is being walked; such a folder is passed over (os.walk ignores what it cannot
+    list, where Path.rglob raised FileNotFoundError)."""
+    return [Path(folder) for folder, _, _ in os.walk(top)]
+
+
 def cgroup_pids(name: str) -> set[int]:
     pids: set[int] = set()
     for hierarchy in controllers():
-        for procs in (
-            (hierarchy / name).rglob("cgroup.procs") if (hierarchy / name).exists() else ()
-        ):
+        for folder in _folders(hierarchy / name):
             with contextlib.suppress(OSError):
-                pids.update(int(p) for p in procs.read_text().split())
+                pids.update(int(p) for p in (folder / "cgroup.procs").read_text().split())
     return pids
 
 
@@ -83,11 +88,8 @@ def remove_cgroup_root(name: str) -> None:
     root = Path(CGROUP_ROOT)
     hierarchies = [root, *(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())]
     for hierarchy in hierarchies:
-        top = hierarchy / name
-        if not top.exists():
-            continue
-        folders = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
-        for folder in [*folders, top]:
+        # Deepest first: a cgroup folder can only be removed once it has no children.
+        for folder in sorted(_folders(hierarchy / name), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
