@@ -214,15 +214,12 @@ def reconcile_once(
     persisted = status
     if new_status != status and not held:
         written = write_status(kube, obj, status, new_status)
-        remember_write(key, written, pacer, scalesets)
+        progress_only = only_progress_changed(status, new_status)
+        remember_write(key, written, pacer, scalesets, progress_only=progress_only)
         if written is None:
             # Someone (or our previous pass) changed the object: plan again on fresh state.
             return Outcome(0.05)
         obj, persisted = written, new_status
-        version = obj["metadata"].get("resourceVersion")
-        # Only a write of progress counters is known to leave nothing for a pass on its echo.
-        if scalesets is not None and version and only_progress_changed(status, new_status):
-            scalesets.wrote_progress(key, str(version))
     if notifier is not None:
         _notify(notifier, obj, persisted)
     lost = _act(kube, obj, spec, new_status, result, pod_cache)

@@ -56,8 +56,7 @@ class ScaleSetCopy:
                 self._known[key] = version
 
     def wrote_progress(self, key: Hashable, version: str) -> None:
-        """Our status write recording progress alone produced `version`. Called as soon as the
-        write is answered: the echo may come back while the pass is still acting."""
+        """Our status write recording progress alone produced `version`."""
         with self._lock:
             self._idle_echo[key] = version
 

@@ -63,13 +63,21 @@ def remember_write(
     written: Obj | None,
     pacer: StatusPacer | None,
     scalesets: ScaleSetCopy | None,
+    *,
+    progress_only: bool = False,
 ) -> None:
-    """A status write went through (`written`), or was refused as stale (None)."""
+    """A status write went through (`written`), or was refused as stale (None).
+    `progress_only`: it recorded nothing but progress counters, so its watch event is an echo
+    that leaves a pass nothing to do; known as such at once, since the echo may come back
+    while the pass is still acting."""
     if scalesets is not None:
         if written is None:
             scalesets.distrust(key)
         else:
             scalesets.known(key, written)
+            version = (written.get("metadata") or {}).get("resourceVersion")
+            if progress_only and version:
+                scalesets.wrote_progress(key, str(version))
     if written is not None and pacer is not None:
         pacer.wrote(key)
 
