@@ -3,9 +3,11 @@ while after each LIST."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -365,6 +367,44 @@ def test_a_copy_taken_before_the_watch_reports_our_write_stays_behind() -> None:
     assert [p["metadata"]["resourceVersion"] for p in before.pods] == ["1", "2"]
     assert after.caught_up
     assert [p["metadata"]["resourceVersion"] for p in after.pods] == ["5", "2"]
+
+
+def since_write(cache: PodCache) -> float:
+    taken = cache.snapshot(KEY)
+    assert taken is not None
+    return taken.since_write
+
+
+def test_while_the_copy_lacks_writes_of_ours_it_counts_from_the_last_of_them() -> None:
+    cache, clock = make()
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", "1"), pod("web-1", "2")])
+    assert since_write(cache) == 0.0
+    cache.expect(KEY, pod("web-0", "5"))
+    clock[0] = 0.25
+    cache.expect(KEY, pod("web-1", "6"))
+    clock[0] = 0.5
+    assert since_write(cache) == 0.25
+    cache.observe(KEY, "MODIFIED", pod("web-1", "6"))
+    assert since_write(cache) == 0.25  # the first write is still missing
+    cache.observe(KEY, "MODIFIED", pod("web-0", "5"))
+    assert since_write(cache) == 0.0
+    clock[0] = 2.0
+    cache.expect(KEY, pod("web-0", "9"))
+    clock[0] = 2.1
+    assert since_write(cache) == pytest.approx(0.1)
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", "9"), pod("web-1", "6")])
+    assert since_write(cache) == 0.0
+
+
+def test_while_the_watch_reconnects_the_copy_may_be_behind_by_anything() -> None:
+    live = [True]
+    cache = PodCache(live=lambda: live[0])
+    cache.mark(KEY)
+    cache.seed(KEY, [pod("web-0", "1")])
+    live[0] = False
+    assert since_write(cache) == math.inf
 
 
 def test_a_pod_counts_as_ready_only_on_the_images_its_spec_names() -> None:

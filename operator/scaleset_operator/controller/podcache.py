@@ -13,10 +13,13 @@ after a LIST, a bound on the harm of a bug or a missed event.
 A pass that acts plans on the copy too once the copy holds every pod write of our own, the way
 Kubernetes' own controllers act on their informers with "expectations": each write's answer
 carries the pod's new resourceVersion, and the write is confirmed when the watch reports that
-version (or the pod's deletion). Until then, or after a write that lost a race, the pass lists
-the pods afresh as before. The copy is then behind the API only by what other writers did in
-the last moments, which a LIST would be too by the time the writes land; and every pod write
-still tests the pod's uid and image, so a pod that changed under us is never overwritten.
+version (or the pod's deletion). Until then the pass waits for the watch, which reports our
+writes within moments as a rule, for at most a short while after the last of them; when that
+runs out, while the watch reconnects, or after a write that lost a race, it lists the pods
+afresh. (A LIST of a thousand pods costs the operator as much CPU as ten passes.) The copy is
+then behind the API only by what other writers did in the last moments, which a LIST would be
+too by the time the writes land; and every pod write still tests the pod's uid and image, so a
+pod that changed under us is never overwritten.
 
 Parsing a thousand pods into instances on every pass cost more than planning itself, so each
 pod's instance is kept until the pod (its resourceVersion) or what parsing reads besides the
@@ -25,6 +28,7 @@ pod (the OS container's name, the readiness gate, the node's zone, the endpoints
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -87,6 +91,9 @@ _Parsed = tuple[tuple[Any, ...], Instance | None, Obj]
 class Snapshot(NamedTuple):
     pods: list[Obj]
     caught_up: bool
+    # While the copy lacks writes of ours: how long ago the last of our writes was answered
+    # (0 when caught up; infinite while the watch reconnects, as the copy may lag by anything).
+    since_write: float = 0.0
 
 
 class PodCache:
@@ -120,6 +127,8 @@ class PodCache:
         # own writes it has not reported yet (resourceVersion -> pod name).
         self._seen: dict[Hashable, set[str]] = {}
         self._expected: dict[Hashable, dict[str, str]] = {}
+        # Per scale set: when the last write of ours was answered.
+        self._written_at: dict[Hashable, float] = {}
 
     def observe(self, key: Hashable, event_type: str, pod: Obj) -> None:
         """A watch event for a pod of `key`."""
@@ -170,6 +179,7 @@ class PodCache:
                 self._seeded_at.pop(key, None)
             elif str(version) not in self._seen.get(key, ()):
                 self._expected.setdefault(key, {})[str(version)] = str(meta.get("name", ""))
+                self._written_at[key] = self._clock()
 
     def writing(self, key: Hashable) -> None:
         """Call before a pass's pod writes: versions the watch reported before them cannot be
@@ -222,7 +232,11 @@ class PodCache:
             if seeded is None or self._clock() - seeded > self.max_age:
                 return None
             pods = list(self._pods.get(key, {}).values())
-            return Snapshot(pods, live and not self._expected.get(key))
+            if not live:
+                return Snapshot(pods, False, math.inf)
+            if not self._expected.get(key):
+                return Snapshot(pods, True)
+            return Snapshot(pods, False, self._clock() - self._written_at.get(key, -math.inf))
 
     def instances(
         self,
@@ -279,6 +293,7 @@ class PodCache:
             self._verdicts.pop(key, None)
             self._seen.pop(key, None)
             self._expected.pop(key, None)
+            self._written_at.pop(key, None)
             self._pods.pop(key, None)
             self._seeded_at.pop(key, None)
             self._replay.pop(key, None)

@@ -22,7 +22,7 @@ from scaleset_operator.controller.pacing import (
     only_progress_changed,
 )
 from scaleset_operator.controller.passreads import PassBudgets, PassReads, requests_of
-from scaleset_operator.controller.podcache import PodCache
+from scaleset_operator.controller.podcache import PodCache, Snapshot
 from scaleset_operator.controller.scaleset_copy import ScaleSetCopy
 from scaleset_operator.controller.scaleset_io import (
     SPEC_VALID,
@@ -52,6 +52,11 @@ from scaleset_operator.planner.timefmt import stamp
 
 Obj = dict[str, Any]
 log = logging.getLogger("scaleset_operator.reconcile")
+# How long after our last pod write a pass waits for the pod watch to report our writes before
+# it lists the pods instead. The first echoes of a batch's writes wake the next pass while the
+# rest are still on their way, which cost a LIST per batch of an upgrade; and while a thousand
+# pods start, the watch runs a second or so behind.
+CATCH_UP_WAIT = 2.0
 
 
 class MetricsSink(Protocol):
@@ -101,6 +106,14 @@ class _Planned:
     status: ScaleSetStatus
     requeue_after: float | None
     open_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class _CatchUp:
+    """The watch's copy lacks some of our own recent pod writes: the pass is to be run again
+    once it has them, or in `within` seconds at the latest."""
+
+    within: float
 
 
 def _plan_with(
@@ -206,6 +219,9 @@ def reconcile_once(
         return Outcome(None)
     status = status_of(obj)
     result = _observe_and_plan(kube, obj, spec, status, settings, pod_cache)
+    if isinstance(result, _CatchUp):
+        # The events of those writes wake the worker before that, as a rule.
+        return Outcome(result.within)
     if watched is not None and result.actions and not unchanged(kube, key, obj, scalesets):
         # Planned on the watch's object, which was behind: pod writes rest on a fresh read.
         return Outcome(0.0)
@@ -260,23 +276,23 @@ def _observe_and_plan(
     status: ScaleSetStatus,
     settings: PlannerSettings,
     pod_cache: PodCache | None,
-) -> _Planned:
-    """Plans on the pod watch's copy when that changes nothing but progress, or when the copy
-    holds every pod write of ours (see podcache.py); otherwise lists the pods afresh and plans
+) -> _Planned | _CatchUp:
+    """Plans on the pod watch's copy when the copy holds every pod write of ours (see
+    podcache.py), or when that plan changes nothing but progress; waits for the watch instead
+    while it lacks only our writes of the last moments; otherwise lists the pods afresh and plans
     again, so that every action rests on a read that has seen our own writes."""
     meta = obj["metadata"]
     key = (meta["namespace"], meta["name"])
+    taken = pod_cache.snapshot(key) if pod_cache is not None else None
+    wait = catch_up_wait(taken) if taken is not None else None
+    if wait is not None:
+        return _CatchUp(wait)
     budgets = PassBudgets(kube, meta["namespace"])
     shared = PassReads.of(kube, obj, spec)
-    taken = pod_cache.snapshot(key) if pod_cache is not None else None
     if taken is not None and pod_cache is not None:
         copy = taken.pods
         quick = _plan_with(kube, obj, spec, status, copy, settings, pod_cache, budgets, shared)
-        if taken.caught_up:
-            return quick
-        if not (quick.actions or quick.events) and (
-            quick.status == status or only_progress_changed(status, quick.status)
-        ):
+        if stands_on_copy(taken, bool(quick.actions or quick.events), status, quick.status):
             return quick
     if pod_cache is not None:
         pod_cache.mark(key)
@@ -284,6 +300,26 @@ def _observe_and_plan(
     if pod_cache is not None:
         listed = pod_cache.seed(key, listed)
     return _plan_with(kube, obj, spec, status, listed, settings, pod_cache, budgets, shared)
+
+
+def stands_on_copy(
+    taken: Snapshot, acts: bool, before: ScaleSetStatus, after: ScaleSetStatus
+) -> bool:
+    """Whether a plan on the watch's copy `taken` may be carried out as it is: the copy holds
+    our own writes, or the plan changes nothing but progress (`acts`: it acts or records
+    events; `after`: the status it plans)."""
+    if taken.caught_up:
+        return True
+    return not acts and (after == before or only_progress_changed(before, after))
+
+
+def catch_up_wait(taken: Snapshot) -> float | None:
+    """How long at most to wait for the watch to report our own pod writes that the copy
+    lacks; None when there are none, or when the pass is not to wait for them: they are not
+    recent, or the watch does not stream."""
+    if taken.caught_up or taken.since_write >= CATCH_UP_WAIT:
+        return None
+    return max(0.05, CATCH_UP_WAIT - taken.since_write)
 
 
 def _report(
