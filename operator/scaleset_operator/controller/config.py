@@ -19,7 +19,7 @@ class OperatorConfig:
     metrics_port: int | None = 8080
     debounce: float = 0.05
     status_interval: float = 1.0
-    gather_while_settling: float = 0.25
+    gather_while_settling: float = 1.0
     max_threads: int = 16
     leader_elect: bool = False
     lease_namespace: str = "default"

@@ -101,5 +101,6 @@ class StatusPacer:
 # them settling changes only progress counters, so passes per batch drop severalfold (the
 # operator's CPU per upgraded instance with them). The worker ends the gathering at once when
 # the watch has reported every awaited member Ready (`Workers.pod_changed`), so the pass that
-# closes the batch is not held back by it.
-GATHER_WHILE_SETTLING = 0.25
+# closes the batch is not held back by it. As long as the pacer's interval: progress is not
+# written more often than that anyway.
+GATHER_WHILE_SETTLING = DEFAULT_INTERVAL

@@ -44,7 +44,7 @@ _LOG_FORMATS = ("text", "json")
 @click.option(
     "--gather-while-settling",
     type=click.FloatRange(min=0, max=5),
-    default=0.25,
+    default=1.0,
     show_default=True,
     envvar="SCALESET_OPERATOR_GATHER_WHILE_SETTLING",
     help="Seconds a scale set's next pass waits for more pod events while its batch has "
