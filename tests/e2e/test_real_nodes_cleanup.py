@@ -7,13 +7,12 @@ this test lends the slot from the session's cluster to a cluster of its own and 
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import pytest
 
 from scaleset_operator.localcluster import LocalCluster, procfs
+from scaleset_operator.localcluster.nodehost import cgroup_pids
 from scaleset_operator.localcluster.realnodes import TAINT_KEY, RealNodes, our_bridges
 from tests.conftest import REAL_NODES
 from tests.e2e.support import eventually
@@ -28,19 +27,6 @@ def _processes_mentioning(text: str) -> list[str]:
         if stat is not None and stat.state != "Z":
             found.append(f"{pid}: {procfs.cmdline(pid)}")
     return found
-
-
-def _cgroup_pids(root: str) -> list[int]:
-    folder = Path("/sys/fs/cgroup/pids") / root
-    if not folder.exists():
-        folder = Path("/sys/fs/cgroup") / root
-    pids: list[int] = []
-    # os.walk passes over a container's folder that vanishes while it walks (rglob raises).
-    for where, _, files in os.walk(folder):
-        if "cgroup.procs" in files:
-            with contextlib.suppress(OSError):
-                pids += [int(p) for p in (Path(where) / "cgroup.procs").read_text().split()]
-    return pids
 
 
 def test_cluster_down_stops_every_process_and_removes_bridges(
@@ -70,7 +56,7 @@ def test_cluster_down_stops_every_process_and_removes_bridges(
             return (got.get("status") or {}).get("phase") == "Running"
 
         eventually(running, 60, what="a real container running")
-        containers = _cgroup_pids("scaleset-real-node-0")
+        containers = cgroup_pids("scaleset-real-node-0")
         assert containers, "the pod's processes live in the node's own cgroup root"
         sockets = str(RealNodes(other, lambda _: None).run_dir)
         assert _processes_mentioning(str(directory))
