@@ -494,3 +494,32 @@ def test_load_balancer_health_comes_from_endpoint_slices(world: World) -> None:
     world.wait_upgrade_code("Completed")
     assert set(world.images().values()) == {"example.test/os:1.1.0"}
     assert _history(world)[0]["progress"]["successfulInstanceCount"] == 4
+
+
+def test_endpoints_turning_ready_without_a_pod_change_are_noticed(world: World) -> None:
+    # The Service selects no instance at first: Ready pods, no ready endpoints, not healthy.
+    world.core.create_namespaced_service(
+        world.namespace,
+        {
+            "metadata": {"name": "web"},
+            "spec": {"selector": {"app": "web", "tier": "none"}, "ports": [{"port": 80}]},
+        },
+    )
+    world.publish("1.0.0")
+    world.create(
+        world.scaleset_body(
+            capacity=3, healthProbe={"source": "LoadBalancer", "serviceName": "web"}
+        )
+    )
+    eventually(lambda: world.healthy_count() == 3, 60, what="3 Ready pods")
+    eventually(
+        lambda: world.status().get("capacity") == 3 and world.status().get("readyInstances") == 0,
+        30,
+        what="3 instances, none healthy",
+    )
+    # Only the Service changes: its EndpointSlices list the pods as ready, and no pod event
+    # follows. The operator hears of it through its EndpointSlice watch alone.
+    world.core.patch_namespaced_service(
+        "web", world.namespace, {"spec": {"selector": {"app": "web", "tier": None}}}
+    )
+    world.wait_ready(capacity=3, timeout=30)

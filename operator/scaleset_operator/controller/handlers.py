@@ -1,7 +1,7 @@
 """Thin kopf handlers: watch events only wake the worker of the scale set concerned.
 
-kopf watches ImageVersions and UpgradeWaves; pods and ScaleSets come from our own watches
-(listwatch.py), which cost a fraction of kopf's handling per event.
+kopf watches ImageVersions and UpgradeWaves; pods, ScaleSets and EndpointSlices come from our
+own watches (listwatch.py), which cost a fraction of kopf's handling per event.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ import orjson
 
 from scaleset_operator.controller.config import CONFIG
 from scaleset_operator.controller.leadership import Leadership
-from scaleset_operator.controller.listwatch import PodWatch, ScaleSetWatch
+from scaleset_operator.controller.listwatch import EndpointSliceWatch, PodWatch, ScaleSetWatch
 from scaleset_operator.controller.pacing import StatusPacer
 from scaleset_operator.controller.podcache import PodCache
 from scaleset_operator.controller.reconcile import Outcome, reconcile_once
 from scaleset_operator.controller.scaleset_copy import ScaleSetCopy
+from scaleset_operator.controller.service_users import ServiceUsers, start_endpoint_watch
 from scaleset_operator.controller.wave_pass import reconcile_wave
 from scaleset_operator.controller.workers import PodChanges, Workers
 from scaleset_operator.k8s.client import KubeClient, make_api_client
@@ -55,6 +56,8 @@ class _State:
     scalesets: ScaleSetCopy = ScaleSetCopy()
     podwatch: PodWatch | None = None
     scaleset_watch: ScaleSetWatch | None = None
+    endpoint_watch: EndpointSliceWatch | None = None
+    service_users: ServiceUsers = ServiceUsers()
     scaleset_follower: asyncio.Task[None] | None = None
     notifier: Notifier | None = None
     wave_workers: Workers | None = None
@@ -135,6 +138,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.pacer = StatusPacer(CONFIG.status_interval)
     STATE.pods = PodCache()
     STATE.scalesets = ScaleSetCopy()
+    STATE.service_users = ServiceUsers()
     STATE.workers = Workers(
         _pass,
         debounce=CONFIG.debounce,
@@ -148,6 +152,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.podwatch = watch = _start_pod_watch(STATE.kube, STATE.workers)
     STATE.pods.live = lambda: watch.live
     STATE.scaleset_watch = _start_scaleset_watch(STATE.kube)
+    STATE.endpoint_watch = start_endpoint_watch(
+        STATE.kube, CONFIG.namespaces, STATE.service_users, _workers().poke
+    )
     if CONFIG.leader_elect:
         _start_leadership(STATE.kube, (STATE.workers, STATE.wave_workers))
     if CONFIG.metrics_port is not None:
@@ -286,6 +293,8 @@ async def shutdown(**_: Any) -> None:
         STATE.podwatch.stop()
     if STATE.scaleset_watch is not None:
         STATE.scaleset_watch.stop()
+    if STATE.endpoint_watch is not None:
+        STATE.endpoint_watch.stop()
     if STATE.scaleset_follower is not None:
         STATE.scaleset_follower.cancel()
     if STATE.notifier is not None:
@@ -310,6 +319,7 @@ async def scaleset_changed(kind: str, obj: dict[str, Any]) -> None:
         await _workers().stop(key)
         STATE.pods.forget(key)
         STATE.scalesets.forget(key)
+        STATE.service_users.forget(key)
         if STATE.metrics is not None:
             STATE.metrics.forget(*key)
         if STATE.notifier is not None:
@@ -322,6 +332,7 @@ async def scaleset_changed(kind: str, obj: dict[str, Any]) -> None:
     # version, and changes of pods come through the pod watch).
     with contextlib.suppress(TypeError, orjson.JSONEncodeError):
         STATE.scalesets.observe(key, obj)
+    STATE.service_users.observe(key, obj)
     if not STATE.scalesets.is_idle_echo(key, meta.get("resourceVersion")):
         _workers().poke(key)
     # A wave waits on its scale sets' statuses.

@@ -1,5 +1,5 @@
 """Objects listed and then watched, each path in a thread of its own: the pods of scale sets,
-and the ScaleSets themselves.
+the ScaleSets themselves, and the EndpointSlices of Services.
 
 Every pod of a rolling scale set changes three times per upgrade (our patch, the kubelet going
 down and coming back), so the pod stream is most of what the operator reads; each status write
@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from scaleset_operator.k8s.client import KubeClient
+from scaleset_operator.k8s.client import SERVICE_NAME_LABEL, KubeClient
 from scaleset_operator.k8s.errors import ExpiredError, KubeApiError
 from scaleset_operator.models.scaleset import GROUP, PLURAL, VERSION
 
@@ -216,6 +216,16 @@ class ScaleSetWatch(ListWatch):
     def __init__(self, kube: KubeClient, namespaces: Sequence[str], on_event: EventSink) -> None:
         paths = collection_paths(f"/apis/{GROUP}/{VERSION}", PLURAL, namespaces)
         super().__init__(kube, paths, on_event)
+
+
+class EndpointSliceWatch(ListWatch):
+    """The EndpointSlices of Services (those the EndpointSlice controller keeps, which carry
+    their Service's name): a scale set whose health is its Service's endpoints hears of a
+    change there, which no pod event announces."""
+
+    def __init__(self, kube: KubeClient, namespaces: Sequence[str], on_event: EventSink) -> None:
+        paths = collection_paths("/apis/discovery.k8s.io/v1", "endpointslices", namespaces)
+        super().__init__(kube, paths, on_event, label=SERVICE_NAME_LABEL)
 
 
 def _key(obj: Obj) -> tuple[str, str]:

@@ -41,6 +41,8 @@ Obj = dict[str, Any]
 # dashboard's three watches beside its request threads (`dashboard.command.REQUEST_THREADS`), each
 # hold one while a request is open; past this number urllib3 opens extra ones and discards them.
 POOL_SIZE = 32
+# The EndpointSlice controller labels each slice with the name of its Service.
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 def kubeconfig_files(kubeconfig: str | None = None) -> str:
@@ -276,7 +278,7 @@ class KubeClient:
             self.request(
                 "GET",
                 f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-                query=[("labelSelector", f"kubernetes.io/service-name={service}")],
+                query=[("labelSelector", f"{SERVICE_NAME_LABEL}={service}")],
             ).get("items")
             or []
         )
