@@ -129,6 +129,34 @@ def test_an_instance_on_the_target_but_not_ready_yet_is_in_flight() -> None:
     assert tile.detail == "starting on 1.1.0 (Pulling)"
 
 
+def test_a_pod_patched_by_the_run_is_in_flight_until_the_run_says_it_succeeded() -> None:
+    # The page may hear of the pod's patch (and its Ready) before the status that puts it in
+    # the next batch: it must not show on target, then in flight again when that status comes.
+    run = _run(batches_done=1, succeeded=[0], last_batch_end="2026-03-01T11:59:30Z")
+    mark = UpgradeMark(
+        run=run.start_time,
+        phase=UpgradePhase.UPGRADING,
+        previous_image=OLD.container_image,
+        previous_version="1.0.0",
+        target_version="1.1.0",
+        started_at="2026-03-01T11:59:31Z",
+    )
+    patched = _instance(1, NEW, upgrade=mark)
+    before = tile_of(patched, _status(run))
+    assert (before.state, before.detail) == (TileState.IN_FLIGHT, "upgrading to 1.1.0")
+    in_batch = run.model_copy(
+        update={"batch": Batch(number=2, instance_ids=[1], started_at="2026-03-01T11:59:31Z")}
+    )
+    assert tile_of(patched, _status(in_batch)).state is TileState.IN_FLIGHT
+    done = run.model_copy(update={"batches_done": 2, "succeeded": [0, 1]})
+    assert tile_of(patched, _status(done)).state is TileState.TARGET
+    # A mark left by an earlier run, or a run that has ended, says nothing of the present.
+    earlier = mark.model_copy(update={"run": "2026-02-01T00:00:00Z"})
+    assert tile_of(_instance(1, NEW, upgrade=earlier), _status(run)).state is TileState.TARGET
+    ended = run.model_copy(update={"code": RunningStatusCode.COMPLETED})
+    assert tile_of(patched, _status(ended)).state is TileState.TARGET
+
+
 def test_after_a_faulted_run_rolled_back_ones_stay_marked_and_others_are_on_the_model() -> None:
     run = _run(
         code=RunningStatusCode.FAULTED,

@@ -84,9 +84,21 @@ def _run_state(inst: Instance, run: UpgradeRun) -> tuple[TileState, str] | None:
         return TileState.FAILED, "rollback failed" + (f": {why}" if why else "")
     if iid in run.failed:
         return TileState.FAILED, "failed" + (f": {why}" if why else "")
-    in_batch = run.batch is not None and iid in run.batch.instance_ids
-    if in_batch and iid not in run.succeeded:
-        return TileState.IN_FLIGHT, f"batch {run.batch.number if run.batch else '?'}"
+    if iid in run.succeeded:
+        return None
+    if run.batch is not None and iid in run.batch.instance_ids:
+        return TileState.IN_FLIGHT, f"batch {run.batch.number}"
+    mark = inst.upgrade
+    if (
+        run.code is RunningStatusCode.ROLLING_FORWARD
+        and mark is not None
+        and mark.run == run.start_time
+        and mark.phase is UpgradePhase.UPGRADING
+    ):
+        # The pod already carries this run's patch, the status that puts it in a batch has
+        # not reached the page yet (pods and ScaleSets come through separate watches): it is
+        # in flight all the same, not on target before the run says it succeeded.
+        return TileState.IN_FLIGHT, f"upgrading to {mark.target_version}"
     return None
 
 
