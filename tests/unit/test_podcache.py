@@ -31,7 +31,7 @@ def names(pods: list[dict[str, Any]] | None) -> list[str] | None:
 
 def make() -> tuple[PodCache, list[float]]:
     clock = [0.0]
-    return PodCache(max_age=10.0, clock=lambda: clock[0]), clock
+    return PodCache(max_age=10.0, clock=lambda: clock[0], spread=0.0), clock
 
 
 def test_unseeded_cache_is_not_trusted() -> None:
@@ -116,6 +116,26 @@ def test_the_copy_expires() -> None:
     assert cache.pods(KEY) is not None
     clock[0] = 10.1
     assert cache.pods(KEY) is None
+
+
+def test_copies_listed_together_expire_one_at_a_time() -> None:
+    clock = [0.0]
+    cache = PodCache(max_age=100.0, clock=lambda: clock[0], spread=0.5)
+    keys = [("shop", f"web-{i}") for i in range(200)]
+    bounds = sorted(cache.trusted_for(k) for k in keys)
+    assert bounds[0] >= 100.0
+    assert bounds[-1] < 150.0
+    # Spread over the whole range, not bunched: every tenth of it holds some.
+    assert {int((b - 100.0) / 5) for b in bounds} == set(range(10))
+    for key in keys:
+        cache.mark(key)
+        cache.seed(key, [pod("web-0")])
+    clock[0] = 125.0
+    expired = [k for k in keys if cache.pods(k) is None]
+    assert expired == [k for k in keys if cache.trusted_for(k) < 125.0]
+    assert 0 < len(expired) < len(keys)
+    # A set's bound does not depend on the process (not on Python's salted hash).
+    assert PodCache(max_age=100.0, spread=0.5).trusted_for(keys[0]) == cache.trusted_for(keys[0])
 
 
 def test_forget_drops_everything() -> None:

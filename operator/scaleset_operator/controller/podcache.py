@@ -7,8 +7,8 @@ write still rests on a fresh read. Watch events that arrive while such a LIST is
 played again on top of its answer: the watch delivers each pod's changes in order, so a change
 older than the LIST's copy is always followed by the one the LIST saw, and the copy ends up as
 fresh as the watch itself. The pod watch resumes without gaps and reports pods that vanished
-while it could not, so the copy stays right; still, it is trusted for at most `max_age` seconds
-after a LIST, a bound on the harm of a bug or a missed event.
+while it could not, so the copy stays right; still, it is trusted for a bounded time after a
+LIST (15 to 22.5 minutes), a bound on the harm of a bug or a missed event.
 
 A pass that acts plans on the copy too once the copy holds every pod write of our own, the way
 Kubernetes' own controllers act on their informers with "expectations": each write's answer
@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
@@ -41,10 +42,14 @@ from scaleset_operator.planner.model_hash import os_container_name
 from scaleset_operator.planner.verdict_memo import VerdictMemo
 
 Obj = dict[str, Any]
-# Five minutes: each LIST of a set's pods makes kube-apiserver filter every pod of the namespace,
-# so re-listing once a minute cost a fleet of 500 sets in one namespace more LISTs, each dearer,
-# the longer its upgrade ran (531 at 5,000 instances, 2,316-3,638 at 10,000).
-DEFAULT_MAX_AGE = 300.0
+# Fifteen minutes and more: each LIST of a set's pods makes kube-apiserver filter every pod of
+# the namespace, so these LISTs cost sets x pods per period. Re-listing once a minute cost a fleet
+# of 500 sets in one namespace 2,316-3,638 LISTs during its 10,000-instance upgrade; every five
+# minutes, 500 at once, as the copies of sets made together expired together.
+DEFAULT_MAX_AGE = 900.0
+# Each set's bound is longer by up to this fraction of it, fixed by its name: sets seeded together
+# re-list one at a time, not in one burst.
+DEFAULT_SPREAD = 0.5
 # Events kept for replay while one LIST is in flight; beyond that the LIST's copy is not trusted.
 REPLAY_LIMIT = 100_000
 # resourceVersions remembered per scale set between two LISTs, so that a write whose watch event
@@ -99,16 +104,18 @@ class Snapshot(NamedTuple):
 class PodCache:
     """Per scale set, its pods as the watch last reported them (slimmed) and the instances
     parsed from them. Thread-safe: the pod watch's thread writes, the workers' threads read.
-    `pods` answers None when the copy is not to be trusted (never listed, or listed more than
-    `max_age` seconds ago), and the caller lists instead."""
+    `pods` answers None when the copy is not to be trusted (never listed, or listed longer
+    ago than `trusted_for`), and the caller lists instead."""
 
     def __init__(
         self,
         max_age: float = DEFAULT_MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
         live: Callable[[], bool] = lambda: True,
+        spread: float = DEFAULT_SPREAD,
     ) -> None:
         self.max_age = max_age
+        self.spread = spread
         self._clock = clock
         # Whether the watch feeding the copy streams now; set once the watch exists.
         self.live = live
@@ -229,7 +236,7 @@ class PodCache:
         live = self.live()
         with self._lock:
             seeded = self._seeded_at.get(key)
-            if seeded is None or self._clock() - seeded > self.max_age:
+            if seeded is None or self._clock() - seeded > self.trusted_for(key):
                 return None
             pods = list(self._pods.get(key, {}).values())
             if not live:
@@ -237,6 +244,12 @@ class PodCache:
             if not self._expected.get(key):
                 return Snapshot(pods, True)
             return Snapshot(pods, False, self._clock() - self._written_at.get(key, -math.inf))
+
+    def trusted_for(self, key: Hashable) -> float:
+        """How long after its LIST the copy of `key` is trusted: `max_age`, longer by a share
+        of `spread` that depends on the key alone (the same in every process)."""
+        share = zlib.crc32(repr(key).encode()) / 2**32
+        return self.max_age * (1 + self.spread * share)
 
     def instances(
         self,
