@@ -315,6 +315,7 @@ def test_service_account_can_do_what_the_operator_needs_and_no_more(
         ("patch", "scalesets.scaleset.dev", "-n", w),
         ("create", "persistentvolumeclaims", "-n", w),
         ("list", "endpointslices.discovery.k8s.io", "-n", w),
+        ("watch", "endpointslices.discovery.k8s.io", "-n", w),
         ("create", "events", "-n", w),
         ("watch", "imageversions.scaleset.dev"),
         ("watch", "upgradewaves.scaleset.dev"),
