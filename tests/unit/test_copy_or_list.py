@@ -1,5 +1,6 @@
-"""What a pass does with a plan made on the pod watch's copy: carry it out, wait a moment for
-the watch to report our own pod writes, or list the pods and plan again."""
+"""What a pass does with a plan made on the watches' copies: carry it out, wait a moment for
+the pod watch to report our own pod writes, list the pods and plan again, or read the ScaleSet
+before acting."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scaleset_operator.controller.podcache import Snapshot
-from scaleset_operator.controller.reconcile import CATCH_UP_WAIT, catch_up_wait, stands_on_copy
+from scaleset_operator.controller.reconcile import (
+    CATCH_UP_WAIT,
+    catch_up_wait,
+    confirm_before_acting,
+    stands_on_copy,
+)
 from scaleset_operator.models.status import RunningStatusCode, ScaleSetStatus
 
 BEFORE = ScaleSetStatus(capacity=4, ready_instances=4)
@@ -51,3 +57,16 @@ def test_a_wait_ends_no_later_than_the_bound_and_is_never_a_busy_loop(behind: fl
     assert wait is not None
     assert wait >= 0.05
     assert behind + wait <= CATCH_UP_WAIT + 1e-9 or wait == 0.05
+
+
+def test_a_pass_on_the_watched_scaleset_reads_it_before_acting_only_when_it_writes_no_status() -> (
+    None
+):
+    # Its status write names the version planned on, and the API refuses it if that is stale.
+    assert not confirm_before_acting(True, True, True)
+    assert confirm_before_acting(True, True, False)
+    # Nothing to guard: it does not act, or it planned on a ScaleSet it read itself.
+    assert not confirm_before_acting(True, False, False)
+    assert not confirm_before_acting(True, False, True)
+    assert not confirm_before_acting(False, True, False)
+    assert not confirm_before_acting(False, True, True)

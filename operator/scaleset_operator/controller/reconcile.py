@@ -222,10 +222,11 @@ def reconcile_once(
     if isinstance(result, _CatchUp):
         # The events of those writes wake the worker before that, as a rule.
         return Outcome(result.within)
-    if watched is not None and result.actions and not unchanged(kube, key, obj, scalesets):
+    new_status = result.status
+    confirm = confirm_before_acting(watched is not None, bool(result.actions), new_status != status)
+    if confirm and not unchanged(kube, key, obj, scalesets):
         # Planned on the watch's object, which was behind: pod writes rest on a fresh read.
         return Outcome(0.0)
-    new_status = result.status
     held = pacer.hold_update(key, status, new_status, bool(result.actions)) if pacer else 0.0
     persisted = status
     if new_status != status and not held:
@@ -300,6 +301,15 @@ def _observe_and_plan(
     if pod_cache is not None:
         listed = pod_cache.seed(key, listed)
     return _plan_with(kube, obj, spec, status, listed, settings, pod_cache, budgets, shared)
+
+
+def confirm_before_acting(on_watched: bool, acts: bool, writes_status: bool) -> bool:
+    """Whether a pass must read its ScaleSet before its pod writes, to learn that the object
+    it planned on (`on_watched`: the watch's copy) is still the latest. A pass that acts
+    writes its new status first (never held back), and that write names the version it
+    planned on: the API refuses it if the object changed since, and the pass then acts on
+    nothing. So only a pass that acts without a status change reads."""
+    return on_watched and acts and not writes_status
 
 
 def stands_on_copy(
