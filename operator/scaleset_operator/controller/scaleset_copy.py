@@ -4,9 +4,10 @@ A pass may plan on the watch's object when that object is the very version this 
 read or wrote: as far as the watch has told, nobody has changed the ScaleSet since. The watch
 may still be a moment behind a change it has not delivered yet, so the copy is only trusted for
 what cannot go wrong on a stale object: a status write is conditional on the version it read
-(a stale one is refused, and the copy is then distrusted), and a pass that would act on pods
-reads the ScaleSet afresh first (`reconcile.reconcile_once`). Most passes of an upgrade watch
-their members settle and write nothing but progress; those are the GETs this saves.
+(a stale one is refused, and the copy is then distrusted); a pass that acts on pods writes its
+status first, or reads the ScaleSet afresh when it has no status to write
+(`reconcile.confirm_before_acting`). Most passes of an upgrade watch their members settle and
+write nothing but progress; those are the GETs this saves.
 """
 
 from __future__ import annotations
