@@ -150,11 +150,48 @@ def test_a_pod_patched_by_the_run_is_in_flight_until_the_run_says_it_succeeded()
     assert tile_of(patched, _status(in_batch)).state is TileState.IN_FLIGHT
     done = run.model_copy(update={"batches_done": 2, "succeeded": [0, 1]})
     assert tile_of(patched, _status(done)).state is TileState.TARGET
+    # No pause: the page's status still has the batch before in flight.
+    previous = run.model_copy(
+        update={
+            "batches_done": 0,
+            "succeeded": [],
+            "last_batch_end": None,
+            "batch": Batch(number=1, instance_ids=[0], started_at="2026-03-01T11:59:20Z"),
+        }
+    )
+    assert tile_of(patched, _status(previous)).state is TileState.IN_FLIGHT
     # A mark left by an earlier run, or a run that has ended, says nothing of the present.
     earlier = mark.model_copy(update={"run": "2026-02-01T00:00:00Z"})
     assert tile_of(_instance(1, NEW, upgrade=earlier), _status(run)).state is TileState.TARGET
     ended = run.model_copy(update={"code": RunningStatusCode.COMPLETED})
     assert tile_of(patched, _status(ended)).state is TileState.TARGET
+
+
+def test_a_surge_instance_is_on_target_once_ready_and_after_it_took_over() -> None:
+    # Surge instances get new ids, never listed in the run's batches or its successes.
+    started = "2026-03-01T11:59:40Z"
+    run = _run(
+        batch=Batch(number=1, instance_ids=[0], surge_ids=[10], started_at=started),
+    )
+    mark = UpgradeMark(
+        run=run.start_time,
+        phase=UpgradePhase.UPGRADING,
+        previous_image=OLD.container_image,
+        target_version="1.1.0",
+        started_at=started,
+    )
+    surge = _instance(10, NEW, upgrade=mark, surge_for=0)
+    assert tile_of(surge, _status(run)).state is TileState.TARGET
+    closed = run.model_copy(
+        update={
+            "batch": None,
+            "batches_done": 1,
+            "succeeded": [0],
+            "last_batch_end": "2026-03-01T11:59:50Z",
+        }
+    )
+    promoted = surge.model_copy(update={"surge_for": None})
+    assert tile_of(promoted, _status(closed)).state is TileState.TARGET
 
 
 def test_after_a_faulted_run_rolled_back_ones_stay_marked_and_others_are_on_the_model() -> None:

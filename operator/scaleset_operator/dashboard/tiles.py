@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from scaleset_operator.models.instance import Instance, UpgradePhase
+from scaleset_operator.models.instance import Instance, UpgradeMark, UpgradePhase
 from scaleset_operator.models.status import (
     ResolvedImage,
     RunningStatusCode,
     ScaleSetStatus,
     UpgradeRun,
 )
+from scaleset_operator.planner.timefmt import parse_stamp
 
 NO_ZONE = "(no zone)"
 
@@ -89,17 +90,26 @@ def _run_state(inst: Instance, run: UpgradeRun) -> tuple[TileState, str] | None:
     if run.batch is not None and iid in run.batch.instance_ids:
         return TileState.IN_FLIGHT, f"batch {run.batch.number}"
     mark = inst.upgrade
-    if (
-        run.code is RunningStatusCode.ROLLING_FORWARD
-        and mark is not None
-        and mark.run == run.start_time
-        and mark.phase is UpgradePhase.UPGRADING
-    ):
-        # The pod already carries this run's patch, the status that puts it in a batch has
-        # not reached the page yet (pods and ScaleSets come through separate watches): it is
-        # in flight all the same, not on target before the run says it succeeded.
+    if mark is not None and _patched_after(mark, run):
+        # The pod carries a patch of this run that the status does not know of yet (pods and
+        # ScaleSets reach the page through separate watches): it is in flight all the same,
+        # not on target before the run records it as succeeded.
         return TileState.IN_FLIGHT, f"upgrading to {mark.target_version}"
     return None
+
+
+def _patched_after(mark: UpgradeMark, run: UpgradeRun) -> bool:
+    """Whether the running `run` upgraded the instance after the latest step its status
+    records (the batch in flight began, or the last one ended)."""
+    if run.code is not RunningStatusCode.ROLLING_FORWARD or mark.run != run.start_time:
+        return False
+    if mark.phase is not UpgradePhase.UPGRADING:
+        return False
+    known = run.batch.started_at if run.batch is not None else run.last_batch_end
+    try:
+        return parse_stamp(mark.started_at) > parse_stamp(known or run.start_time)
+    except ValueError:
+        return False
 
 
 def tile_of(inst: Instance, status: ScaleSetStatus) -> Tile:
