@@ -153,7 +153,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     STATE.pods.live = lambda: watch.live
     STATE.scaleset_watch = _start_scaleset_watch(STATE.kube)
     STATE.endpoint_watch = start_endpoint_watch(
-        STATE.kube, CONFIG.namespaces, STATE.service_users, _workers().poke
+        STATE.kube, CONFIG.namespaces, STATE.service_users, _workers().endpoints_changed
     )
     if CONFIG.leader_elect:
         _start_leadership(STATE.kube, (STATE.workers, STATE.wave_workers))

@@ -128,6 +128,14 @@ class Workers:
                 self._all_ready[key].set()
         self.poke(key)
 
+    def endpoints_changed(self, key: Key) -> None:
+        """The endpoints `key`'s health is judged by changed. Once the watch shows every
+        member the last pass waited for Ready, an endpoint turning ready is what the batch
+        waits for: the next pass gathers nothing."""
+        if key in self._awaiting and not self._awaiting[key]:
+            self._all_ready[key].set()
+        self.poke(key)
+
     def awaiting(self, key: Key) -> frozenset[str]:
         """The members of `key`'s batch whose Ready the worker still waits to hear of."""
         return frozenset(self._awaiting.get(key, ()))
