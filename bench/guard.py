@@ -36,6 +36,13 @@ def figures(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def median_figures(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the runs (the upper middle one of an even number)."""
+    if not runs:
+        raise ValueError("no run to take figures from")
+    return {figure.key: sorted(r[figure.key] for r in runs)[len(runs) // 2] for figure in FIGURES}
+
+
 def regressed(figure: Figure, before: float, now: float) -> bool:
     """Worse by more than the tolerance, in the figure's own direction."""
     if before <= 0:
@@ -68,10 +75,15 @@ def load_baseline(path: Path = BASELINE) -> dict[str, Any] | None:
 
 
 def record(
-    now: dict[str, float], result: dict[str, Any], stamp: str, path: Path = BASELINE
+    now: dict[str, float],
+    result: dict[str, Any],
+    stamp: str,
+    path: Path = BASELINE,
+    *,
+    runs: int = 1,
 ) -> None:
     machine = result["machine"]
     described = f"{machine.get('cpus')} x {machine.get('cpu_model')}, {machine.get('mem_gib')} GiB"
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"recorded": stamp, "machine": described, "figures": now}
+    body = {"recorded": stamp, "machine": described, "runs": runs, "figures": now}
     path.write_text(json.dumps(body, indent=2) + "\n")

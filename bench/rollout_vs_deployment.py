@@ -295,9 +295,30 @@ def main() -> None:
         help="write a PNG of both rollouts' timelines (instances Ready on the new image over "
         "time) to this path",
     )
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="measure this many times, each on a fresh cluster (default 1; 3 with --quick, "
+        "whose guard compares the medians: one 200-instance run varies by more than 20 %%)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.instances, args.publishes, args.raw_patches = 200, 2, 200
+    runs = args.runs if args.runs is not None else (3 if args.quick else 1)
+    if runs < 1:
+        ap.error("--runs must be at least 1")
+    results = []
+    for number in range(1, runs + 1):
+        if runs > 1:
+            log(f"run {number} of {runs}")
+        results.append(_measure(args))
+    if args.quick:
+        sys.exit(_guard(results, args.record))
+
+
+def _measure(args: argparse.Namespace) -> dict[str, Any]:
+    """One measurement on a fresh cluster: prints its table and writes its JSON."""
     n = args.instances
     nodes = args.nodes or max(6, math.ceil(2.4 * n / 900))
     result: dict[str, Any] = {"args": vars(args), "machine": common.machine()}
@@ -524,12 +545,14 @@ def main() -> None:
     if args.plot is not None:
         plot.rollout_timelines(result, args.plot)
         print(f"wrote {args.plot}")
-    if args.quick:
-        sys.exit(_guard(result, args.record))
+    return result
 
 
-def _guard(result: dict[str, Any], record: bool) -> int:
-    now = guard.figures(result)
+def _guard(results: list[dict[str, Any]], record: bool) -> int:
+    now = guard.median_figures([guard.figures(r) for r in results])
+    if len(results) > 1:
+        print(f"\nmedians of {len(results)} runs:")
+        print(common.table([(key, str(value)) for key, value in now.items()]))
     baseline = guard.load_baseline()
     worse = False
     if baseline is None:
@@ -539,7 +562,7 @@ def _guard(result: dict[str, Any], record: bool) -> int:
         print("\nagainst the last recorded run:")
         print(common.table(rows))
     if record:
-        guard.record(now, result, time.strftime("%Y-%m-%d %H:%M"))
+        guard.record(now, results[0], time.strftime("%Y-%m-%d %H:%M"), runs=len(results))
         print(f"recorded as the new baseline: {guard.BASELINE}")
     return 2 if worse else 0
 

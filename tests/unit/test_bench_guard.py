@@ -3,7 +3,9 @@ direction."""
 
 from __future__ import annotations
 
-from bench.guard import FIGURES, compare, regressed
+import pytest
+
+from bench.guard import FIGURES, compare, median_figures, regressed
 
 SPEED, CPU, WRITES = FIGURES
 BASE = {
@@ -33,3 +35,21 @@ def test_a_steady_run_passes() -> None:
     rows, worse = compare(dict(BASE["figures"]), BASE)
     assert not worse
     assert len(rows) == 1 + len(FIGURES)
+
+
+def test_the_guard_compares_each_figures_median_over_the_runs() -> None:
+    runs = [
+        {"speed_up": 1.2, "operator_cpu_ms_per_instance": 2.6, "writes_per_instance": 1.05},
+        {"speed_up": 1.4, "operator_cpu_ms_per_instance": 1.8, "writes_per_instance": 1.06},
+        {"speed_up": 1.3, "operator_cpu_ms_per_instance": 1.9, "writes_per_instance": 1.05},
+    ]
+    assert median_figures(runs) == {
+        "speed_up": 1.3,
+        "operator_cpu_ms_per_instance": 1.9,
+        "writes_per_instance": 1.05,
+    }
+    # One slow run among three is not flagged; it would be alone.
+    assert not compare(median_figures(runs), {"figures": runs[2]})[1]
+    assert compare(runs[0], {"figures": runs[2]})[1]
+    with pytest.raises(ValueError, match="no run"):
+        median_figures([])
