@@ -38,6 +38,7 @@ def test_an_object_that_would_not_validate_names_no_service() -> None:
     assert probed_service(scaleset("web", {"source": "LoadBalancer", "serviceName": 7})) is None
     assert probed_service({"metadata": {"name": "web"}, "spec": {"healthProbe": lb("a")}}) is None
     assert probed_service({"metadata": None, "spec": []}) is None
+    assert probed_service({"metadata": "not metadata", "spec": {"healthProbe": lb("a")}}) is None
 
 
 def test_users_follow_each_scale_sets_latest_object() -> None:

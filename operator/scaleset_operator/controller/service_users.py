@@ -26,12 +26,12 @@ def probed_service(obj: Obj) -> Service | None:
     """The (namespace, name) of the Service whose endpoints say whether the ScaleSet `obj`'s
     instances are healthy; None when its health comes from elsewhere. Read from the raw
     object, which may be invalid: a spec that does not validate names no Service."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec")
+    meta, spec = obj.get("metadata"), obj.get("spec")
     probe = spec.get("healthProbe") if isinstance(spec, dict) else None
     if not isinstance(probe, dict) or probe.get("source") != HealthSource.LOAD_BALANCER.value:
         return None
-    service, namespace = probe.get("serviceName"), meta.get("namespace")
+    service = probe.get("serviceName")
+    namespace = meta.get("namespace") if isinstance(meta, dict) else None
     if not isinstance(service, str) or not service or not namespace:
         return None
     return str(namespace), service
