@@ -43,6 +43,25 @@ def world(
     w.cleanup()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed end-to-end test reports the cluster's state and the operator's log about its
+    namespace: CI keeps only the test output, and a timeout alone says nothing of the cause."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    world, operator = funcargs.get("world"), funcargs.get("operator")
+    if isinstance(world, World):
+        try:
+            report.sections.append(("cluster state", world.describe()))
+        except Exception as exc:  # diagnostics must not hide the failure
+            report.sections.append(("cluster state", f"could not be read: {exc!r}"))
+        if isinstance(operator, OperatorProcess):
+            report.sections.append(("operator log", operator.log_lines(world.namespace)))
+
+
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     for item in items:
         if "tests/e2e" in str(item.fspath):

@@ -115,6 +115,19 @@ class OperatorProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), env.get("PYTHONPATH", "")])
         return env
 
+    def log_lines(self, mentioning: str, last: int = 80) -> str:
+        """The operator log's last lines that name `mentioning` (a test's namespace) or report
+        an error, from every start of the process."""
+        found: list[str] = []
+        for path in sorted(self.log_dir.glob("operator-*.log")):
+            with path.open(encoding="utf-8", errors="replace") as log:
+                found.extend(
+                    f"{path.name}: {line.rstrip()}"
+                    for line in log
+                    if mentioning in line or "Error" in line or "Traceback" in line
+                )
+        return "\n".join(found[-last:])
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
@@ -173,6 +186,31 @@ class World:
         self.custom.create_cluster_custom_object(GROUP, VERSION, "imageversions", body)
         self.published.append(name)
         return name
+
+    def describe(self) -> str:
+        """What a failed test leaves behind: each ScaleSet's status and each pod's state, one
+        line per pod, so a timeout in CI says which side (operator or nodes) stalled."""
+        lines: list[str] = []
+        listed = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "scalesets"
+        )
+        for item in listed.get("items", []):
+            meta = item["metadata"]
+            lines.append(
+                f"scaleset {meta['name']} generation={meta.get('generation')} "
+                f"resourceVersion={meta.get('resourceVersion')}"
+            )
+            lines.append("  status " + json.dumps(item.get("status") or {}, sort_keys=True))
+        for pod in self.core.list_namespaced_pod(self.namespace).items:
+            status = pod.status or client.V1PodStatus()
+            conditions = ",".join(f"{c.type}={c.status}" for c in status.conditions or [])
+            running = [s.image for s in status.container_statuses or []]
+            lines.append(
+                f"pod {pod.metadata.name} node={pod.spec.node_name} phase={status.phase} "
+                f"spec={[c.image for c in pod.spec.containers]} running={running} "
+                f"conditions={conditions} deleting={pod.metadata.deletion_timestamp is not None}"
+            )
+        return "\n".join(lines)
 
     def cleanup(self) -> None:
         for name in self.published:
