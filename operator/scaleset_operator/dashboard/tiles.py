@@ -18,6 +18,7 @@ from scaleset_operator.models.status import (
     ScaleSetStatus,
     UpgradeRun,
 )
+from scaleset_operator.planner.instances import mark_left_by
 from scaleset_operator.planner.timefmt import parse_stamp
 
 NO_ZONE = "(no zone)"
@@ -89,7 +90,7 @@ def _run_state(inst: Instance, run: UpgradeRun) -> tuple[TileState, str] | None:
         return None
     if run.batch is not None and iid in run.batch.instance_ids:
         return TileState.IN_FLIGHT, f"batch {run.batch.number}"
-    mark = inst.upgrade
+    mark = mark_left_by(run, inst)
     if mark is not None and _patched_after(mark, run):
         # The pod carries a patch of this run that the status does not know of yet (pods and
         # ScaleSets reach the page through separate watches): it is in flight all the same,
@@ -99,9 +100,9 @@ def _run_state(inst: Instance, run: UpgradeRun) -> tuple[TileState, str] | None:
 
 
 def _patched_after(mark: UpgradeMark, run: UpgradeRun) -> bool:
-    """Whether the running `run` upgraded the instance after the latest step its status
-    records (the batch in flight began, or the last one ended)."""
-    if run.code is not RunningStatusCode.ROLLING_FORWARD or mark.run != run.start_time:
+    """Whether the running `run`, which left `mark`, upgraded the instance after the latest
+    step its status records (the batch in flight began, or the last one ended)."""
+    if run.code is not RunningStatusCode.ROLLING_FORWARD:
         return False
     if mark.phase is not UpgradePhase.UPGRADING:
         return False
