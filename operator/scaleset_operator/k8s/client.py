@@ -105,27 +105,36 @@ def condition(obj: Obj, type_: str) -> str | None:
     return None
 
 
-class _Listing:
+class SharedListing:
     """A list shared by every pass, re-read at most every `ttl` seconds and at once after
-    `invalidate` (which the watch of that resource calls)."""
+    `invalidate` (which the watch of that resource calls).
+
+    A read that was under way when `invalidate` came may predate the change that caused it: it
+    serves the pass that made it, but is not kept for the next ones (otherwise a scale set
+    created just after an ImageVersion could plan on a catalog without it for `ttl` seconds,
+    and nothing would wake it afterwards)."""
 
     def __init__(self, ttl: float) -> None:
         self._items: list[Obj] = []
         self._at: float | None = None
         self._ttl = ttl
         self._lock = threading.Lock()
+        self._generation = 0
 
     def invalidate(self) -> None:
         with self._lock:
             self._at = None
+            self._generation += 1
 
     def get(self, fetch: Callable[[], list[Obj]]) -> list[Obj]:
         with self._lock:
             if self._at is not None and time.monotonic() - self._at < self._ttl:
                 return self._items
+            generation = self._generation
         items = fetch()
         with self._lock:
-            self._items, self._at = items, time.monotonic()
+            if self._generation == generation:
+                self._items, self._at = items, time.monotonic()
         return items
 
 
@@ -145,8 +154,8 @@ class KubeClient:
         self.api = api
         self.request_timeout = request_timeout
         self._wire = transport == "wire"
-        self._catalog = _Listing(catalog_ttl)
-        self._waves = _Listing(catalog_ttl)
+        self._catalog = SharedListing(catalog_ttl)
+        self._waves = SharedListing(catalog_ttl)
         self._zones: dict[str, str] = {}
         self._zones_at = float("-inf")  # never listed, whatever the monotonic clock says
         self._lock = threading.Lock()
