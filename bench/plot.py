@@ -16,6 +16,14 @@ def steps(times: list[float]) -> tuple[list[float], list[int]]:
     return xs, ys
 
 
+def path_for_run(path: Path | None, number: int, runs: int) -> Path | None:
+    """Where run `number` of `runs` draws its picture: `path` itself for a single run, else
+    `path` with the run's number before the suffix, so no run overwrites another's."""
+    if path is None or runs == 1:
+        return path
+    return path.with_name(f"{path.stem}-run{number}{path.suffix}")
+
+
 def rollout_timelines(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 

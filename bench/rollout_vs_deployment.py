@@ -293,7 +293,7 @@ def main() -> None:
         type=Path,
         default=None,
         help="write a PNG of both rollouts' timelines (instances Ready on the new image over "
-        "time) to this path",
+        "time) to this path (with several --runs, one per run: NAME-run2.png and so on)",
     )
     ap.add_argument(
         "--runs",
@@ -312,13 +312,14 @@ def main() -> None:
     for number in range(1, runs + 1):
         if runs > 1:
             log(f"run {number} of {runs}")
-        results.append(_measure(args))
+        results.append(_measure(args, plot.path_for_run(args.plot, number, runs)))
     if args.quick:
         sys.exit(_guard(results, args.record))
 
 
-def _measure(args: argparse.Namespace) -> dict[str, Any]:
-    """One measurement on a fresh cluster: prints its table and writes its JSON."""
+def _measure(args: argparse.Namespace, plot_to: Path | None) -> dict[str, Any]:
+    """One measurement on a fresh cluster: prints its table, writes its JSON (and its picture
+    to `plot_to`)."""
     n = args.instances
     nodes = args.nodes or max(6, math.ceil(2.4 * n / 900))
     result: dict[str, Any] = {"args": vars(args), "machine": common.machine()}
@@ -542,9 +543,9 @@ def _measure(args: argparse.Namespace) -> dict[str, Any]:
     common.print_profile(result)
     path = common.write_json("rollout_vs_deployment", result)
     print(f"\nwrote {path}")
-    if args.plot is not None:
-        plot.rollout_timelines(result, args.plot)
-        print(f"wrote {args.plot}")
+    if plot_to is not None:
+        plot.rollout_timelines(result, plot_to)
+        print(f"wrote {plot_to}")
     return result
 
 
