@@ -188,9 +188,17 @@ class World:
         return name
 
     def describe(self) -> str:
-        """What a failed test leaves behind: each ScaleSet's status and each pod's state, one
-        line per pod, so a timeout in CI says which side (operator or nodes) stalled."""
+        """What a failed test leaves behind: its ImageVersions, each ScaleSet's status and each
+        pod's state, so a timeout in CI says which side (operator or nodes) stalled."""
         lines: list[str] = []
+        versions = self.custom.list_cluster_custom_object(GROUP, VERSION, "imageversions")
+        for item in versions.get("items", []):
+            spec = item.get("spec") or {}
+            if spec.get("publisher") == self.publisher:
+                lines.append(
+                    f"imageversion {item['metadata']['name']} version={spec.get('version')} "
+                    f"image={spec.get('image')}"
+                )
         listed = self.custom.list_namespaced_custom_object(
             GROUP, VERSION, self.namespace, "scalesets"
         )
