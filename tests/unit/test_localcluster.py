@@ -81,10 +81,29 @@ def test_kwok_config_has_node_and_pod_stages() -> None:
 
 def test_pod_start_delay_is_configurable() -> None:
     docs = [d for d in yaml.safe_load_all(kwokconfig.render(pod_start_delay=2.5)) if d]
-    stages = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Stage"}
+    stages = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Stage"}
     for name in ("pod-container-create", "pod-container-restart"):
-        assert '$delay := "2500ms"' in stages[name]["next"]["statusTemplate"]
-    assert stages[kwokconfig.START_STAGE]["delay"]["durationMilliseconds"] == 2500
+        assert '$delay := "2500ms"' in kwokconfig.status_templates(stages[name])[0]
+    assert stages[kwokconfig.START_STAGE]["spec"]["delay"]["durationMilliseconds"] == 2500
+
+
+def test_every_pod_status_write_is_conditional_on_the_copy_it_was_planned_on() -> None:
+    # Under load kwok can play a stage from a copy older than the pod (a re-list delivered late);
+    # the copy's resourceVersion in the patch turns such a write into a conflict instead of
+    # putting the pod back into an earlier state.
+    docs = [d for d in yaml.safe_load_all(kwokconfig.render()) if d]
+    pod_stages = [
+        d for d in docs if d["kind"] == "Stage" and d["spec"]["resourceRef"]["kind"] == "Pod"
+    ]
+    writing = [d for d in pod_stages if not d["spec"]["next"].get("delete")]
+    assert len(writing) >= 6
+    for stage in writing:
+        assert "statusTemplate" not in stage["spec"]["next"], stage["metadata"]["name"]
+        for patch in stage["spec"]["next"]["patches"]:
+            assert patch.get("root", "") == ""
+            assert patch["template"].startswith(
+                "metadata:\n  resourceVersion: {{ .metadata.resourceVersion | Quote }}\nstatus:\n"
+            ), stage["metadata"]["name"]
 
 
 @pytest.mark.parametrize("die_with_parent", [False, True])

@@ -47,6 +47,14 @@ def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _LiteralDumper.add_representer(str, _str_presenter)
 
 
+def status_templates(stage: dict[str, Any]) -> list[str]:
+    """The templates of a stage's writes to the status subresource."""
+    nxt = stage["spec"].get("next", {})
+    found = [nxt["statusTemplate"]] if "statusTemplate" in nxt else []
+    found += [p["template"] for p in nxt.get("patches", []) if p.get("subresource") == "status"]
+    return found
+
+
 def render(pod_start_delay: float | None = None) -> str:
     """The configuration text, with the pod start delay (seconds) replaced when given."""
     text = stages_text()
@@ -59,12 +67,11 @@ def render(pod_start_delay: float | None = None) -> str:
         if doc.get("kind") != "Stage":
             continue
         spec = doc["spec"]
-        template = spec.get("next", {}).get("statusTemplate", "")
-        if DEFAULT_DELAY in template:
-            spec["next"]["statusTemplate"] = template.replace(
-                DEFAULT_DELAY, f'$delay := "{millis}ms"'
-            )
-            replaced += 1
+        for patch in spec.get("next", {}).get("patches", []):
+            template = patch.get("template", "")
+            if DEFAULT_DELAY in template:
+                patch["template"] = template.replace(DEFAULT_DELAY, f'$delay := "{millis}ms"')
+                replaced += 1
         if doc["metadata"]["name"] == START_STAGE:
             spec.setdefault("delay", {})["durationMilliseconds"] = millis
     if replaced == 0:
