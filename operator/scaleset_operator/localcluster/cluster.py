@@ -111,6 +111,7 @@ class LocalCluster:
         nodes: int = 6,
         zones: int = 3,
         pod_start_delay: float | None = None,
+        kwok_config: str | None = None,
         real_nodes: int = 0,
         binaries: Mapping[str, Path] | None = None,
         build_missing: bool = True,
@@ -121,6 +122,8 @@ class LocalCluster:
         self.nodes = nodes
         self.zones = zones
         self.pod_start_delay = pod_start_delay
+        # Another kwok configuration than the project's stages (benchmarks compare variants).
+        self.kwok_config = kwok_config
         self.real_nodes = real_nodes
         self._binaries = dict(binaries) if binaries is not None else None
         self.build_missing = build_missing
@@ -236,7 +239,10 @@ class LocalCluster:
         ports = dict(zip(_PORTS, _free_ports(len(_PORTS)), strict=True))
         self.write_state({"ports": ports, "processes": {}})
         self._write_kubeconfigs()
-        kwokconfig.write(self.directory / "kwok.yaml", self.pod_start_delay)
+        if self.kwok_config is None:
+            kwokconfig.write(self.directory / "kwok.yaml", self.pod_start_delay)
+        else:
+            (self.directory / "kwok.yaml").write_text(self.kwok_config)
         try:
             self._start_etcd_and_apiserver(bins, deadline)
             # kwok takes a new identity on each start and would wait for the node leases of its
