@@ -214,8 +214,11 @@ _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def scrape_requests(cluster: LocalCluster) -> Counter[tuple[str, str, str]]:
-    """apiserver_request_total summed by (verb, resource, subresource)."""
+def scrape_requests(
+    cluster: LocalCluster, code: str | None = None
+) -> Counter[tuple[str, str, str]]:
+    """apiserver_request_total summed by (verb, resource, subresource); only the answers with
+    HTTP status `code` when given."""
     status, text = cluster.api().raw_get("/metrics", timeout=30.0)
     assert status == 200, f"/metrics answered {status}"
     counts: Counter[tuple[str, str, str]] = Counter()
@@ -224,6 +227,8 @@ def scrape_requests(cluster: LocalCluster) -> Counter[tuple[str, str, str]]:
         if not m:
             continue
         labels = dict(_LABEL.findall(m.group("labels")))
+        if code is not None and labels.get("code") != code:
+            continue
         key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
         counts[key] += int(float(m.group("value")))
     return counts

@@ -180,6 +180,7 @@ def main() -> None:
                 before = {s["metadata"]["name"]: upgrade_state(s)[1] for s in items}
                 sampler = Sampler(pid)
                 req0 = common.scrape_requests(cluster)
+                conflicts0 = common.scrape_requests(cluster, code="409")
                 by_process0 = common.cpu_by_process(cluster, pid)
                 cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
                 world.publish(f"1.{version}.0")
@@ -205,6 +206,7 @@ def main() -> None:
                 cpu = common.cpu_seconds(pid) - cpu0
                 by_process = common.cpu_delta(common.cpu_by_process(cluster, pid), by_process0)
                 d = common.delta(common.scrape_requests(cluster), req0)
+                refused = common.delta(common.scrape_requests(cluster, code="409"), conflicts0)
                 stage["upgrade_s"] = round(wall, 1)
                 stage["first_set_done_s"] = round(first_done or 0, 1)
                 stage["upgrade_codes"] = codes
@@ -224,9 +226,14 @@ def main() -> None:
                 # Where the machine's time went, to tell the operator's growth from kwok's or
                 # the API server's: CPU seconds during the upgrade, and per instance.
                 stage["upgrade_cpu_s_by_process"] = by_process
-                stage["kwok_status_writes_per_pod"] = round(
-                    common.total(d, ("PATCH", "PUT"), {"pods": ("status",)}) / total, 2
-                )
+                # kwok's pod status patches, and those refused because kwok had planned them on
+                # a copy older than the pod (its stages carry the copy's resourceVersion): many
+                # refusals mean kwok fell behind; so do pod watches ended early (re-established).
+                kwok_status = common.total(d, ("PATCH", "PUT"), {"pods": ("status",)})
+                stale = common.total(refused, ("PATCH", "PUT"), {"pods": ("status",)})
+                stage["kwok_status_writes_per_pod"] = round((kwok_status - stale) / total, 2)
+                stage["kwok_stale_plays_refused_per_pod"] = round(stale / total, 2)
+                stage["pod_watches_ended"] = d.get(("WATCH", "pods", ""), 0)
                 result["stages"].append(stage)
                 log(
                     f"{total}: upgrade {codes} in {wall:.1f}s, {stage['upgrade_cpu_pct']}% CPU, "
@@ -266,8 +273,13 @@ def main() -> None:
             for s in result["stages"]
         )
         print(f"  {name:>24}{cells}")
-    writes = "".join(f"{s['kwok_status_writes_per_pod']:>10}" for s in result["stages"])
-    print(f"  {'kwok status writes/pod':>24}{writes}")
+    for key, label in (
+        ("kwok_status_writes_per_pod", "kwok status writes/pod"),
+        ("kwok_stale_plays_refused_per_pod", "kwok stale plays/pod"),
+        ("pod_watches_ended", "pod watches ended"),
+    ):
+        cells = "".join(f"{s.get(key, '-'):>10}" for s in result["stages"])
+        print(f"  {label:>24}{cells}")
     common.print_profile(result)
     path = common.write_json("scale", result)
     print(f"\nwrote {path}")
