@@ -83,6 +83,17 @@ def settled_log(
     return records
 
 
+def terminated_pod_watchers(cluster: LocalCluster) -> int:
+    """Pod watches kube-apiserver closed because their client did not keep up."""
+    status, text = cluster.api().raw_get("/metrics", timeout=30.0)
+    assert status == 200, f"/metrics answered {status}"
+    n = 0
+    for line in text.splitlines():
+        if line.startswith("apiserver_terminated_watchers_total{") and 'resource="pods"' in line:
+            n += int(float(line.rsplit(" ", 1)[1]))
+    return n
+
+
 def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cluster = LocalCluster(workdir / name, nodes=args.nodes, kwok_config=config, log=log)
     cluster.up()
@@ -110,6 +121,7 @@ def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path)
         kwok = records["kwok"]
         mark, _ = kwok_lines(Path(kwok.log), 0)
         cpu0 = common.cpu_by_process(cluster, os.getpid())
+        req0, closed0 = common.scrape_requests(cluster), terminated_pod_watchers(cluster)
 
         def patch(i: int) -> None:
             body = {"spec": {"containers": [{"name": "c", "image": NEW}]}}
@@ -130,6 +142,8 @@ def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path)
         upgrade_s = time.monotonic() - t0
         lines = settled_log(Path(kwok.log), mark)
         cpu = common.cpu_delta(common.cpu_by_process(cluster, os.getpid()), cpu0)
+        requests = common.delta(common.scrape_requests(cluster), req0)
+        closed = terminated_pod_watchers(cluster) - closed0
     finally:
         cluster.down()
     writes = Counter(
@@ -153,6 +167,11 @@ def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path)
         "pods_by_writes": {str(k): per_pod[k] for k in sorted(per_pod)},
         "stale_plays_refused": sum(refused.values()),
         "stale_plays_refused_by_stage": dict(refused),
+        # How kwok's view of the pods was renewed while it caught up: watches ended (and
+        # started again), those kube-apiserver closed for not keeping up, and full listings.
+        "pod_watches_ended": requests.get(("WATCH", "pods", ""), 0),
+        "pod_watches_closed_by_apiserver": closed,
+        "pod_lists": requests.get(("LIST", "pods", ""), 0),
         "cpu_s": {k: cpu[k] for k in ("kwok", "kube-apiserver", "etcd", "machine") if k in cpu},
     }
 
@@ -177,6 +196,8 @@ def main() -> None:
                 f"{r['status_writes_per_pod']:.3f} status writes per pod "
                 f"(pods by writes {r['pods_by_writes']}), "
                 f"{r['stale_plays_refused']} stale plays refused, "
+                f"pod watches ended {r['pod_watches_ended']} (closed by kube-apiserver "
+                f"{r['pod_watches_closed_by_apiserver']}), pod lists {r['pod_lists']}, "
                 f"all ready on the new image after {r['upgrade_s']}s, CPU s: kwok "
                 f"{cpu.get('kwok')}, kube-apiserver {cpu.get('kube-apiserver')}, "
                 f"etcd {cpu.get('etcd')}",
