@@ -234,6 +234,17 @@ def scrape_requests(
     return counts
 
 
+def terminated_pod_watchers(cluster: LocalCluster) -> int:
+    """Pod watches kube-apiserver closed because their client did not keep up."""
+    status, text = cluster.api().raw_get("/metrics", timeout=30.0)
+    assert status == 200, f"/metrics answered {status}"
+    n = 0
+    for line in text.splitlines():
+        if line.startswith("apiserver_terminated_watchers_total{") and 'resource="pods"' in line:
+            n += int(float(line.rsplit(" ", 1)[1]))
+    return n
+
+
 def delta(
     after: Counter[tuple[str, str, str]], before: Counter[tuple[str, str, str]]
 ) -> Counter[tuple[str, str, str]]:

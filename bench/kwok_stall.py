@@ -83,17 +83,6 @@ def settled_log(
     return records
 
 
-def terminated_pod_watchers(cluster: LocalCluster) -> int:
-    """Pod watches kube-apiserver closed because their client did not keep up."""
-    status, text = cluster.api().raw_get("/metrics", timeout=30.0)
-    assert status == 200, f"/metrics answered {status}"
-    n = 0
-    for line in text.splitlines():
-        if line.startswith("apiserver_terminated_watchers_total{") and 'resource="pods"' in line:
-            n += int(float(line.rsplit(" ", 1)[1]))
-    return n
-
-
 def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     cluster = LocalCluster(workdir / name, nodes=args.nodes, kwok_config=config, log=log)
     cluster.up()
@@ -121,7 +110,7 @@ def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path)
         kwok = records["kwok"]
         mark, _ = kwok_lines(Path(kwok.log), 0)
         cpu0 = common.cpu_by_process(cluster, os.getpid())
-        req0, closed0 = common.scrape_requests(cluster), terminated_pod_watchers(cluster)
+        req0, closed0 = common.scrape_requests(cluster), common.terminated_pod_watchers(cluster)
 
         def patch(i: int) -> None:
             body = {"spec": {"containers": [{"name": "c", "image": NEW}]}}
@@ -143,7 +132,7 @@ def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path)
         lines = settled_log(Path(kwok.log), mark)
         cpu = common.cpu_delta(common.cpu_by_process(cluster, os.getpid()), cpu0)
         requests = common.delta(common.scrape_requests(cluster), req0)
-        closed = terminated_pod_watchers(cluster) - closed0
+        closed = common.terminated_pod_watchers(cluster) - closed0
     finally:
         cluster.down()
     writes = Counter(

@@ -181,6 +181,7 @@ def main() -> None:
                 sampler = Sampler(pid)
                 req0 = common.scrape_requests(cluster)
                 conflicts0 = common.scrape_requests(cluster, code="409")
+                closed0 = common.terminated_pod_watchers(cluster)
                 by_process0 = common.cpu_by_process(cluster, pid)
                 cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
                 world.publish(f"1.{version}.0")
@@ -234,6 +235,9 @@ def main() -> None:
                 stage["kwok_status_writes_per_pod"] = round((kwok_status - stale) / total, 2)
                 stage["kwok_stale_plays_refused_per_pod"] = round(stale / total, 2)
                 stage["pod_watches_ended"] = d.get(("WATCH", "pods", ""), 0)
+                stage["pod_watches_closed_by_apiserver"] = (
+                    common.terminated_pod_watchers(cluster) - closed0
+                )
                 result["stages"].append(stage)
                 log(
                     f"{total}: upgrade {codes} in {wall:.1f}s, {stage['upgrade_cpu_pct']}% CPU, "
@@ -277,6 +281,7 @@ def main() -> None:
         ("kwok_status_writes_per_pod", "kwok status writes/pod"),
         ("kwok_stale_plays_refused_per_pod", "kwok stale plays/pod"),
         ("pod_watches_ended", "pod watches ended"),
+        ("pod_watches_closed_by_apiserver", "… closed by apiserver"),
     ):
         cells = "".join(f"{s.get(key, '-'):>10}" for s in result["stages"])
         print(f"  {label:>24}{cells}")
