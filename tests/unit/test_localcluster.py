@@ -88,7 +88,7 @@ def test_pod_start_delay_is_configurable() -> None:
 
 
 def test_every_pod_status_write_is_conditional_on_the_copy_it_was_planned_on() -> None:
-    # Under load kwok can play a stage from a copy older than the pod (a re-list delivered late);
+    # When kwok falls behind it can play a stage from a copy older than the pod (see stages.yaml);
     # the copy's resourceVersion in the patch turns such a write into a conflict instead of
     # putting the pod back into an earlier state.
     docs = [d for d in yaml.safe_load_all(kwokconfig.render()) if d]
