@@ -214,15 +214,18 @@ _SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\}\s+(?P<value
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def scrape_requests(
-    cluster: LocalCluster, code: str | None = None
-) -> Counter[tuple[str, str, str]]:
-    """apiserver_request_total summed by (verb, resource, subresource); only the answers with
-    HTTP status `code` when given."""
+def scrape_metrics(cluster: LocalCluster) -> str:
+    """kube-apiserver's /metrics text: read once per snapshot, then parsed for what is needed."""
     status, text = cluster.api().raw_get("/metrics", timeout=30.0)
     assert status == 200, f"/metrics answered {status}"
+    return text
+
+
+def requests_in(metrics: str, code: str | None = None) -> Counter[tuple[str, str, str]]:
+    """apiserver_request_total summed by (verb, resource, subresource); only the answers with
+    HTTP status `code` when given."""
     counts: Counter[tuple[str, str, str]] = Counter()
-    for line in text.splitlines():
+    for line in metrics.splitlines():
         m = _SAMPLE.match(line)
         if not m:
             continue
@@ -234,12 +237,14 @@ def scrape_requests(
     return counts
 
 
-def terminated_pod_watchers(cluster: LocalCluster) -> int:
+def scrape_requests(cluster: LocalCluster) -> Counter[tuple[str, str, str]]:
+    return requests_in(scrape_metrics(cluster))
+
+
+def terminated_pod_watchers(metrics: str) -> int:
     """Pod watches kube-apiserver closed because their client did not keep up."""
-    status, text = cluster.api().raw_get("/metrics", timeout=30.0)
-    assert status == 200, f"/metrics answered {status}"
     n = 0
-    for line in text.splitlines():
+    for line in metrics.splitlines():
         if line.startswith("apiserver_terminated_watchers_total{") and 'resource="pods"' in line:
             n += int(float(line.rsplit(" ", 1)[1]))
     return n

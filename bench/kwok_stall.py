@@ -119,7 +119,8 @@ def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path)
         kwok = records["kwok"]
         mark, _ = kwok_lines(Path(kwok.log), 0)
         cpu0 = common.cpu_by_process(cluster, os.getpid())
-        req0, closed0 = common.scrape_requests(cluster), common.terminated_pod_watchers(cluster)
+        metrics0 = common.scrape_metrics(cluster)
+        req0, closed0 = common.requests_in(metrics0), common.terminated_pod_watchers(metrics0)
         own0 = OWN_LISTS[0]
 
         def patch(i: int) -> None:
@@ -141,8 +142,9 @@ def run_variant(name: str, config: str, args: argparse.Namespace, workdir: Path)
         upgrade_s = time.monotonic() - t0
         lines = settled_log(Path(kwok.log), mark)
         cpu = common.cpu_delta(common.cpu_by_process(cluster, os.getpid()), cpu0)
-        requests = common.delta(common.scrape_requests(cluster), req0)
-        closed = common.terminated_pod_watchers(cluster) - closed0
+        metrics = common.scrape_metrics(cluster)
+        requests = common.delta(common.requests_in(metrics), req0)
+        closed = common.terminated_pod_watchers(metrics) - closed0
         own_lists = OWN_LISTS[0] - own0
     finally:
         cluster.down()

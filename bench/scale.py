@@ -179,9 +179,10 @@ def main() -> None:
                 items = sets.items()
                 before = {s["metadata"]["name"]: upgrade_state(s)[1] for s in items}
                 sampler = Sampler(pid)
-                req0 = common.scrape_requests(cluster)
-                conflicts0 = common.scrape_requests(cluster, code="409")
-                closed0 = common.terminated_pod_watchers(cluster)
+                metrics0 = common.scrape_metrics(cluster)
+                req0 = common.requests_in(metrics0)
+                conflicts0 = common.requests_in(metrics0, code="409")
+                closed0 = common.terminated_pod_watchers(metrics0)
                 by_process0 = common.cpu_by_process(cluster, pid)
                 cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
                 world.publish(f"1.{version}.0")
@@ -206,8 +207,9 @@ def main() -> None:
                 wall = time.monotonic() - t0
                 cpu = common.cpu_seconds(pid) - cpu0
                 by_process = common.cpu_delta(common.cpu_by_process(cluster, pid), by_process0)
-                d = common.delta(common.scrape_requests(cluster), req0)
-                refused = common.delta(common.scrape_requests(cluster, code="409"), conflicts0)
+                metrics = common.scrape_metrics(cluster)
+                d = common.delta(common.requests_in(metrics), req0)
+                refused = common.delta(common.requests_in(metrics, code="409"), conflicts0)
                 stage["upgrade_s"] = round(wall, 1)
                 stage["first_set_done_s"] = round(first_done or 0, 1)
                 stage["upgrade_codes"] = codes
@@ -236,7 +238,7 @@ def main() -> None:
                 stage["kwok_stale_plays_refused_per_pod"] = round(stale / total, 2)
                 stage["pod_watches_ended"] = d.get(("WATCH", "pods", ""), 0)
                 stage["pod_watches_closed_by_apiserver"] = (
-                    common.terminated_pod_watchers(cluster) - closed0
+                    common.terminated_pod_watchers(metrics) - closed0
                 )
                 result["stages"].append(stage)
                 log(
