@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import tempfile
+import textwrap
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,8 @@ from bench.common import log
 from scaleset_operator.localcluster import LocalCluster, kwokconfig
 
 OLD, NEW = "example.test/app:v1", "example.test/app:v2"
-GUARD = "        metadata:\n          resourceVersion: {{ .metadata.resourceVersion | Quote }}\n"
+# The guard as it stands in stages.yaml: inside `template: |` under `patches:`.
+GUARD = textwrap.indent(kwokconfig.RESOURCE_VERSION_GUARD, " " * 8)
 NAMESPACE = "stall"
 CPU_SHOWN = ("kwok", "kube-apiserver", "etcd", "benchmark", "machine")
 

@@ -101,9 +101,9 @@ def test_every_pod_status_write_is_conditional_on_the_copy_it_was_planned_on() -
         assert "statusTemplate" not in stage["spec"]["next"], stage["metadata"]["name"]
         for patch in stage["spec"]["next"]["patches"]:
             assert patch.get("root", "") == ""
-            assert patch["template"].startswith(
-                "metadata:\n  resourceVersion: {{ .metadata.resourceVersion | Quote }}\nstatus:\n"
-            ), stage["metadata"]["name"]
+            assert patch["template"].startswith(kwokconfig.RESOURCE_VERSION_GUARD + "status:\n"), (
+                stage["metadata"]["name"]
+            )
 
 
 @pytest.mark.parametrize("die_with_parent", [False, True])

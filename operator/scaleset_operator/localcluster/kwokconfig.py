@@ -17,6 +17,9 @@ STAGES_FILE = "stages.yaml"
 START_STAGE = "pod-container-start"
 # The stages that put a container into "ContainerCreating" compute its start time from this.
 DEFAULT_DELAY = '$delay := "700ms"'
+# How every pod stage's status patch begins: the copy's resourceVersion makes the write conditional
+# (see stages.yaml).
+RESOURCE_VERSION_GUARD = "metadata:\n  resourceVersion: {{ .metadata.resourceVersion | Quote }}\n"
 
 
 def stages_text() -> str:
