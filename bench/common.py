@@ -22,6 +22,7 @@ from typing import Any
 from kubernetes import client, config
 
 from scaleset_operator.localcluster import LocalCluster, procfs
+from scaleset_operator.localcluster.cluster import KWOK_NICE
 from tests.e2e import support
 from tests.e2e.support import OperatorProcess, eventually
 
@@ -49,9 +50,11 @@ def machine() -> dict[str, Any]:
 
 @contextmanager
 def local_cluster(
-    directory: Path, nodes: int, pod_start_delay: float | None
+    directory: Path, nodes: int, pod_start_delay: float | None, kwok_nice: int = KWOK_NICE
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(directory, nodes=nodes, pod_start_delay=pod_start_delay, log=log)
+    cluster = LocalCluster(
+        directory, nodes=nodes, pod_start_delay=pod_start_delay, kwok_nice=kwok_nice, log=log
+    )
     t0 = time.monotonic()
     cluster.up()
     log(f"cluster up in {time.monotonic() - t0:.1f}s ({nodes} nodes)")
