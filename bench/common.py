@@ -22,7 +22,6 @@ from typing import Any
 from kubernetes import client, config
 
 from scaleset_operator.localcluster import LocalCluster, procfs
-from scaleset_operator.localcluster.cluster import KWOK_NICE
 from tests.e2e import support
 from tests.e2e.support import OperatorProcess, eventually
 
@@ -50,11 +49,9 @@ def machine() -> dict[str, Any]:
 
 @contextmanager
 def local_cluster(
-    directory: Path, nodes: int, pod_start_delay: float | None, kwok_nice: int = KWOK_NICE
+    directory: Path, nodes: int, pod_start_delay: float | None
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(
-        directory, nodes=nodes, pod_start_delay=pod_start_delay, kwok_nice=kwok_nice, log=log
-    )
+    cluster = LocalCluster(directory, nodes=nodes, pod_start_delay=pod_start_delay, log=log)
     t0 = time.monotonic()
     cluster.up()
     log(f"cluster up in {time.monotonic() - t0:.1f}s ({nodes} nodes)")

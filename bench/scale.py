@@ -25,7 +25,6 @@ from bench import common
 from bench.common import log
 from scaleset_operator.controller.listwatch import ScaleSetWatch
 from scaleset_operator.k8s.client import KubeClient
-from scaleset_operator.localcluster.cluster import KWOK_NICE
 from tests.e2e.support import World
 
 
@@ -103,12 +102,6 @@ def main() -> None:
         "--nodes", type=int, default=0, help="kwok nodes (default: enough for the largest size)"
     )
     ap.add_argument("--pod-start-delay", type=float, default=None)
-    ap.add_argument(
-        "--kwok-nice",
-        type=int,
-        default=KWOK_NICE,
-        help=f"nice value of kwok (default {KWOK_NICE}: ahead of the control plane; 0: level)",
-    )
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--cluster-dir", type=Path, default=None)
     ap.add_argument(
@@ -129,9 +122,7 @@ def main() -> None:
     result: dict[str, Any] = {"args": vars(args), "machine": common.machine(), "stages": []}
     workdir = args.cluster_dir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
 
-    with common.local_cluster(
-        workdir / "cluster", nodes, args.pod_start_delay, args.kwok_nice
-    ) as cluster:
+    with common.local_cluster(workdir / "cluster", nodes, args.pod_start_delay) as cluster:
         api = common.k8s_client(cluster)
         profile = workdir / "operator-profile.txt" if args.profile else None
         op = common.start_operator(

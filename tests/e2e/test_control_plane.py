@@ -16,7 +16,6 @@ from kubernetes.utils import parse_quantity
 
 from scaleset_operator.localcluster import LocalCluster, find_binary
 from scaleset_operator.localcluster.binaries import HELM_VERSION, K8S_VERSION
-from scaleset_operator.localcluster.cluster import KWOK_NICE
 from tests.helpers import holds_for, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -140,19 +139,6 @@ def test_nodes_are_ready_in_three_zones(kube_api: client.ApiClient) -> None:
         assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
         assert not node.spec.taints
         assert parse_quantity(node.status.allocatable["pods"]) >= 1000
-
-
-def _nice_values(pid: int) -> set[int]:
-    return {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(f"/proc/{pid}/task")}
-
-
-def test_kwok_gets_the_cpu_before_the_control_plane(cluster: LocalCluster) -> None:
-    running = cluster.read_state()["processes"]
-    kwok, apiserver = running["kwok"]["pid"], running["kube-apiserver"]["pid"]
-    assert _nice_values(apiserver) == {0}
-    # Only root may lower a nice value; anyone else's kwok stays level with the rest.
-    expected = KWOK_NICE if os.stat(f"/proc/{kwok}").st_uid == 0 else 0
-    assert _nice_values(kwok) == {expected}
 
 
 def test_kubectl_and_helm_talk_to_the_cluster(kubeconfig: Path) -> None:

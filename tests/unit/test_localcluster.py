@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import sys
 import time
@@ -125,37 +124,6 @@ def test_stop_all_ends_the_whole_process_group(tmp_path: Path, die_with_parent: 
     assert processes.stop_all([record], timeout=5) == []
     assert not processes.is_running(record)
     assert processes.group_members(record) == []
-
-
-def _thread_nice_values(pid: int) -> list[int]:
-    tasks = Path(f"/proc/{pid}/task")
-    return [os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in os.listdir(tasks)]
-
-
-def test_prioritise_reaches_every_thread_and_those_started_later(tmp_path: Path) -> None:
-    # The second thread starts a moment after the first call: it must inherit the value.
-    script = (
-        "import threading, time\n"
-        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
-        "time.sleep(0.5)\n"
-        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
-        "time.sleep(60)\n"
-    )
-    record = processes.start("threads", [sys.executable, "-c", script], tmp_path / "t.log")
-    try:
-        deadline = time.monotonic() + 10
-        while len(_thread_nice_values(record.pid)) < 2:
-            assert time.monotonic() < deadline, "first thread never started"
-            time.sleep(0.02)
-        # Raising a nice value needs no privilege, so this holds for any user.
-        assert processes.prioritise(record, 3)
-        while len(_thread_nice_values(record.pid)) < 3:
-            assert time.monotonic() < deadline, "second thread never started"
-            time.sleep(0.02)
-        assert _thread_nice_values(record.pid) == [3, 3, 3]
-    finally:
-        assert processes.stop_all([record], timeout=5) == []
-    assert not processes.prioritise(record, 3), "a group that is gone cannot be prioritised"
 
 
 def test_status_of_an_empty_directory(tmp_path: Path) -> None:

@@ -47,12 +47,6 @@ COMPONENTS = (
     "kube-apiserver",
     "etcd",
 )
-# kwok stands in for the kubelets of many machines, which in a real cluster do not share CPU
-# with the control plane. On one saturated machine it competes with kube-apiserver; once it falls
-# behind, kube-apiserver closes its pod watch for reading too slowly and kwok plays stages from old
-# copies of pods, burning two to three times its usual CPU until the load ends. A higher CPU
-# priority keeps it reading (where the system allows it: only root may lower a nice value).
-KWOK_NICE = -5
 _PORTS = ("etcd-client", "etcd-peer", "apiserver", "controller-manager", "scheduler")
 
 
@@ -118,7 +112,6 @@ class LocalCluster:
         zones: int = 3,
         pod_start_delay: float | None = None,
         kwok_config: str | None = None,
-        kwok_nice: int = KWOK_NICE,
         real_nodes: int = 0,
         binaries: Mapping[str, Path] | None = None,
         build_missing: bool = True,
@@ -131,8 +124,6 @@ class LocalCluster:
         self.pod_start_delay = pod_start_delay
         # Another kwok configuration than the project's stages (benchmarks compare variants).
         self.kwok_config = kwok_config
-        # 0 leaves kwok at the priority of everything else (benchmarks compare).
-        self.kwok_nice = kwok_nice
         self.real_nodes = real_nodes
         self._binaries = dict(binaries) if binaries is not None else None
         self.build_missing = build_missing
@@ -261,14 +252,11 @@ class LocalCluster:
             self.log("starting kube-controller-manager, kube-scheduler, kwok, provisioner")
             self._start("kube-controller-manager", self._kcm_args(bins))
             self._start("kube-scheduler", self._scheduler_args(bins))
-            kwok = self._start("kwok", self._kwok_args(bins))
-            self._prioritise_kwok(kwok)
+            self._start("kwok", self._kwok_args(bins))
             self._start("provisioner", self._provisioner_args())
             self._bootstrap_objects()
             self.log(f"waiting for {self.nodes} nodes and the default service account")
             self.wait_for("nodes Ready and untainted", self._nodes_ready, deadline)
-            # Again: a thread being created during the first call may have missed it.
-            self._prioritise_kwok(kwok, quiet=True)
             self.wait_for("kwok renewing node leases", lambda: self._leases_fresh(since), deadline)
             self.wait_for("default service account", self._default_sa_exists, deadline)
             self.wait_for("controller-manager and scheduler health", self._healthy, deadline)
@@ -360,10 +348,6 @@ class LocalCluster:
         state["processes"][name] = record.to_json()
         self.write_state(state)
         return record
-
-    def _prioritise_kwok(self, record: ProcessRecord, *, quiet: bool = False) -> None:
-        if self.kwok_nice and not processes.prioritise(record, self.kwok_nice) and not quiet:
-            self.log(f"kwok runs at normal CPU priority (nice {self.kwok_nice} needs root)")
 
     def _stop(self, names: tuple[str, ...], timeout: float = 20.0) -> None:
         state = self.read_state()

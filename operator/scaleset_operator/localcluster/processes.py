@@ -118,17 +118,6 @@ def start(
     return ProcessRecord(name, pid, stat.start_time, str(log_path), args)
 
 
-def prioritise(record: ProcessRecord, nice: int) -> bool:
-    """Sets the nice value of every thread of the record's process group (Linux keeps one per
-    thread; threads started later inherit it from theirs). False when the system refuses: only
-    root may lower a nice value."""
-    try:
-        os.setpriority(os.PRIO_PGRP, record.pid, nice)
-    except OSError:
-        return False
-    return True
-
-
 def _reap(pid: int) -> None:
     proc = _children.get(pid)
     if proc is not None and proc.poll() is not None:
