@@ -87,7 +87,7 @@ class Sampler:
 
 # kwok refusing stale plays for more than one pod in a hundred, or kube-apiserver closing a pod
 # watch for reading too slowly, marks a run where the simulator, not the operator, set the pace:
-# such runs took 244-302 s at 10,000 instances where the others took 197-237 s.
+# such runs took 244-302 s at 10,000 instances where the others took 193-237 s.
 STALE_PLAYS_PER_POD = 0.01
 
 
