@@ -21,10 +21,11 @@ from typing import Any
 
 from kubernetes import client
 
-from bench import common
+from bench import common, kwok_plays
 from bench.common import log
 from scaleset_operator.controller.listwatch import ScaleSetWatch
 from scaleset_operator.k8s.client import KubeClient
+from scaleset_operator.localcluster import kwokconfig
 from tests.e2e.support import World
 
 
@@ -140,6 +141,11 @@ def main() -> None:
     nodes = args.nodes or max(6, math.ceil(max(sizes) * 1.3 / 900))
     result: dict[str, Any] = {"args": vars(args), "machine": common.machine(), "stages": []}
     workdir = args.cluster_dir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    start_delay = (
+        args.pod_start_delay
+        if args.pod_start_delay is not None
+        else kwokconfig.default_start_delay()
+    )
 
     with common.local_cluster(workdir / "cluster", nodes, args.pod_start_delay) as cluster:
         api = common.k8s_client(cluster)
@@ -204,6 +210,7 @@ def main() -> None:
                 closed0 = common.terminated_pod_watchers(metrics0)
                 by_process0 = common.cpu_by_process(cluster, pid)
                 cpu0, t0 = common.cpu_seconds(pid), time.monotonic()
+                wall0 = time.time()
                 world.publish(f"1.{version}.0")
                 first_done = None
                 codes: dict[str, int] = {}
@@ -259,6 +266,17 @@ def main() -> None:
                 stage["pod_watches_closed_by_apiserver"] = (
                     common.terminated_pod_watchers(metrics) - closed0
                 )
+                # How long pods waited on kwok: its restart -> start writes, against the delay.
+                gaps = kwok_plays.gaps_in(
+                    kwok_plays.logs_of(cluster.logs_dir), wall0 - 1.0, time.time() + 1.0
+                )
+                stage["pod_start_delay_s"] = start_delay
+                if gaps:
+                    stage["kwok_restart_to_start_s"] = {
+                        "median": round(common.percentile(gaps, 0.5), 2),
+                        "p90": round(common.percentile(gaps, 0.9), 2),
+                        "pods": len(gaps),
+                    }
                 stage["simulator_fell_behind"] = simulator_fell_behind(stage) is not None
                 result["stages"].append(stage)
                 log(
@@ -307,6 +325,15 @@ def main() -> None:
     ):
         cells = "".join(f"{s.get(key, '-'):>10}" for s in result["stages"])
         print(f"  {label:>24}{cells}")
+    print("\n  seconds from kwok's restart write to its start write (due after the delay):")
+    for key, label in (("median", "median"), ("p90", "90th percentile")):
+        cells = "".join(
+            f"{(s.get('kwok_restart_to_start_s') or {}).get(key, '-'):>10}"
+            for s in result["stages"]
+        )
+        print(f"  {label:>24}{cells}")
+    cells = "".join(f"{s.get('pod_start_delay_s', '-'):>10}" for s in result["stages"])
+    print(f"  {'start delay':>24}{cells}")
     for s in result["stages"]:
         if (why := simulator_fell_behind(s)) is not None:
             print(

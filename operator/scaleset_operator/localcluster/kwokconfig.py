@@ -5,6 +5,7 @@ Read from the repository in a checkout; a wheel carries it as ``scaleset_operato
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,14 @@ DEFAULT_DELAY = '$delay := "700ms"'
 # How every pod stage's status patch begins: the copy's resourceVersion makes the write conditional
 # (see stages.yaml).
 RESOURCE_VERSION_GUARD = "metadata:\n  resourceVersion: {{ .metadata.resourceVersion | Quote }}\n"
+
+
+def default_start_delay() -> float:
+    """Seconds from a container's (re)start write to its start write, unless a pod or the
+    cluster says otherwise."""
+    m = re.search(r'"(\d+)ms"', DEFAULT_DELAY)
+    assert m is not None
+    return int(m.group(1)) / 1000
 
 
 def stages_text() -> str:
