@@ -21,7 +21,7 @@ from typing import Any
 
 from kubernetes import client
 
-from bench import common, kwok_plays
+from bench import common, kwok_plays, watch_delay
 from bench.common import log
 from scaleset_operator.controller.listwatch import ScaleSetWatch
 from scaleset_operator.k8s.client import KubeClient
@@ -130,6 +130,13 @@ def main() -> None:
         help="run the operator under py-spy and report where its CPU time went",
     )
     ap.add_argument(
+        "--watch-delay",
+        action="store_true",
+        help="also watch the fleet's pods and report how soon kube-apiserver delivered each "
+        "write during the upgrade; costs this benchmark CPU per event, and kube-apiserver may "
+        "close that watch too when a burst outruns it (counted with the closed pod watches)",
+    )
+    ap.add_argument(
         "--operator-arg",
         action="append",
         default=[],
@@ -157,9 +164,13 @@ def main() -> None:
         log(f"operator pid {pid}, logs in {workdir / 'operator-logs'}")
         ns = "bench-fleet"
         sets: Fleet | None = None
+        delays: watch_delay.WatchDelay | None = None
         try:
             common.create_namespace(api, ns)
             sets = Fleet(api, ns)
+            if args.watch_delay:
+                delays = watch_delay.WatchDelay(api, ns)
+                delays.start()
             world = World(api, ns)
             world.publish("1.0.0")
             time.sleep(3)
@@ -271,6 +282,12 @@ def main() -> None:
                     kwok_plays.logs_of(cluster.logs_dir), wall0 - 1.0, time.time() + 1.0
                 )
                 stage["pod_start_delay_s"] = start_delay
+                if delays is not None and (seen := delays.delays(wall0, time.time())):
+                    stage["watch_delay_s"] = {
+                        "median": round(common.percentile(seen, 0.5), 2),
+                        "p90": round(common.percentile(seen, 0.9), 2),
+                        "events": len(seen),
+                    }
                 if gaps:
                     stage["kwok_restart_to_start_s"] = {
                         "median": round(common.percentile(gaps, 0.5), 2),
@@ -288,6 +305,8 @@ def main() -> None:
         finally:
             if sets is not None:
                 sets.stop()
+            if delays is not None:
+                delays.stop()
             op.stop()
     if profile is not None and profile.exists():
         result["profile_top_frames"] = common.top_frames(profile)
@@ -334,6 +353,13 @@ def main() -> None:
         print(f"  {label:>24}{cells}")
     cells = "".join(f"{s.get('pod_start_delay_s', '-'):>10}" for s in result["stages"])
     print(f"  {'start delay':>24}{cells}")
+    if any("watch_delay_s" in s for s in result["stages"]):
+        print("\n  seconds from a pod write to its watch event (to the second; --watch-delay):")
+        for key, label in (("median", "median"), ("p90", "90th percentile")):
+            cells = "".join(
+                f"{(s.get('watch_delay_s') or {}).get(key, '-'):>10}" for s in result["stages"]
+            )
+            print(f"  {label:>24}{cells}")
     for s in result["stages"]:
         if (why := simulator_fell_behind(s)) is not None:
             print(

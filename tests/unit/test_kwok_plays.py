@@ -1,4 +1,5 @@
-"""Reading kwok's log for how long pods waited between its restart and start writes."""
+"""Reading kwok's log for how long pods waited between its restart and start writes, and
+the write times behind watch events."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import kwok_plays
+from bench import kwok_plays, watch_delay
 from scaleset_operator.localcluster import kwokconfig
 
 T0 = kwok_plays.parse_time("2026-12-01T00:00:00Z")
@@ -77,3 +78,17 @@ def test_several_kwok_logs_are_read_as_one(tmp_path: Path) -> None:
 def test_the_default_start_delay_is_the_one_the_stages_use() -> None:
     assert kwokconfig.default_start_delay() == 0.7
     assert '"700ms"' in kwokconfig.stages_text()
+
+
+def test_a_pods_write_time_is_its_newest_managed_fields_stamp() -> None:
+    pod = {
+        "metadata": {
+            "managedFields": [
+                {"manager": "scaleset-operator", "time": "2026-12-01T00:00:05Z"},
+                {"manager": "kwok", "subresource": "status", "time": "2026-12-01T00:00:09Z"},
+                {"manager": "kube-scheduler"},  # no stamp
+            ]
+        }
+    }
+    assert watch_delay.write_time(pod) == T0 + 9
+    assert watch_delay.write_time({"metadata": {}}) is None
