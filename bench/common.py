@@ -12,9 +12,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,44 @@ def start_operator(
         op = OperatorProcess(cluster.kubeconfig_path, log_dir, *args)
     op.start()
     return op
+
+
+def follow_pods(
+    api: client.ApiClient,
+    namespace: str,
+    on_event: Callable[[str, dict[str, Any]], None],
+    stop: threading.Event,
+) -> None:
+    """Feed every pod event of ``namespace`` to ``on_event(type, pod)`` until ``stop`` is set;
+    run it in a thread of its own. Lines are decoded with `json` alone: the typed client's models
+    would cost the shared cores more per event than the operator does. A lost watch resumes
+    where it left off; one whose place kube-apiserver no longer holds starts afresh."""
+    core = client.CoreV1Api(api)
+    rv = None
+    while not stop.is_set():
+        try:
+            resp = core.list_namespaced_pod(
+                namespace,
+                watch=True,
+                resource_version=rv,
+                timeout_seconds=300,
+                _preload_content=False,
+            )
+            for line in resp:
+                event = json.loads(line)
+                kind, pod = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    rv = None  # too old a place to resume from: the next watch starts afresh
+                    break
+                rv = (pod.get("metadata") or {}).get("resourceVersion") or rv
+                on_event(kind, pod)
+                if stop.is_set():
+                    break
+            resp.release_conn()
+        except Exception as exc:  # the watch is best effort: start another one
+            log(f"pod watch on {namespace} restarted: {exc!r}")
+            rv = None
+            time.sleep(0.5)
 
 
 def create_namespace(api: client.ApiClient, name: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import os
 import statistics
@@ -45,41 +44,28 @@ BURST_SPLIT = 0.3
 
 class PodImages:
     """A pod watch on one namespace, remembering when each image first showed up on a pod and
-    when each pod was first Ready on each image (the rollout timeline).
-
-    It reads the raw event stream and decodes each line with `json` alone: deserialising every
-    event into the client's models would cost the shared cores more than the operator does."""
+    when each pod was first Ready on each image (the rollout timeline). The watch is
+    `common.follow_pods`, which decodes raw event lines, cheap for the shared cores."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.first_seen: dict[str, float] = {}
         self.ready_on: dict[tuple[str, str], float] = {}
         # When each pod was first seen asking for each image (patched, or created on it).
         self.asked_on: dict[tuple[str, str], float] = {}
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(
+            target=common.follow_pods, args=(api, namespace, self._seen, self._stop), daemon=True
+        )
         self.thread.start()
 
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                resp = self.core.list_namespaced_pod(
-                    self.namespace, watch=True, timeout_seconds=300, _preload_content=False
-                )
-                for line in resp:
-                    now = time.monotonic()
-                    pod = json.loads(line).get("object") or {}
-                    uid = (pod.get("metadata") or {}).get("uid", "")
-                    for c in (pod.get("spec") or {}).get("containers") or []:
-                        self.first_seen.setdefault(c.get("image", ""), now)
-                        self.asked_on.setdefault((uid, c.get("image", "")), now)
-                    self._note_ready(pod, now)
-                    if self._stop:
-                        break
-            except Exception as exc:  # the watch is best effort; restart it
-                log(f"pod watch on {self.namespace} restarted: {exc!r}")
-                time.sleep(0.5)
+    def _seen(self, _type: str, pod: dict[str, Any]) -> None:
+        now = time.monotonic()
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            self.first_seen.setdefault(c.get("image", ""), now)
+            self.asked_on.setdefault((uid, c.get("image", "")), now)
+        self._note_ready(pod, now)
 
     def _note_ready(self, pod: dict[str, Any], now: float) -> None:
         status = pod.get("status") or {}
@@ -117,7 +103,7 @@ class PodImages:
         return gaps
 
     def stop(self) -> None:
-        self._stop = True
+        self._stop.set()
 
 
 def upgrade_code(status: dict[str, Any]) -> tuple[str | None, str | None]:

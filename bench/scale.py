@@ -105,6 +105,22 @@ def simulator_fell_behind(stage: dict[str, Any]) -> str | None:
     return ", ".join(signs) or None
 
 
+def spread(values: list[float], count_name: str) -> dict[str, float | int]:
+    """Median, 90th percentile and count of a stage's measurements, for the JSON."""
+    return {
+        "median": round(common.percentile(values, 0.5), 2),
+        "p90": round(common.percentile(values, 0.9), 2),
+        count_name: len(values),
+    }
+
+
+def print_spread(stages: list[dict[str, Any]], key: str) -> None:
+    """The median and 90th percentile rows of ``spread`` figures, a column per stage."""
+    for part, label in (("median", "median"), ("p90", "90th percentile")):
+        cells = "".join(f"{(s.get(key) or {}).get(part, '-'):>10}" for s in stages)
+        print(f"  {label:>24}{cells}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -283,17 +299,9 @@ def main() -> None:
                 )
                 stage["pod_start_delay_s"] = start_delay
                 if delays is not None and (seen := delays.delays(wall0, time.time())):
-                    stage["watch_delay_s"] = {
-                        "median": round(common.percentile(seen, 0.5), 2),
-                        "p90": round(common.percentile(seen, 0.9), 2),
-                        "events": len(seen),
-                    }
+                    stage["watch_delay_s"] = spread(seen, "events")
                 if gaps:
-                    stage["kwok_restart_to_start_s"] = {
-                        "median": round(common.percentile(gaps, 0.5), 2),
-                        "p90": round(common.percentile(gaps, 0.9), 2),
-                        "pods": len(gaps),
-                    }
+                    stage["kwok_restart_to_start_s"] = spread(gaps, "pods")
                 stage["simulator_fell_behind"] = simulator_fell_behind(stage) is not None
                 result["stages"].append(stage)
                 log(
@@ -345,21 +353,12 @@ def main() -> None:
         cells = "".join(f"{s.get(key, '-'):>10}" for s in result["stages"])
         print(f"  {label:>24}{cells}")
     print("\n  seconds from kwok's restart write to its start write (due after the delay):")
-    for key, label in (("median", "median"), ("p90", "90th percentile")):
-        cells = "".join(
-            f"{(s.get('kwok_restart_to_start_s') or {}).get(key, '-'):>10}"
-            for s in result["stages"]
-        )
-        print(f"  {label:>24}{cells}")
+    print_spread(result["stages"], "kwok_restart_to_start_s")
     cells = "".join(f"{s.get('pod_start_delay_s', '-'):>10}" for s in result["stages"])
     print(f"  {'start delay':>24}{cells}")
     if any("watch_delay_s" in s for s in result["stages"]):
         print("\n  seconds from a pod write to its watch event (to the second; --watch-delay):")
-        for key, label in (("median", "median"), ("p90", "90th percentile")):
-            cells = "".join(
-                f"{(s.get('watch_delay_s') or {}).get(key, '-'):>10}" for s in result["stages"]
-            )
-            print(f"  {label:>24}{cells}")
+        print_spread(result["stages"], "watch_delay_s")
     for s in result["stages"]:
         if (why := simulator_fell_behind(s)) is not None:
             print(
