@@ -125,21 +125,44 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--scalesets", type=int, default=50)
-    ap.add_argument("--per-set", type=int, default=20)
+    ap.add_argument(
+        "--scalesets", type=int, default=50, help="ScaleSets in the fleet without --sizes (50)"
+    )
+    ap.add_argument("--per-set", type=int, default=20, help="instances per ScaleSet (20)")
     ap.add_argument(
         "--sizes",
         default="",
         help="comma-separated fleet sizes in instances (default: scalesets x per-set)",
     )
     ap.add_argument("--health-timeout", default="PT2M", help="ISO 8601, per ScaleSet")
-    ap.add_argument("--idle-seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="how long to measure the operator at rest before each upgrade (10)",
+    )
     ap.add_argument(
         "--nodes", type=int, default=0, help="kwok nodes (default: enough for the largest size)"
     )
-    ap.add_argument("--pod-start-delay", type=float, default=None)
-    ap.add_argument("--timeout", type=float, default=3600)
-    ap.add_argument("--cluster-dir", type=Path, default=None)
+    ap.add_argument(
+        "--pod-start-delay",
+        type=float,
+        default=None,
+        help="seconds kwok waits before it starts a (re)started container (default: 0.7)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        help="seconds a fleet may take to become ready, and again to upgrade, at each size",
+    )
+    ap.add_argument(
+        "--cluster-dir",
+        type=Path,
+        default=None,
+        help="folder for the cluster's data and logs and the operator's logs (default: a new "
+        "temporary folder, named in the output)",
+    )
     ap.add_argument(
         "--profile",
         action="store_true",
